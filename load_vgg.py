@@ -1,0 +1,160 @@
+"""VGG-19 from MatConvNet's `imagenet-vgg-verydeep-19.mat`, as a TF1 graph of constants.
+
+Two steps, kept apart so the file is read once however many graphs need the network:
+
+    weights = load_weights(path, deepest_layer)   # read and check the .mat (NumPy only)
+    layers = vgg_net(image, weights, deepest_layer)  # build conv/relu/avg-pool ops on `image`
+
+As in CS20, a layer named `convX_Y` in a loss means that conv layer *after its ReLU*
+(`feature_layer` maps the one to the other); `reluX_Y` and `poolX` may be named directly.
+
+The .mat comes in two layouts (FACTS.md): the current one (`layers` and `meta`) and the older
+"beta16" one (`layers` and a top-level `normalization`). Both are read by field name, never by
+field position, and every layer up to the deepest one used is checked against VGG-19's names and
+kernel shapes, so that a file of another network is refused with the first layer that does not fit.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.io
+import tensorflow.compat.v1 as tf
+
+from utils import UsageError
+
+WEIGHTS_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
+
+# VGG-19's layers up to pool5, in the order (and at the index) they stand in the .mat's `layers` cell.
+# The fully connected layers after pool5 (480 of the file's 535 MB) are never read.
+VGG19_LAYERS = (
+    "conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1",
+    "conv2_1", "relu2_1", "conv2_2", "relu2_2", "pool2",
+    "conv3_1", "relu3_1", "conv3_2", "relu3_2", "conv3_3", "relu3_3", "conv3_4", "relu3_4", "pool3",
+    "conv4_1", "relu4_1", "conv4_2", "relu4_2", "conv4_3", "relu4_3", "conv4_4", "relu4_4", "pool4",
+    "conv5_1", "relu5_1", "conv5_2", "relu5_2", "conv5_3", "relu5_3", "conv5_4", "relu5_4", "pool5",
+)
+
+# Output channels of each block's convolutions: conv3_2 has 256, conv4_1 has 512, ...
+BLOCK_CHANNELS = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}
+
+
+def layer_kind(name):
+    """'conv', 'relu' or 'pool': the table's names start with their kind."""
+    return name[:4]
+
+
+def kernel_shape(name):
+    """VGG-19's [height, width, in, out] kernel shape for a conv layer of the table."""
+    index = VGG19_LAYERS.index(name)
+    previous_convs = [n for n in VGG19_LAYERS[:index] if layer_kind(n) == "conv"]
+    channels_in = BLOCK_CHANNELS[previous_convs[-1][4]] if previous_convs else 3
+    return (3, 3, channels_in, BLOCK_CHANNELS[name[4]])
+
+
+def feature_layer(name):
+    """The table name of the tensor a loss reads for `name`: a conv layer is read after its ReLU."""
+    if name not in VGG19_LAYERS:
+        raise UsageError(f"unknown VGG-19 layer {name!r}: use one of {', '.join(VGG19_LAYERS)}")
+    return name.replace("conv", "relu") if layer_kind(name) == "conv" else name
+
+
+@dataclass
+class VGGWeights:
+    """The conv kernels and biases up to one layer, the mean pixel, and a fingerprint of them all."""
+    kernels: dict  # conv layer name -> (W [height, width, in, out] float32, b [out] float32)
+    mean_pixel: np.ndarray  # RGB, to subtract from 0..255 input
+    fingerprint: str  # SHA-256 of the arrays above: the weights' identity, whatever the file is called
+
+
+def _field(struct, name):
+    """A field of a MATLAB struct as loadmat returns it, or None if the struct has no such field."""
+    if name not in (struct.dtype.names or ()):
+        return None
+    return struct[name]
+
+
+def _text(value):
+    """A MATLAB char array (as loadmat returns it) as a Python str."""
+    return str(np.asarray(value).squeeze())
+
+
+def _mean_pixel(mat, path):
+    """The RGB mean pixel from the file's own metadata, in either layout."""
+    if "meta" in mat:  # current layout: meta.normalization.averageImage is 1x1x3
+        normalization = _field(mat["meta"][0, 0], "normalization")
+    else:  # older layout: normalization.averageImage is a whole 224x224x3 mean image
+        normalization = mat.get("normalization")
+    average = None if normalization is None else _field(normalization[0, 0], "averageImage")
+    if average is None:
+        raise UsageError(f"{path}: no mean pixel (normalization.averageImage) found: "
+                         f"not MatConvNet's VGG-19; get {WEIGHTS_URL}")
+    average = np.asarray(average, dtype=np.float64)
+    return average.reshape(-1, 3).mean(axis=0).astype(np.float32)
+
+
+def load_weights(path, deepest_layer="pool5"):
+    """Read and check the .mat at `path`; keep the conv weights up to `deepest_layer`."""
+    try:
+        mat = scipy.io.loadmat(path, variable_names=("layers", "meta", "normalization"))
+    except FileNotFoundError:
+        raise UsageError(f"weights file {path} not found: get {WEIGHTS_URL} or pass --vgg PATH") from None
+    except Exception as error:  # scipy raises many kinds for a truncated or foreign file
+        raise UsageError(f"weights file {path} is not a readable MATLAB .mat file ({error}): "
+                         f"download it again from {WEIGHTS_URL}") from None
+    if "layers" not in mat:
+        raise UsageError(f"{path} has no 'layers': not MatConvNet's VGG-19; get {WEIGHTS_URL}")
+    layers = np.asarray(mat["layers"]).reshape(-1)
+    used = VGG19_LAYERS[:VGG19_LAYERS.index(deepest_layer) + 1]
+    if len(layers) < len(used):
+        raise UsageError(f"{path} has {len(layers)} layers, VGG-19 has {len(VGG19_LAYERS)} up to pool5: "
+                         f"not VGG-19 weights; get {WEIGHTS_URL}")
+
+    kernels = {}
+    for index, name in enumerate(used):
+        layer = np.asarray(layers[index]).reshape(-1)[0]
+        found = _text(_field(layer, "name")) if _field(layer, "name") is not None else "(no name)"
+        if found != name:
+            raise UsageError(f"{path}: layer {index} is {found!r} where VGG-19 has {name!r}: "
+                             f"not VGG-19 weights; get {WEIGHTS_URL}")
+        if layer_kind(name) != "conv":
+            continue
+        kernel, bias = (np.asarray(array, dtype=np.float32) for array in _field(layer, "weights").reshape(-1)[:2])
+        bias = bias.reshape(-1)
+        expected = kernel_shape(name)
+        if kernel.shape != expected or bias.shape != expected[-1:]:
+            raise UsageError(f"{path}: layer {name} has kernel {kernel.shape} and bias {bias.shape} where "
+                             f"VGG-19 has {expected} and ({expected[-1]},): not VGG-19 weights; get {WEIGHTS_URL}")
+        kernels[name] = (kernel, bias)
+
+    mean_pixel = _mean_pixel(mat, path)
+    digest = hashlib.sha256(mean_pixel.tobytes())
+    for name, (kernel, bias) in kernels.items():
+        digest.update(name.encode())
+        digest.update(kernel.tobytes())
+        digest.update(bias.tobytes())
+    return VGGWeights(kernels, mean_pixel, digest.hexdigest())
+
+
+def vgg_net(image, weights, deepest_layer):
+    """VGG-19 on `image` (NHWC, RGB minus the mean pixel) up to `deepest_layer`: {layer name: tensor}.
+
+    Conv: stride 1, SAME padding, plus bias; every weight a tf.constant, in MatConvNet's own
+    [height, width, in, out] order, which is TensorFlow's (no transpose). Pooling: 2x2 average,
+    stride 2, as Gatys et al. recommend for image generation.
+    """
+    layers = {}
+    net = image
+    for name in VGG19_LAYERS[:VGG19_LAYERS.index(deepest_layer) + 1]:
+        with tf.name_scope(name):
+            kind = layer_kind(name)
+            if kind == "conv":
+                kernel, bias = weights.kernels[name]
+                net = tf.nn.conv2d(net, tf.constant(kernel, name="weights"), strides=1, padding="SAME")
+                net = tf.nn.bias_add(net, tf.constant(bias, name="bias"))
+            elif kind == "relu":
+                net = tf.nn.relu(net)
+            else:
+                net = tf.nn.avg_pool2d(net, ksize=2, strides=2, padding="SAME")
+        layers[name] = net
+    return layers

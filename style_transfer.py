@@ -1,0 +1,547 @@
+"""Neural style transfer (Gatys et al.) as in Stanford CS20 assignment 2, in TF1 graph mode.
+
+    python style_transfer.py                    # CS20 defaults: deadpool.jpg in the style of guernica.jpg
+    python style_transfer.py --iterations 500   # carries the run in checkpoints/style_transfer on to step 500
+
+How it runs, top to bottom:
+  1. parse_args: every option and its default, in one place.
+  2. prepare: fetch missing default files, read and check the images and the weights, compare the run with the
+     one in the checkpoint folder. Everything that can refuse the run does so here, before anything is written.
+  3. style_targets: the content image's features and the style image's Gram matrices, computed once; they
+     enter the training graph as constants.
+  4. StyleTransfer.build: the training graph, in the CS20 stages create_input, load_vgg, losses, optimize,
+     create_summary. Its only trainable variable is the generated image.
+  5. run: restore the latest checkpoint or start afresh, then StyleTransfer.train yields each step; saving
+     checkpoints and images, writing summaries and printing progress hang off that loop.
+"""
+
+import argparse
+import glob
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+import utils
+from utils import UsageError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log lines (errors reach us as exceptions)
+with utils.quiet_stderr():  # ...and the GPU-probe lines it prints at import, before any log level applies
+    import tensorflow as tf2
+    import tensorflow.compat.v1 as tf
+
+import load_vgg
+
+tf.get_logger().setLevel("ERROR")  # the compat.v1 deprecation notices are not for our users
+tf.disable_v2_behavior()
+tf2.config.experimental.enable_op_determinism()  # the same steps give the same image: resume is exact
+
+RUN_RECORD = "run.json"  # beside the checkpoints: what the run was made from
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. Options.
+
+def _whole_number(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def positive_int(text):
+    value = _whole_number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def non_negative_int(text):
+    value = _whole_number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+def _finite_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number")
+    return value
+
+
+def positive_float(text):
+    value = _finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
+    return value
+
+
+def non_negative_float(text):
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+    return value
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr (not the usage block) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_args(argv=None):
+    parser = OneLineParser(
+        prog="style_transfer.py",
+        description="Neural style transfer (Gatys et al.) as in Stanford CS20 assignment 2. "
+                    "Resumes from the latest checkpoint in --checkpoint-dir.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    files = parser.add_argument_group("images and weights (the defaults are downloaded on first use)")
+    files.add_argument("--content", default=os.path.join("content", "deadpool.jpg"), help="content image")
+    files.add_argument("--style", default=os.path.join("styles", "guernica.jpg"), help="style image")
+    files.add_argument("--vgg", default="imagenet-vgg-verydeep-19.mat", help="MatConvNet VGG-19 weights (.mat)")
+
+    problem = parser.add_argument_group("what is optimised (a checkpoint resumes only the same problem)")
+    problem.add_argument("--width", type=positive_int, default=333, help="output width in pixels")
+    problem.add_argument("--height", type=positive_int, default=250, help="output height in pixels")
+    problem.add_argument("--content-layer", default="conv4_2", help="layer whose features the result keeps")
+    problem.add_argument("--style-layers", nargs="+", default=["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"],
+                         help="layers whose Gram matrices carry the style")
+    problem.add_argument("--style-layer-weights", nargs="+", type=non_negative_float,
+                         default=[0.5, 1.0, 1.5, 3.0, 4.0], help="one weight per style layer")
+    problem.add_argument("--content-weight", type=non_negative_float, default=0.01, help="weight of the content loss")
+    problem.add_argument("--style-weight", type=non_negative_float, default=1.0, help="weight of the style loss")
+    problem.add_argument("--lr", type=positive_float, default=2.0, help="Adam's learning rate")
+    problem.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial noise")
+
+    schedule = parser.add_argument_group("how long, and what is written (may change when resuming)")
+    schedule.add_argument("--iterations", type=positive_int, default=300, help="train up to this step")
+    schedule.add_argument("--save-every", type=positive_int, default=20, help="checkpoint and image every N steps")
+    schedule.add_argument("--log-every", type=positive_int, default=10, help="summaries and a progress line every N steps")
+    schedule.add_argument("--keep", type=positive_int, default=3, help="how many checkpoints to keep")
+    schedule.add_argument("--checkpoint-dir", default=os.path.join("checkpoints", "style_transfer"),
+                          help="checkpoints and the run record")
+    schedule.add_argument("--log-dir", default=os.path.join("graphs", "style_transfer"), help="TensorBoard logs")
+    schedule.add_argument("--output-dir", default="outputs", help="the image at each checkpoint, as STEP.png")
+    schedule.add_argument("--output", default=os.path.join("outputs", "final.png"), help="the final image")
+    schedule.add_argument("--restart", action="store_true",
+                          help="start over, replacing the checkpoint in --checkpoint-dir")
+    args = parser.parse_args(argv)
+    if len(args.style_layer_weights) != len(args.style_layers):
+        parser.error(f"--style-layer-weights has {len(args.style_layer_weights)} values for "
+                     f"{len(args.style_layers)} --style-layers")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. Prepare: everything that can refuse the run, before anything is written.
+
+@dataclass(frozen=True)
+class Problem:
+    """What is optimised. The checkpoint folder records it; a resume must pose the same problem."""
+    content: dict  # the content image's SHA-256 and size
+    style: dict  # the style image's SHA-256 and size
+    weights: str  # fingerprint of the VGG-19 weights used
+    width: int
+    height: int
+    content_layer: str
+    style_layers: tuple
+    style_layer_weights: tuple
+    content_weight: float
+    style_weight: float
+    optimizer: str
+    learning_rate: float
+    seed: int
+
+    def as_record(self):
+        return json.loads(json.dumps(asdict(self)))  # lists for tuples, as JSON gives them back
+
+
+@dataclass
+class Job:
+    problem: Problem
+    weights: load_vgg.VGGWeights
+    content_image: np.ndarray  # [height, width, 3], 0..255
+    style_image: np.ndarray
+    resume: bool  # the checkpoint folder holds this problem's run
+
+
+def prepare(args):
+    utils.fetch_if_missing(args.content, "content image", "--content")
+    utils.fetch_if_missing(args.style, "style image", "--style")
+    utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")
+    content_image = utils.load_image(args.content, args.width, args.height, "content image")
+    style_image = utils.load_image(args.style, args.width, args.height, "style image")
+    used_layers = [load_vgg.feature_layer(name) for name in [args.content_layer, *args.style_layers]]
+    deepest = max(used_layers, key=load_vgg.VGG19_LAYERS.index)
+    weights = load_vgg.load_weights(args.vgg, deepest)
+    if args.content_weight == 0 and (args.style_weight == 0 or not any(args.style_layer_weights)):
+        raise UsageError("every loss weight is 0: nothing to optimise; raise --content-weight or --style-weight")
+
+    problem = Problem(
+        content=utils.file_identity(args.content), style=utils.file_identity(args.style),
+        weights=weights.fingerprint, width=args.width, height=args.height,
+        content_layer=args.content_layer, style_layers=tuple(args.style_layers),
+        style_layer_weights=tuple(args.style_layer_weights), content_weight=args.content_weight,
+        style_weight=args.style_weight, optimizer="adam", learning_rate=args.lr, seed=args.seed)
+    resume = not args.restart and check_resumable(args.checkpoint_dir, problem)
+    for folder in (args.checkpoint_dir, args.log_dir, args.output_dir, os.path.dirname(args.output) or "."):
+        ensure_writable_folder(folder)
+    return Job(problem, weights, content_image, style_image, resume)
+
+
+def check_resumable(checkpoint_dir, problem):
+    """True if checkpoint_dir holds a run of this problem, False if no run; refuse a run of another."""
+    if tf.train.get_checkpoint_state(checkpoint_dir) is None:
+        return False
+    try:
+        with open(os.path.join(checkpoint_dir, RUN_RECORD)) as file:
+            recorded = json.load(file)
+    except (OSError, ValueError):
+        raise UsageError(f"{checkpoint_dir} holds a checkpoint without a readable {RUN_RECORD}: pass --restart "
+                         f"to replace it, or another --checkpoint-dir") from None
+    current = problem.as_record()
+    differences = [key for key in current if recorded.get(key) != current[key]]
+    if differences:
+        described = "; ".join(f"{key}: {recorded.get(key)} then, {current[key]} now" for key in differences)
+        raise UsageError(f"{checkpoint_dir} holds a run of another problem ({described}): pass --restart to "
+                         f"start over, or another --checkpoint-dir")
+    return True
+
+
+def ensure_writable_folder(folder):
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create folder {folder} ({error.strerror}): choose another path") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write into folder {folder}: choose another path or fix its permissions")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3 and 4. The losses and the graph.
+
+def gram_matrix(features):
+    """Fᵀ F with F reshaped to (positions, channels): channel correlations, summed over positions."""
+    matrix = tf.reshape(features, [-1, features.shape[-1]])
+    return tf.matmul(matrix, matrix, transpose_a=True)
+
+
+def content_loss(features, target):
+    """sum((F - P)²) / (4 · size(P)), as CS20."""
+    return tf.reduce_sum(tf.square(features - target)) / (4.0 * target.size)
+
+
+def style_layer_loss(features, target_gram):
+    """sum((G - A)²) / (2 N M)² for one layer: N channels, M positions of its feature map."""
+    _, height, width, channels = features.shape
+    positions = int(height) * int(width)
+    return tf.reduce_sum(tf.square(gram_matrix(features) - target_gram)) / (2.0 * int(channels) * positions) ** 2
+
+
+def deepest_layer(problem):
+    used = [load_vgg.feature_layer(name) for name in [problem.content_layer, *problem.style_layers]]
+    return max(used, key=load_vgg.VGG19_LAYERS.index)
+
+
+@dataclass
+class Targets:
+    content_features: np.ndarray  # content layer's features of the content image
+    style_grams: list  # Gram matrix of the style image, per style layer
+
+
+def style_targets(weights, problem, content_image, style_image):
+    """What the losses compare against, computed once in a throwaway graph."""
+    graph = tf.Graph()
+    with graph.as_default():
+        image = tf.placeholder(tf.float32, [1, None, None, 3])
+        layers = load_vgg.vgg_net(image, weights, deepest_layer(problem))
+        content_op = layers[load_vgg.feature_layer(problem.content_layer)]
+        gram_ops = [gram_matrix(layers[load_vgg.feature_layer(name)]) for name in problem.style_layers]
+        with tf.Session(graph=graph) as sess:
+            content_features = sess.run(content_op, {image: [content_image - weights.mean_pixel]})
+            style_grams = sess.run(gram_ops, {image: [style_image - weights.mean_pixel]})
+    return Targets(content_features, style_grams)
+
+
+def initial_image(problem, content_image, mean_pixel):
+    """0.6 × uniform noise in [-20, 20] + 0.4 × content, all in mean-subtracted space, seeded."""
+    noise = np.random.default_rng(problem.seed).uniform(-20, 20, content_image.shape)
+    return (0.6 * noise + 0.4 * (content_image - mean_pixel)).astype(np.float32)[np.newaxis]
+
+
+@dataclass
+class StepReport:
+    step: int  # the global step after this step's update
+    losses: dict  # name -> loss of the image this step started from
+    summary: bytes  # serialized loss summaries, on log steps only (else None)
+    seconds: float  # wall time of the step
+
+
+class StyleTransfer:
+    """The training graph: one trainable variable, the generated image, and the losses that shape it."""
+
+    def __init__(self, problem, weights, targets, start_image):
+        self.problem = problem
+        self.weights = weights
+        self.targets = targets
+        self.start_image = start_image
+        self.graph = tf.Graph()
+
+    def build(self):
+        with self.graph.as_default():
+            self.create_input()
+            self.load_vgg()
+            self.losses()
+            self.optimize()
+            self.create_summary()
+        return self
+
+    def create_input(self):
+        # The image lives in mean-subtracted space: the network's own input space.
+        self.image = tf.get_variable("generated_image", initializer=self.start_image, trainable=True)
+        self.pixels = tf.clip_by_value(self.image + self.weights.mean_pixel, 0.0, 255.0, name="pixels")
+        self.global_step = tf.train.get_or_create_global_step()
+
+    def load_vgg(self):
+        self.layers = load_vgg.vgg_net(self.image, self.weights, deepest_layer(self.problem))
+
+    def losses(self):
+        problem = self.problem
+        with tf.name_scope("losses"):
+            self.content_loss = content_loss(self.layers[load_vgg.feature_layer(problem.content_layer)],
+                                             self.targets.content_features)
+            self.style_layer_losses = {
+                name: style_layer_loss(self.layers[load_vgg.feature_layer(name)], gram)
+                for name, gram in zip(problem.style_layers, self.targets.style_grams)}
+            self.style_loss = tf.add_n([weight * self.style_layer_losses[name] for name, weight
+                                        in zip(problem.style_layers, problem.style_layer_weights)])
+            self.total_loss = problem.content_weight * self.content_loss + problem.style_weight * self.style_loss
+
+    def optimize(self):
+        self.optimizer = tf.train.AdamOptimizer(self.problem.learning_rate)
+        self.train_op = self.optimizer.minimize(self.total_loss, global_step=self.global_step, var_list=[self.image])
+
+    def create_summary(self):
+        self.loss_tensors = {"total_loss": self.total_loss, "content_loss": self.content_loss,
+                             "style_loss": self.style_loss}
+        self.loss_tensors.update({f"style_loss/{name}": loss for name, loss in self.style_layer_losses.items()})
+        self.loss_summary = tf.summary.merge([tf.summary.scalar(name, loss) for name, loss in self.loss_tensors.items()])
+        self.image_summary = tf.summary.image("generated_image", tf.cast(tf.round(self.pixels), tf.uint8))
+        record = json.dumps(self.problem.as_record(), indent=2)
+        self.config_summary = tf.summary.text("configuration", tf.constant("```\n" + record + "\n```"))
+
+    def train(self, sess, last_step, log_every):
+        """Take Adam steps until the global step is last_step, yielding a StepReport after each.
+
+        The loss summaries come from the same sess.run as the step itself: no second forward pass.
+        """
+        step = sess.run(self.global_step)
+        while step < last_step:
+            logging = (step + 1) % log_every == 0 or step + 1 in (1, last_step)
+            fetches = {"train": self.train_op, "step": self.global_step, "losses": self.loss_tensors}
+            if logging:
+                fetches["summary"] = self.loss_summary
+            started = time.perf_counter()
+            result = sess.run(fetches)
+            step = result["step"]
+            yield StepReport(step, result["losses"], result.get("summary"), time.perf_counter() - started)
+
+
+def graph_without_weights(graph):
+    """The GraphDef with large constants' values dropped: TensorBoard shows the structure, not 80 MB."""
+    graph_def = graph.as_graph_def(add_shapes=True)
+    for node in graph_def.node:
+        if node.op == "Const" and len(node.attr["value"].tensor.tensor_content) > 1024:
+            node.attr["value"].tensor.ClearField("tensor_content")
+    return graph_def
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5. Run: restore or start, then the loop with its checkpoints, images, summaries and progress.
+
+class StopSignals:
+    """Turns SIGINT and SIGTERM into a flag the loop reads between steps."""
+
+    def __enter__(self):
+        self.received = None
+        self.previous = {number: signal.signal(number, self.handle) for number in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, number, frame):
+        self.received = number
+
+    def __exit__(self, *error):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        return False
+
+
+class Checkpoints:
+    """The checkpoint folder: a Saver without MetaGraphs, restore with fallback, and the run record."""
+
+    def __init__(self, folder, keep):
+        self.folder = folder
+        self.prefix = os.path.join(folder, "ckpt")
+        self.saver = tf.train.Saver(max_to_keep=keep, save_relative_paths=True)
+
+    def restore(self, sess):
+        """Restore the latest readable checkpoint; return its step, or None if there is none."""
+        state = tf.train.get_checkpoint_state(self.folder)
+        paths = list(state.all_model_checkpoint_paths) if state else []
+        for index in reversed(range(len(paths))):
+            try:
+                self.saver.restore(sess, paths[index])
+            except (tf.errors.OpError, ValueError) as error:
+                reason = " ".join(str(error).split())[:200]
+                print(f"warning: checkpoint {paths[index]} cannot be read ({reason}); trying the one before",
+                      file=sys.stderr)
+                continue
+            self.saver.recover_last_checkpoints(paths[:index + 1])
+            return int(sess.run(tf.train.get_global_step()))
+        if paths:
+            raise UsageError(f"no checkpoint in {self.folder} can be read: pass --restart to start over")
+        return None
+
+    def clear(self):
+        """Remove this tool's checkpoint files (for --restart)."""
+        for path in glob.glob(self.prefix + "-*") + [os.path.join(self.folder, name)
+                                                    for name in ("checkpoint", RUN_RECORD)]:
+            if os.path.exists(path):
+                os.remove(path)
+
+    def record(self, problem):
+        utils.write_text_atomically(os.path.join(self.folder, RUN_RECORD),
+                                    json.dumps(problem.as_record(), indent=2) + "\n")
+
+    def save(self, sess, step):
+        return self.saver.save(sess, self.prefix, global_step=step, write_meta_graph=False)
+
+
+def event_files(log_dir):
+    return sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*")))
+
+
+def truncate_events(log_dir, last_step):
+    """Drop events after last_step (written before a crash) so a resumed run continues one curve."""
+    for path in event_files(log_dir):
+        kept, dropped = [], False
+        try:
+            for event in tf.train.summary_iterator(path):
+                if event.step > last_step:
+                    dropped = True
+                else:
+                    kept.append(event)
+        except tf.errors.DataLossError:  # a record cut short by the crash
+            dropped = True
+        if dropped:
+            with utils.atomic_output(path) as temporary:
+                with tf.io.TFRecordWriter(temporary) as writer:
+                    for event in kept:
+                        writer.write(event.SerializeToString())
+
+
+def archive_events(log_dir):
+    """Move an earlier run's event files into a subfolder: TensorBoard shows it as a run of its own."""
+    files = event_files(log_dir)
+    if files:
+        archive = os.path.join(log_dir, time.strftime("replaced-%Y%m%d-%H%M%S"))
+        os.makedirs(archive, exist_ok=True)
+        for path in files:
+            os.replace(path, os.path.join(archive, os.path.basename(path)))
+
+
+def format_duration(seconds):
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def progress_line(report, last_step, seconds_per_step):
+    losses = report.losses
+    return (f"step {report.step:>{len(str(last_step))}}/{last_step}  total {losses['total_loss']:.4g}  "
+            f"content {losses['content_loss']:.4g}  style {losses['style_loss']:.4g}  "
+            f"{seconds_per_step:.3f} s/step  {format_duration(seconds_per_step * (last_step - report.step))} left")
+
+
+def run(job, args):
+    """Train to args.iterations; return the exit code (0, or 128 + the signal that stopped it)."""
+    targets = style_targets(job.weights, job.problem, job.content_image, job.style_image)
+    start_image = initial_image(job.problem, job.content_image, job.weights.mean_pixel)
+    model = StyleTransfer(job.problem, job.weights, targets, start_image).build()
+
+    with model.graph.as_default(), tf.Session(graph=model.graph) as sess:
+        checkpoints = Checkpoints(args.checkpoint_dir, args.keep)
+        restored_step = checkpoints.restore(sess) if job.resume else None
+        if restored_step is None:
+            if args.restart:
+                checkpoints.clear()
+            sess.run(tf.global_variables_initializer())
+            checkpoints.record(job.problem)
+            archive_events(args.log_dir)
+            print(f"Starting a new run in {args.checkpoint_dir}", flush=True)
+        else:
+            truncate_events(args.log_dir, restored_step)
+            print(f"Resuming from step {restored_step} (checkpoint in {args.checkpoint_dir})", flush=True)
+        model.graph.finalize()  # nothing below may grow the graph
+
+        writer = tf.summary.FileWriter(args.log_dir)
+        if restored_step is None:
+            writer.add_graph(None, graph_def=graph_without_weights(model.graph))
+            writer.add_summary(sess.run(model.config_summary), 0)
+
+        def save(step):
+            pixels, image_summary = sess.run([model.pixels, model.image_summary])
+            image_path = os.path.join(args.output_dir, f"{step}.png")
+            utils.save_image(image_path, pixels[0])
+            writer.add_summary(image_summary, step)
+            writer.flush()  # events up to this step are on disk before the checkpoint that says we got here
+            return checkpoints.save(sess, step), image_path
+
+        step = restored_step or 0
+        timings = []  # seconds per step in this process
+        with StopSignals() as stop:
+            for report in model.train(sess, args.iterations, args.log_every):
+                step = report.step
+                timings.append(report.seconds)
+                if report.summary is not None:
+                    writer.add_summary(report.summary, step)
+                    recent = timings[1:][-args.log_every:] or timings  # the process's first step warms up
+                    print(progress_line(report, args.iterations, sum(recent) / len(recent)), flush=True)
+                if step % args.save_every == 0 or step == args.iterations or stop.received:
+                    checkpoint_path, image_path = save(step)
+                if stop.received:
+                    writer.close()
+                    print(f"Stopped by {signal.Signals(stop.received).name} at step {step}: checkpoint "
+                          f"{checkpoint_path}, image {image_path}. Run the same command to resume.", flush=True)
+                    return 128 + stop.received
+        writer.close()
+        final_pixels = sess.run(model.pixels)[0]
+    utils.save_image(args.output, final_pixels)
+    print(f"Done: step {step}; image {args.output}; checkpoints in {args.checkpoint_dir}; "
+          f"TensorBoard: tensorboard --logdir {args.log_dir}", flush=True)
+    return 0
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        return run(prepare(args), args)
+    except UsageError as error:
+        print(f"style_transfer.py: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("style_transfer.py: interrupted before the first step; nothing was saved", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

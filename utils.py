@@ -1,0 +1,158 @@
+"""Downloads, image I/O and small file helpers for style_transfer.py.
+
+Nothing here imports TensorFlow: reading and checking inputs stays fast.
+"""
+
+import contextlib
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+class UsageError(Exception):
+    """A problem with what the user gave us; the command line prints it on one line and exits 2."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Downloads of the default files (FACTS.md has where each comes from and its checksum).
+
+@dataclass(frozen=True)
+class Download:
+    url: str
+    size: int  # bytes
+    file_hash: str  # SHA-256 or MD5, hex
+    hash_algorithm: str
+
+
+_CS20_RAW = ("https://raw.githubusercontent.com/chiphuyen/stanford-tensorflow-tutorials/"
+             "51e53daaa2a32cfe7a1966f060b28dbbd081791c/2017/assignments/style_transfer/")
+
+# The default paths of style_transfer.py's options, fetched on first use when missing.
+DEFAULT_DOWNLOADS = {
+    "imagenet-vgg-verydeep-19.mat": Download(
+        "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat",
+        534_904_783, "106118b7cf60435e6d8e04f6a6dc3657", "md5"),
+    os.path.join("content", "deadpool.jpg"): Download(
+        _CS20_RAW + "content/deadpool.jpg",
+        107_019, "e90c012cd116bc0eb60b5e75972ee40704da27427a4e0cdd958316fc560a3708", "sha256"),
+    os.path.join("styles", "guernica.jpg"): Download(
+        _CS20_RAW + "styles/guernica.jpg",
+        101_146, "f736f97bd182b78bf1b6a129c4b79390bbbba5b3f83a40c43414bf25e049984b", "sha256"),
+}
+
+
+def fetch_if_missing(path, what, option):
+    """Make sure `path` exists: download it if it is one of the default files, else refuse.
+
+    The download goes to `<path>.part`, is checked against its size and checksum, and only then is
+    renamed to `path`, so an interrupted or corrupted download never leaves a file that looks complete.
+    """
+    if os.path.exists(path):
+        return
+    source = DEFAULT_DOWNLOADS.get(os.path.normpath(path))
+    if source is None:
+        raise UsageError(f"{what} {path} not found: pass an existing file with {option}")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    partial = os.path.basename(path) + ".part"
+    print(f"Downloading {what} {path} ({source.size / 1e6:.1f} MB) from {source.url}", flush=True)
+    try:
+        from keras.utils import get_file  # imported only here: Keras takes a while to import
+
+        downloaded = get_file(partial, source.url, file_hash=source.file_hash, hash_algorithm=source.hash_algorithm,
+                              cache_dir=folder, cache_subdir="", force_download=True)
+        if os.path.getsize(downloaded) != source.size:
+            raise ValueError(f"got {os.path.getsize(downloaded)} bytes, expected {source.size}")
+        os.replace(downloaded, path)
+    except Exception as error:
+        leftover = os.path.join(folder, partial)
+        if os.path.exists(leftover):
+            os.remove(leftover)
+        reason = " ".join(str(error).split())[:300]
+        raise UsageError(f"could not download {what} {path} from {source.url} ({reason}): fetch it by hand "
+                         f"(expected {source.size} bytes, {source.hash_algorithm} {source.file_hash}) "
+                         f"or pass another file with {option}") from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Images.
+
+def load_image(path, width, height, what="image"):
+    """An RGB image as float32 [height, width, 3] in 0..255, fitted (cropped and resized) as CS20 does."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)  # the way the photo was taken, upright
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                image = image.convert("RGBA")
+                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
+            if image.mode == "I;16" or image.mode == "I":  # 16-bit greyscale: scale to 8 bits
+                image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
+            image = image.convert("RGB")
+            image = ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} not found: check the path") from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} {path} is a folder, not an image file") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise UsageError(f"{what} {path} is not a readable image ({reason}): use a JPEG or PNG file") from None
+    return np.asarray(image, dtype=np.float32)
+
+
+def save_image(path, pixels):
+    """Write float RGB pixels in 0..255 as an 8-bit image, atomically (a crash leaves the old file)."""
+    image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    with atomic_output(path) as temporary:
+        image.save(temporary, format=Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Files and streams.
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Send file descriptor 2 to /dev/null for a while (C++ libraries write there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def atomic_output(path):
+    """`with atomic_output(path) as temporary:` write to `temporary`; only on success does it become `path`.
+
+    A crash or a full disk midway leaves the earlier `path` as it was.
+    """
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def write_text_atomically(path, text):
+    with atomic_output(path) as temporary:
+        with open(temporary, "w") as file:
+            file.write(text)
+
+
+def file_identity(path):
+    """{'sha256', 'bytes'} of a file: what a run was made from, whatever the file is called."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return {"sha256": digest.hexdigest(), "bytes": os.path.getsize(path)}

@@ -336,7 +336,7 @@ class StyleTransfer:
                              "style_loss": self.style_loss}
         self.loss_tensors.update({f"style_loss/{name}": loss for name, loss in self.style_layer_losses.items()})
         self.loss_summary = tf.summary.merge([tf.summary.scalar(name, loss) for name, loss in self.loss_tensors.items()])
-        self.image_summary = tf.summary.image("generated_image", tf.cast(tf.round(self.pixels), tf.uint8))
+        self.image_summary = tf.summary.image("generated", tf.cast(tf.round(self.pixels), tf.uint8))
         record = json.dumps(self.problem.as_record(), indent=2)
         self.config_summary = tf.summary.text("configuration", tf.constant("```\n" + record + "\n```"))
 

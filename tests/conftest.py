@@ -1,0 +1,77 @@
+"""Shared fixtures: VGG .mat files and images written here (the tests never download), and CLI runners."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import matconvnet
+
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, PROJECT)
+SCRIPT = os.path.join(PROJECT, "style_transfer.py")
+
+SMALL = ["--width", "40", "--height", "32"]  # big enough to reach conv5_1 (four 2x2 poolings)
+
+
+@pytest.fixture(scope="session")
+def vgg19_mat(tmp_path_factory):
+    """A current-layout VGG-19 .mat with real names and shapes and random weights: (path, weights)."""
+    path = tmp_path_factory.mktemp("weights") / "vgg19.mat"
+    weights = matconvnet.write_vgg_mat(str(path), layout="current", seed=1)
+    return str(path), weights
+
+
+def write_image(path, width, height, seed):
+    """A smooth random colour image (so resizing and the losses have something to work on)."""
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, (height // 4 + 1, width // 4 + 1, 3)).astype(np.uint8)
+    Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC).save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    return {"content": write_image(folder / "content.jpg", 80, 60, seed=2),
+            "style": write_image(folder / "style.png", 64, 64, seed=3)}
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """Each test runs in its own empty folder, where the default output folders land."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def base_args(vgg19_mat, images):
+    """The options of a small, quick run on the test weights and images."""
+    return ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"], *SMALL]
+
+
+def run_main(argv, capsys):
+    """style_transfer.main in this process: (exit code, stdout, stderr)."""
+    import style_transfer
+
+    try:
+        code = style_transfer.main(argv)
+    except SystemExit as exit_:  # argparse refuses options this way
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def start_script(argv, cwd, **kwargs):
+    """style_transfer.py as a user runs it, in its own process."""
+    return subprocess.Popen([sys.executable, SCRIPT, *argv], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def run_script(argv, cwd, timeout=300):
+    process = start_script(argv, cwd)
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err

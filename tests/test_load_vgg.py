@@ -1,0 +1,98 @@
+"""load_vgg: both MatConvNet layouts, refusal of other files, and the network checked against NumPy."""
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+import load_vgg
+import matconvnet
+from utils import UsageError
+
+
+def test_current_layout_loads_every_conv_layer_as_written(vgg19_mat):
+    path, written = vgg19_mat
+    weights = load_vgg.load_weights(path, "pool5")
+    assert list(weights.kernels) == [name for name in load_vgg.VGG19_LAYERS if name.startswith("conv")]
+    for name, (kernel, bias) in weights.kernels.items():
+        # Kept in MatConvNet's [height, width, in, out] order: no transpose.
+        np.testing.assert_array_equal(kernel, written[name][0])
+        np.testing.assert_array_equal(bias, written[name][1])
+    np.testing.assert_allclose(weights.mean_pixel, matconvnet.MEAN_PIXEL)
+
+
+def test_older_layout_gives_the_same_weights_and_mean(tmp_path, vgg19_mat):
+    path, written = vgg19_mat
+    old_path = str(tmp_path / "beta16.mat")
+    matconvnet.write_vgg_mat(old_path, layout="beta16", weights=written)
+    old = load_vgg.load_weights(old_path, "relu4_2")
+    new = load_vgg.load_weights(path, "relu4_2")
+    assert list(old.kernels) == list(new.kernels) and list(old.kernels)[-1] == "conv4_2"
+    np.testing.assert_allclose(old.mean_pixel, matconvnet.MEAN_PIXEL, rtol=1e-6)
+    assert old.fingerprint == new.fingerprint  # the same network, whatever the layout
+
+
+def test_vgg16_is_refused_at_its_first_differing_layer(tmp_path):
+    path = str(tmp_path / "vgg16.mat")
+    matconvnet.write_vgg_mat(path, blocks=matconvnet.VGG16_BLOCKS)
+    with pytest.raises(UsageError, match=r"layer 16 is 'pool3' where VGG-19 has 'conv3_4'"):
+        load_vgg.load_weights(path, "pool5")
+
+
+def test_a_kernel_of_the_wrong_shape_is_refused(tmp_path):
+    specs = matconvnet.layer_specs()
+    specs[5] = ("conv2_1", "conv", (3, 3, 64, 96))
+    path = str(tmp_path / "odd.mat")
+    matconvnet.write_vgg_mat(path, specs=specs)
+    with pytest.raises(UsageError, match=r"conv2_1 has kernel \(3, 3, 64, 96\).*\(3, 3, 64, 128\)"):
+        load_vgg.load_weights(path, "conv5_1")
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a mat file\n" * 10, "truncated"])
+def test_unreadable_files_are_refused(tmp_path, vgg19_mat, content):
+    path = tmp_path / "weights.mat"
+    if content == "truncated":
+        content = open(vgg19_mat[0], "rb").read()[:3_000_000]
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match="weights.mat"):
+        load_vgg.load_weights(str(path), "conv5_1")
+
+
+def test_missing_file_is_refused(tmp_path):
+    with pytest.raises(UsageError, match="not found"):
+        load_vgg.load_weights(str(tmp_path / "nothing.mat"))
+
+
+def numpy_conv_same(image, kernel, bias):
+    """Correlation with SAME padding, written out: out[y, x, o] = Σ in[y+dy-1, x+dx-1, i] W[dy, dx, i, o] + b."""
+    height, width, _ = image.shape
+    padded = np.pad(image, ((1, 1), (1, 1), (0, 0)))
+    out = np.zeros((height, width, kernel.shape[-1]))
+    for dy in range(3):
+        for dx in range(3):
+            out += padded[dy:dy + height, dx:dx + width, :] @ kernel[dy, dx]
+    return out + bias
+
+
+def test_network_matches_a_numpy_forward_pass(vgg19_mat):
+    _, written = vgg19_mat
+    weights = load_vgg.load_weights(vgg19_mat[0], "relu2_1")
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-100, 100, (10, 14, 3))
+    with tf.Graph().as_default(), tf.Session() as sess:
+        layers = load_vgg.vgg_net(tf.constant(image[None], tf.float32), weights, "relu2_1")
+        assert list(layers)[-1] == "relu2_1"
+        got = sess.run(layers)
+
+    relu1_1 = np.maximum(numpy_conv_same(image, *written["conv1_1"]), 0)
+    relu1_2 = np.maximum(numpy_conv_same(relu1_1, *written["conv1_2"]), 0)
+    pool1 = relu1_2.reshape(5, 2, 7, 2, 64).mean(axis=(1, 3))  # 2x2 average, stride 2
+    relu2_1 = np.maximum(numpy_conv_same(pool1, *written["conv2_1"]), 0)
+    for name, expected in [("relu1_1", relu1_1), ("pool1", pool1), ("relu2_1", relu2_1)]:
+        np.testing.assert_allclose(got[name][0], expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
+
+
+def test_feature_layer_reads_conv_layers_after_their_relu():
+    assert load_vgg.feature_layer("conv4_2") == "relu4_2"
+    assert load_vgg.feature_layer("pool3") == "pool3"
+    with pytest.raises(UsageError, match="unknown VGG-19 layer 'conv6_1'"):
+        load_vgg.feature_layer("conv6_1")

@@ -1,0 +1,104 @@
+"""The losses against an independent NumPy computation, and the shape of the training graph."""
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+import load_vgg
+import style_transfer
+from style_transfer import Problem, StyleTransfer
+
+
+def numpy_gram(features):
+    positions_by_channels = features.reshape(-1, features.shape[-1])
+    return positions_by_channels.T @ positions_by_channels
+
+
+def numpy_content_loss(features, target):
+    return np.sum((features - target) ** 2) / (4 * target.size)
+
+
+def numpy_style_layer_loss(features, target_gram):
+    _, height, width, channels = features.shape
+    return np.sum((numpy_gram(features) - target_gram) ** 2) / (2 * channels * height * width) ** 2
+
+
+def evaluate(tensor):
+    with tf.Session() as sess:
+        return sess.run(tensor)
+
+
+def test_gram_matrix_keeps_channels_apart():
+    rng = np.random.default_rng(0)
+    features = rng.standard_normal((1, 3, 5, 4))
+    with tf.Graph().as_default():
+        got = evaluate(style_transfer.gram_matrix(tf.constant(features)))
+    np.testing.assert_allclose(got, numpy_gram(features), rtol=1e-10)
+    # The channels-first reshape CS20 warns about would mix channels; make sure that differs here.
+    wrong = features.reshape(4, -1) @ features.reshape(4, -1).T
+    assert not np.allclose(got, wrong)
+
+
+def test_content_and_style_losses_match_numpy():
+    rng = np.random.default_rng(1)
+    features, target = rng.standard_normal((2, 1, 6, 7, 5))
+    target_gram = numpy_gram(rng.standard_normal((1, 6, 7, 5)))
+    with tf.Graph().as_default():
+        content = evaluate(style_transfer.content_loss(tf.constant(features), target))
+        style = evaluate(style_transfer.style_layer_loss(tf.constant(features), target_gram))
+    np.testing.assert_allclose(content, numpy_content_loss(features, target), rtol=1e-10)
+    np.testing.assert_allclose(style, numpy_style_layer_loss(features, target_gram), rtol=1e-10)
+
+
+def small_problem(**changes):
+    fields = dict(content={}, style={}, weights="", width=40, height=32, content_layer="conv4_2",
+                  style_layers=("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
+                  style_layer_weights=(0.5, 1.0, 1.5, 3.0, 4.0), content_weight=0.01, style_weight=1.0,
+                  optimizer="adam", learning_rate=2.0, seed=0)
+    fields.update(changes)
+    return Problem(**fields)
+
+
+@pytest.fixture(scope="module")
+def built_model(vgg19_mat):
+    rng = np.random.default_rng(5)
+    content, style = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
+    problem = small_problem()
+    weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
+    targets = style_transfer.style_targets(weights, problem, content, style)
+    start = style_transfer.initial_image(problem, content, weights.mean_pixel)
+    return StyleTransfer(problem, weights, targets, start).build(), content, weights
+
+
+def test_the_generated_image_is_the_only_trainable_variable(built_model):
+    model = built_model[0]
+    trainable = model.graph.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES)
+    assert trainable == [model.image]
+    assert model.image.shape.as_list() == [1, 32, 40, 3]
+
+
+def test_initial_image_mixes_noise_and_content_in_mean_subtracted_space(built_model):
+    model, content, weights = built_model
+    start = model.start_image[0]
+    # 0.6 × noise in [-20, 20] + 0.4 × (content - mean): within 12 of 0.4 × (content - mean).
+    assert np.abs(start - 0.4 * (content - weights.mean_pixel)).max() <= 12.0 + 1e-3
+    again = style_transfer.initial_image(model.problem, content, weights.mean_pixel)
+    np.testing.assert_array_equal(again[0], start)  # seeded
+
+
+def test_graph_losses_match_numpy_on_the_graph_features(built_model):
+    model, _, _ = built_model
+    problem = model.problem
+    feature_names = [load_vgg.feature_layer(name) for name in [problem.content_layer, *problem.style_layers]]
+    with model.graph.as_default(), tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        features, losses = sess.run([{name: model.layers[name] for name in feature_names}, model.loss_tensors])
+
+    content = numpy_content_loss(features["relu4_2"].astype(np.float64), model.targets.content_features)
+    layer_losses = [numpy_style_layer_loss(features[load_vgg.feature_layer(name)].astype(np.float64), gram)
+                    for name, gram in zip(problem.style_layers, model.targets.style_grams)]
+    style = sum(weight * loss for weight, loss in zip(problem.style_layer_weights, layer_losses))
+    np.testing.assert_allclose(losses["content_loss"], content, rtol=1e-4)
+    np.testing.assert_allclose(losses["style_loss/conv3_1"], layer_losses[2], rtol=1e-3)
+    np.testing.assert_allclose(losses["style_loss"], style, rtol=1e-3)
+    np.testing.assert_allclose(losses["total_loss"], 0.01 * content + style, rtol=1e-3)

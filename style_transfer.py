@@ -31,6 +31,7 @@ import utils
 from utils import UsageError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log lines (errors reach us as exceptions)
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN convolutions: off by default on some CPUs, ~30% faster
 with utils.quiet_stderr():  # ...and the GPU-probe lines it prints at import, before any log level applies
     import tensorflow as tf2
     import tensorflow.compat.v1 as tf
@@ -42,6 +43,10 @@ tf.disable_v2_behavior()
 tf2.config.experimental.enable_op_determinism()  # the same steps give the same image: resume is exact
 
 RUN_RECORD = "run.json"  # beside the checkpoints: what the run was made from
+
+# One op at a time, each on every core: the convolutions are large enough to use them all, and running two
+# at once only makes them fight over the cores (measured: 0.80 against 0.84 s/step at 333x250 on 2 cores).
+SESSION_CONFIG = tf.ConfigProto(inter_op_parallelism_threads=1)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -267,7 +272,7 @@ def style_targets(weights, problem, content_image, style_image):
         layers = load_vgg.vgg_net(image, weights, deepest_layer(problem))
         content_op = layers[load_vgg.feature_layer(problem.content_layer)]
         gram_ops = [gram_matrix(layers[load_vgg.feature_layer(name)]) for name in problem.style_layers]
-        with tf.Session(graph=graph) as sess:
+        with tf.Session(graph=graph, config=SESSION_CONFIG) as sess:
             content_features = sess.run(content_op, {image: [content_image - weights.mean_pixel]})
             style_grams = sess.run(gram_ops, {image: [style_image - weights.mean_pixel]})
     return Targets(content_features, style_grams)
@@ -478,7 +483,7 @@ def run(job, args):
     start_image = initial_image(job.problem, job.content_image, job.weights.mean_pixel)
     model = StyleTransfer(job.problem, job.weights, targets, start_image).build()
 
-    with model.graph.as_default(), tf.Session(graph=model.graph) as sess:
+    with model.graph.as_default(), tf.Session(graph=model.graph, config=SESSION_CONFIG) as sess:
         checkpoints = Checkpoints(args.checkpoint_dir, args.keep)
         restored_step = checkpoints.restore(sess) if job.resume else None
         if restored_step is None:

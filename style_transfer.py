@@ -352,13 +352,13 @@ class StyleTransfer:
         """
         step = sess.run(self.global_step)
         while step < last_step:
-            logging = (step + 1) % log_every == 0 or step + 1 in (1, last_step)
-            fetches = {"train": self.train_op, "step": self.global_step, "losses": self.loss_tensors}
+            step += 1  # what train_op makes the global step (read in the same run, it could be either value)
+            logging = step % log_every == 0 or step in (1, last_step)
+            fetches = {"train": self.train_op, "losses": self.loss_tensors}
             if logging:
                 fetches["summary"] = self.loss_summary
             started = time.perf_counter()
             result = sess.run(fetches)
-            step = result["step"]
             yield StepReport(step, result["losses"], result.get("summary"), time.perf_counter() - started)
 
 

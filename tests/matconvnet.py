@@ -35,8 +35,11 @@ def _cell(*items):
     return cell
 
 
-def layer_specs(blocks=VGG19_BLOCKS):
-    """(name, type, kernel shape or None) of every layer, up to prob."""
+def layer_specs(blocks=VGG19_BLOCKS, real_fc=False):
+    """(name, type, kernel shape or None) of every layer, up to prob.
+
+    real_fc: give fc6-fc8 their real shapes (a file as large as the real one, 535 MB, for benchmarks).
+    """
     specs, channels_in = [], 3
     for block, (count, channels) in enumerate(zip(blocks, CHANNELS), start=1):
         for index in range(1, count + 1):
@@ -44,9 +47,10 @@ def layer_specs(blocks=VGG19_BLOCKS):
             specs.append((f"relu{block}_{index}", "relu", None))
             channels_in = channels
         specs.append((f"pool{block}", "pool", None))
-    # fc layers: real names and types, shrunk kernels (never read).
-    specs += [("fc6", "conv", (1, 1, 512, 8)), ("relu6", "relu", None), ("fc7", "conv", (1, 1, 8, 8)),
-              ("relu7", "relu", None), ("fc8", "conv", (1, 1, 8, 10)), ("prob", "softmax", None)]
+    fc6, fc7, fc8 = ((7, 7, 512, 4096), (1, 1, 4096, 4096), (1, 1, 4096, 1000)) if real_fc else \
+        ((1, 1, 512, 8), (1, 1, 8, 8), (1, 1, 8, 10))  # real names and types, small kernels: never read
+    specs += [("fc6", "conv", fc6), ("relu6", "relu", None), ("fc7", "conv", fc7),
+              ("relu7", "relu", None), ("fc8", "conv", fc8), ("prob", "softmax", None)]
     return specs
 
 

@@ -1,0 +1,182 @@
+"""Benchmark: seconds per step against this machine's own fp32 convolution peak, start-up time, memory, bytes.
+
+    python bench/bench.py                 # 333x250, 512x384 and 1024x768; prints a Markdown table
+    python bench/bench.py --vgg imagenet-vgg-verydeep-19.mat --sizes 333x250
+
+Every figure comes from this one run on this one machine, so the ratios hold even on a noisy shared host:
+- peak: the best GFLOP/s of chains of 3x3 convolutions shaped like VGG-19's own layers, in TensorFlow, in
+  the same configuration as the script (oneDNN, one op at a time);
+- s/step: style_transfer.py run as a user runs it (a fresh process, the default logging and checkpoint
+  cadence), from its step-1 progress line to its last one;
+- GFLOP/step: the convolutions up to the deepest layer the losses use, forward plus the gradient with
+  respect to the input (which costs what the forward pass does), counted from the layer table;
+- start: process start to the end of step 1; `import tensorflow` alone is timed for comparison;
+- peak RSS of the whole process; bytes of one checkpoint; bytes of one loss / image summary event.
+Without --vgg it writes a random-weights .mat as large as the real one (real shapes, fc layers included).
+"""
+
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.dirname(HERE)
+sys.path[:0] = [PROJECT, os.path.join(PROJECT, "tests")]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import load_vgg  # noqa: E402
+import matconvnet  # noqa: E402
+import style_transfer  # noqa: E402
+from style_transfer import tf  # noqa: E402
+
+CS20_LAYERS = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
+
+
+def step_gflop(width, height, layers=CS20_LAYERS):
+    """Forward convolutions up to the deepest layer, times two for the gradient with respect to the input."""
+    deepest = max((load_vgg.feature_layer(name) for name in layers), key=load_vgg.VGG19_LAYERS.index)
+    flop = 0
+    for name in load_vgg.VGG19_LAYERS[:load_vgg.VGG19_LAYERS.index(deepest) + 1]:
+        if load_vgg.layer_kind(name) == "pool":
+            width, height = -(-width // 2), -(-height // 2)  # SAME padding rounds up
+        elif load_vgg.layer_kind(name) == "conv":
+            kernel_height, kernel_width, channels_in, channels_out = load_vgg.kernel_shape(name)
+            flop += 2 * width * height * kernel_height * kernel_width * channels_in * channels_out
+    return 2 * flop / 1e9
+
+
+def conv_peak_gflops(repeats=3):
+    """Best GFLOP/s of chains of 3x3 SAME convolutions shaped like VGG-19's middle layers."""
+    best = 0.0
+    for height, width, channels in [(63, 84, 256), (32, 42, 512), (125, 167, 128)]:
+        graph = tf.Graph()
+        with graph.as_default():
+            rng = np.random.default_rng(0)
+            net = image = tf.Variable(rng.standard_normal((1, height, width, channels), dtype=np.float32))
+            kernel = tf.constant(rng.standard_normal((3, 3, channels, channels), dtype=np.float32) * 0.02)
+            for _ in range(8):
+                net = tf.nn.conv2d(net, kernel, strides=1, padding="SAME")
+            total = tf.reduce_sum(net)
+            with tf.Session(config=style_transfer.SESSION_CONFIG) as sess:
+                sess.run(image.initializer)
+                sess.run(total)
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    sess.run(total)
+                    seconds = time.perf_counter() - started
+                    best = max(best, 8 * 2 * height * width * 9 * channels * channels / seconds / 1e9)
+    return best
+
+
+def import_seconds():
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import tensorflow"], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def timed_run(argv, cwd):
+    """Run style_transfer.py; return ({line: seconds since start}, peak RSS in bytes, exit code)."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, os.path.join(PROJECT, "style_transfer.py"), *argv], cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = {}
+    for line in process.stdout:
+        lines[line.strip()] = time.perf_counter() - started
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"style_transfer.py failed: {process.stderr.read().strip()[-500:]}")
+    return lines, usage.ru_maxrss * 1024
+
+
+def summary_event_bytes(log_dir):
+    """Bytes of one loss-summary event and of one image-summary event, and of the whole log."""
+    sizes = {"loss": [], "image": []}
+    total = 0
+    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+        total += os.path.getsize(path)
+        for event in tf.train.summary_iterator(path):
+            tags = [value.tag for value in event.summary.value]
+            if "total_loss" in tags:
+                sizes["loss"].append(len(event.SerializeToString()))
+            elif any(tag.startswith("generated") for tag in tags):
+                sizes["image"].append(len(event.SerializeToString()))
+    return {kind: int(np.mean(values)) for kind, values in sizes.items() if values}, total
+
+
+def bench_size(width, height, steps, vgg, images, peak):
+    with tempfile.TemporaryDirectory() as folder:
+        argv = ["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", str(width),
+                "--height", str(height), "--iterations", str(steps)]
+        lines, rss = timed_run(argv, folder)
+        step_times = {int(line.split()[1].split("/")[0]): seconds for line, seconds in lines.items()
+                      if line.startswith("step ")}
+        seconds_per_step = (step_times[steps] - step_times[1]) / (steps - 1)
+        checkpoint_bytes = sum(os.path.getsize(path) for path in
+                               glob.glob(os.path.join(folder, "checkpoints", "style_transfer", f"ckpt-{steps}.*")))
+        events, log_bytes = summary_event_bytes(os.path.join(folder, "graphs", "style_transfer"))
+    gflop = step_gflop(width, height)
+    return {"size": f"{width}x{height}", "steps": steps, "s/step": seconds_per_step, "GFLOP/step": gflop,
+            "GFLOP/s": gflop / seconds_per_step, "of peak": gflop / seconds_per_step / peak,
+            "start to step 1 (s)": step_times[1], "peak RSS (GB)": rss / 1e9,
+            "checkpoint (MB)": checkpoint_bytes / 1e6, "loss event (B)": events.get("loss", 0),
+            "image event (kB)": events.get("image", 0) / 1e3, "whole log (MB)": log_bytes / 1e6}
+
+
+def default_inputs(folder):
+    """A random-weights .mat as large as the real one, and the CS20 images if they are at hand."""
+    os.makedirs(folder, exist_ok=True)
+    vgg = os.path.join(folder, "vgg19-random-weights.mat")
+    if not os.path.exists(vgg):
+        print(f"writing {vgg} (random weights, real shapes)", file=sys.stderr)
+        matconvnet.write_vgg_mat(vgg, specs=matconvnet.layer_specs(real_fc=True))
+    images = []
+    for default, seed in [(os.path.join(PROJECT, "content", "deadpool.jpg"), 1),
+                          (os.path.join(PROJECT, "styles", "guernica.jpg"), 2)]:
+        if not os.path.exists(default):
+            default = os.path.join(folder, f"image{seed}.png")
+            pixels = np.random.default_rng(seed).uniform(0, 255, (60, 80, 3)).astype(np.uint8)
+            Image.fromarray(pixels).resize((800, 600), Image.Resampling.BICUBIC).save(default)
+        images.append(default)
+    return vgg, images
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vgg", help="weights file (default: a random one as large as the real one)")
+    parser.add_argument("--content", help="content image (default: content/deadpool.jpg if present)")
+    parser.add_argument("--style", help="style image (default: styles/guernica.jpg if present)")
+    parser.add_argument("--sizes", nargs="+", default=["333x250", "512x384", "1024x768"])
+    parser.add_argument("--steps", type=int, nargs="+", default=[40, 20, 6], help="steps per size")
+    args = parser.parse_args()
+    vgg, images = default_inputs(os.path.join(HERE, ".cache"))
+    vgg = args.vgg or vgg
+    images = [args.content or images[0], args.style or images[1]]
+
+    peak = conv_peak_gflops()
+    import_time = import_seconds()
+    rows = [bench_size(*map(int, size.split("x")), steps, vgg, images, peak)
+            for size, steps in zip(args.sizes, args.steps + args.steps[-1:] * len(args.sizes))]
+
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"Machine: {os.cpu_count()} cores ({cpu}), TensorFlow {tf.__version__}; weights file "
+          f"{os.path.getsize(vgg) / 1e6:.0f} MB. fp32 3x3-convolution peak measured in this run: {peak:.0f} GFLOP/s; "
+          f"`import tensorflow`: {import_time:.1f} s.\n")
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(f"{value:.3g}" if isinstance(value, float) else str(value)
+                                for value in row.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()

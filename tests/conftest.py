@@ -4,6 +4,9 @@ import os
 import subprocess
 import sys
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as style_transfer.py sets it, for tests importing TF first
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 import numpy as np
 import pytest
 from PIL import Image

@@ -59,6 +59,19 @@ def feature_layer(name):
     return name.replace("conv", "relu") if layer_kind(name) == "conv" else name
 
 
+def activation_count(width, height, deepest_layer):
+    """How many floats the layers up to deepest_layer produce for one width x height image."""
+    count = 0
+    channels = 3
+    for name in VGG19_LAYERS[:VGG19_LAYERS.index(deepest_layer) + 1]:
+        if layer_kind(name) == "pool":
+            width, height = -(-width // 2), -(-height // 2)  # SAME padding rounds up
+        elif layer_kind(name) == "conv":
+            channels = kernel_shape(name)[-1]
+        count += width * height * channels
+    return count
+
+
 @dataclass
 class VGGWeights:
     """The conv kernels and biases up to one layer, the mean pixel, and a fingerprint of them all."""

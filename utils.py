@@ -10,11 +10,11 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 
 class UsageError(Exception):
-    """A problem with what the user gave us; the command line prints it on one line and exits 2."""
+    """A problem the user has to fix (bad input, a full disk): the command line prints it on one line, exits 2."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -82,25 +82,28 @@ def fetch_if_missing(path, what, option):
 # Images.
 
 def load_image(path, width, height, what="image"):
-    """An RGB image as float32 [height, width, 3] in 0..255, fitted (cropped and resized) as CS20 does."""
+    """An RGB image as float32 [height, width, 3] in 0..255, fitted (cropped and resized) as CS20 does.
+
+    Upright as the camera's EXIF orientation says; transparency composited on white; greyscale, palette,
+    CMYK and 16-bit images converted to 8-bit RGB.
+    """
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path} is a folder, not an image file")
+    if not os.path.exists(path):
+        raise UsageError(f"{what} {path} not found: check the path")
     try:
         with Image.open(path) as image:
             image.load()
-            image = ImageOps.exif_transpose(image)  # the way the photo was taken, upright
-            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 image = image.convert("RGBA")
                 image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
-            if image.mode == "I;16" or image.mode == "I":  # 16-bit greyscale: scale to 8 bits
+            elif image.mode.startswith("I"):  # 16- or 32-bit greyscale: 0..65535 to 0..255
                 image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
-            image = image.convert("RGB")
-            image = ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
-    except FileNotFoundError:
-        raise UsageError(f"{what} {path} not found: check the path") from None
-    except IsADirectoryError:
-        raise UsageError(f"{what} {path} is a folder, not an image file") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        reason = " ".join(str(error).split())[:200]
-        raise UsageError(f"{what} {path} is not a readable image ({reason}): use a JPEG or PNG file") from None
+            image = ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
+    except Exception as error:  # Pillow raises many kinds for a truncated, corrupt or foreign file
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise UsageError(f"{what} {path} is not a readable image ({reason}): use an intact JPEG or PNG file") from None
     return np.asarray(image, dtype=np.float32)
 
 
@@ -141,6 +144,21 @@ def atomic_output(path):
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def available_memory():
+    """Bytes of memory this process can still use (Linux: MemAvailable, within a cgroup's limit), or None."""
+    try:
+        with open("/proc/meminfo") as file:
+            available = next(int(line.split()[1]) * 1024 for line in file if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as limit, open("/sys/fs/cgroup/memory.current") as current:
+            available = min(available, int(limit.read()) - int(current.read()))
+    except (OSError, ValueError):  # no cgroup v2 limit ("max") or none readable
+        pass
+    return available
 
 
 def write_text_atomically(path, text):

@@ -92,3 +92,11 @@ def test_missing_default_download_without_network_is_refused(workdir, capsys, ba
                    "--vgg", "network is unreachable")
     assert not os.path.exists("imagenet-vgg-verydeep-19.mat")
     assert not os.path.exists("imagenet-vgg-verydeep-19.mat.part")
+
+
+@pytest.mark.parametrize("option", ["--output-dir", "--checkpoint-dir", "--log-dir"])
+def test_a_folder_that_cannot_be_created_is_refused(workdir, capsys, base_args, option):
+    (workdir / "a-file").write_text("in the way\n")
+    code, out, err = run_main([*base_args, option, "a-file/sub"], capsys)
+    assert_refused(code, out, err, "cannot create folder a-file/sub", "is a file", "choose another path")
+    assert sorted(os.listdir(workdir)) == ["a-file"]

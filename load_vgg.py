@@ -3,7 +3,7 @@
 Two steps, kept apart so the file is read once however many graphs need the network:
 
     weights = load_weights(path, deepest_layer)   # read and check the .mat (NumPy only)
-    layers = vgg_net(image, weights, deepest_layer)  # build conv/relu/avg-pool ops on `image`
+    layers = vgg_net(image, weight_constants(weights), deepest_layer)  # conv/relu/avg-pool ops on `image`
 
 As in CS20, a layer named `convX_Y` in a loss means that conv layer *after its ReLU*
 (`feature_layer` maps the one to the other); `reluX_Y` and `poolX` may be named directly.
@@ -15,13 +15,14 @@ kernel shapes, so that a file of another network is refused with the first layer
 """
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.io
 import tensorflow.compat.v1 as tf
 
-from utils import UsageError
+from utils import UsageError, atomic_output
 
 WEIGHTS_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
 
@@ -77,7 +78,8 @@ class VGGWeights:
     """The conv kernels and biases up to one layer, the mean pixel, and a fingerprint of them all."""
     kernels: dict  # conv layer name -> (W [height, width, in, out] float32, b [out] float32)
     mean_pixel: np.ndarray  # RGB, to subtract from 0..255 input
-    fingerprint: str  # SHA-256 of the arrays above: the weights' identity, whatever the file is called
+    fingerprint: str  # SHA-256 of every conv layer to pool5 and the mean: the network's identity, whatever
+    #                   the file is called or whichever layout it has
 
 
 def _field(struct, name):
@@ -107,7 +109,15 @@ def _mean_pixel(mat, path):
 
 
 def load_weights(path, deepest_layer="pool5"):
-    """Read and check the .mat at `path`; keep the conv weights up to `deepest_layer`."""
+    """The checked conv weights of the .mat at `path` up to `deepest_layer`, from the cache if it has them."""
+    weights = _read_cache(path) or _read_mat_and_cache(path)
+    used = VGG19_LAYERS[:VGG19_LAYERS.index(deepest_layer) + 1]
+    return VGGWeights({name: weights.kernels[name] for name in used if name in weights.kernels},
+                      weights.mean_pixel, weights.fingerprint)
+
+
+def _read_mat(path):
+    """Read and check every conv layer up to pool5 of the .mat at `path`."""
     try:
         mat = scipy.io.loadmat(path, variable_names=("layers", "meta", "normalization"))
     except FileNotFoundError:
@@ -118,13 +128,12 @@ def load_weights(path, deepest_layer="pool5"):
     if "layers" not in mat:
         raise UsageError(f"{path} has no 'layers': not MatConvNet's VGG-19; get {WEIGHTS_URL}")
     layers = np.asarray(mat["layers"]).reshape(-1)
-    used = VGG19_LAYERS[:VGG19_LAYERS.index(deepest_layer) + 1]
-    if len(layers) < len(used):
+    if len(layers) < len(VGG19_LAYERS):
         raise UsageError(f"{path} has {len(layers)} layers, VGG-19 has {len(VGG19_LAYERS)} up to pool5: "
                          f"not VGG-19 weights; get {WEIGHTS_URL}")
 
     kernels = {}
-    for index, name in enumerate(used):
+    for index, name in enumerate(VGG19_LAYERS):
         layer = np.asarray(layers[index]).reshape(-1)[0]
         found = _text(_field(layer, "name")) if _field(layer, "name") is not None else "(no name)"
         if found != name:
@@ -132,7 +141,10 @@ def load_weights(path, deepest_layer="pool5"):
                              f"not VGG-19 weights; get {WEIGHTS_URL}")
         if layer_kind(name) != "conv":
             continue
-        kernel, bias = (np.asarray(array, dtype=np.float32) for array in _field(layer, "weights").reshape(-1)[:2])
+        arrays = _field(layer, "weights")
+        if arrays is None or np.asarray(arrays).size < 2:
+            raise UsageError(f"{path}: layer {name} has no kernel and bias: not VGG-19 weights; get {WEIGHTS_URL}")
+        kernel, bias = (np.asarray(array, dtype=np.float32) for array in np.asarray(arrays).reshape(-1)[:2])
         bias = bias.reshape(-1)
         expected = kernel_shape(name)
         if kernel.shape != expected or bias.shape != expected[-1:]:
@@ -149,12 +161,67 @@ def load_weights(path, deepest_layer="pool5"):
     return VGGWeights(kernels, mean_pixel, digest.hexdigest())
 
 
-def vgg_net(image, weights, deepest_layer):
+# The cache: the real .mat is 535 MB, 480 of them fully connected layers nothing here uses, and reading it
+# takes seconds and its size in memory. After the first read, the checked conv weights (80 MB) are kept in
+# one .npz per weights file, valid while the file's size and modification time are unchanged.
+
+def _cache_file(path):
+    folder = os.environ.get("STYLE_TRANSFER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                                     "style_transfer")
+    name = hashlib.sha256(os.path.realpath(path).encode()).hexdigest()[:24]
+    return os.path.join(folder, f"vgg19-{name}.npz")
+
+
+def _file_stamp(path):
+    status = os.stat(path)
+    return f"{status.st_size}:{status.st_mtime_ns}"
+
+
+def _read_cache(path):
+    """The weights cached for this very file (same size and modification time), or None."""
+    try:
+        with np.load(_cache_file(path)) as cached:
+            if str(cached["stamp"]) != _file_stamp(path):
+                return None
+            kernels = {name: (cached[f"{name}/kernel"], cached[f"{name}/bias"])
+                       for name in VGG19_LAYERS if layer_kind(name) == "conv"}
+            return VGGWeights(kernels, cached["mean_pixel"], str(cached["fingerprint"]))
+    except (OSError, KeyError, ValueError, EOFError):  # no cache yet, or one cut short: read the .mat
+        return None
+
+
+def _read_mat_and_cache(path):
+    weights = _read_mat(path)
+    arrays = {f"{name}/{part}": array for name, pair in weights.kernels.items()
+              for part, array in zip(("kernel", "bias"), pair)}
+    try:
+        os.makedirs(os.path.dirname(_cache_file(path)), exist_ok=True)
+        with atomic_output(_cache_file(path)) as temporary, open(temporary, "wb") as file:
+            np.savez(file, stamp=_file_stamp(path), mean_pixel=weights.mean_pixel,
+                     fingerprint=weights.fingerprint, **arrays)
+    except OSError:  # a cache we cannot write only costs time
+        pass
+    return weights
+
+
+def weight_constants(weights):
+    """Every kernel and bias as a tf.constant of the current graph: {conv layer name: (kernel, bias)}.
+
+    Kept in MatConvNet's own [height, width, in, out] order, which is TensorFlow's (no transpose).
+    Networks built on several inputs of one graph share them.
+    """
+    constants = {}
+    for name, (kernel, bias) in weights.kernels.items():
+        with tf.name_scope(name):
+            constants[name] = (tf.constant(kernel, name="weights"), tf.constant(bias, name="bias"))
+    return constants
+
+
+def vgg_net(image, constants, deepest_layer):
     """VGG-19 on `image` (NHWC, RGB minus the mean pixel) up to `deepest_layer`: {layer name: tensor}.
 
-    Conv: stride 1, SAME padding, plus bias; every weight a tf.constant, in MatConvNet's own
-    [height, width, in, out] order, which is TensorFlow's (no transpose). Pooling: 2x2 average,
-    stride 2, as Gatys et al. recommend for image generation.
+    Conv: stride 1, SAME padding, plus bias. Pooling: 2x2 average, stride 2, as Gatys et al. recommend
+    for image generation. `constants` comes from weight_constants.
     """
     layers = {}
     net = image
@@ -162,9 +229,8 @@ def vgg_net(image, weights, deepest_layer):
         with tf.name_scope(name):
             kind = layer_kind(name)
             if kind == "conv":
-                kernel, bias = weights.kernels[name]
-                net = tf.nn.conv2d(net, tf.constant(kernel, name="weights"), strides=1, padding="SAME")
-                net = tf.nn.bias_add(net, tf.constant(bias, name="bias"))
+                kernel, bias = constants[name]
+                net = tf.nn.bias_add(tf.nn.conv2d(net, kernel, strides=1, padding="SAME"), bias)
             elif kind == "relu":
                 net = tf.nn.relu(net)
             else:

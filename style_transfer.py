@@ -55,6 +55,9 @@ MEMORY_PER_ACTIVATION = 6
 # One op at a time, each on every core: the convolutions are large enough to use them all, and running two
 # at once only makes them fight over the cores (measured: 0.80 against 0.84 s/step at 333x250 on 2 cores).
 SESSION_CONFIG = tf.ConfigProto(inter_op_parallelism_threads=1)
+# The targets are computed in one run: graph optimisation would cost more than it saves there.
+ONE_RUN_CONFIG = tf.ConfigProto(inter_op_parallelism_threads=1)
+ONE_RUN_CONFIG.graph_options.rewrite_options.disable_meta_optimizer = True
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -296,16 +299,23 @@ class Targets:
 
 
 def style_targets(weights, problem, content_image, style_image):
-    """What the losses compare against, computed once in a throwaway graph."""
+    """What the losses compare against, computed once in a throwaway graph.
+
+    One network on each image, sharing the weight constants, evaluated in a single run: each distinct
+    run of a new graph costs TensorFlow most of a second of set-up.
+    """
     graph = tf.Graph()
     with graph.as_default():
-        image = tf.placeholder(tf.float32, [1, None, None, 3])
-        layers = load_vgg.vgg_net(image, weights, deepest_layer(problem))
-        content_op = layers[load_vgg.feature_layer(problem.content_layer)]
-        gram_ops = [gram_matrix(layers[load_vgg.feature_layer(name)]) for name in problem.style_layers]
-        with tf.Session(graph=graph, config=SESSION_CONFIG) as sess:
-            content_features = sess.run(content_op, {image: [content_image - weights.mean_pixel]})
-            style_grams = sess.run(gram_ops, {image: [style_image - weights.mean_pixel]})
+        constants = load_vgg.weight_constants(weights)
+        content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
+        style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
+        content_layers = load_vgg.vgg_net(content_input, constants, load_vgg.feature_layer(problem.content_layer))
+        style_layers = load_vgg.vgg_net(style_input, constants, deepest_layer(problem))
+        content_op = content_layers[load_vgg.feature_layer(problem.content_layer)]
+        gram_ops = [gram_matrix(style_layers[load_vgg.feature_layer(name)]) for name in problem.style_layers]
+        with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
+            content_features, style_grams = sess.run([content_op, gram_ops], {
+                content_input: [content_image - weights.mean_pixel], style_input: [style_image - weights.mean_pixel]})
     return Targets(content_features, style_grams)
 
 
@@ -349,7 +359,8 @@ class StyleTransfer:
         self.global_step = tf.train.get_or_create_global_step()
 
     def load_vgg(self):
-        self.layers = load_vgg.vgg_net(self.image, self.weights, deepest_layer(self.problem))
+        constants = load_vgg.weight_constants(self.weights)
+        self.layers = load_vgg.vgg_net(self.image, constants, deepest_layer(self.problem))
 
     def losses(self):
         problem = self.problem

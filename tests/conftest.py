@@ -2,10 +2,12 @@
 
 import os
 import subprocess
+import tempfile
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as style_transfer.py sets it, for tests importing TF first
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ["STYLE_TRANSFER_CACHE"] = tempfile.mkdtemp(prefix="style-transfer-cache-")  # not the user's own
 
 import numpy as np
 import pytest

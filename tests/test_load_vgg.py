@@ -1,5 +1,7 @@
 """load_vgg: both MatConvNet layouts, refusal of other files, and the network checked against NumPy."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
@@ -79,7 +81,8 @@ def test_network_matches_a_numpy_forward_pass(vgg19_mat):
     rng = np.random.default_rng(0)
     image = rng.uniform(-100, 100, (10, 14, 3))
     with tf.Graph().as_default(), tf.Session() as sess:
-        layers = load_vgg.vgg_net(tf.constant(image[None], tf.float32), weights, "relu2_1")
+        constants = load_vgg.weight_constants(weights)
+        layers = load_vgg.vgg_net(tf.constant(image[None], tf.float32), constants, "relu2_1")
         assert list(layers)[-1] == "relu2_1"
         got = sess.run(layers)
 
@@ -96,3 +99,25 @@ def test_feature_layer_reads_conv_layers_after_their_relu():
     assert load_vgg.feature_layer("pool3") == "pool3"
     with pytest.raises(UsageError, match="unknown VGG-19 layer 'conv6_1'"):
         load_vgg.feature_layer("conv6_1")
+
+
+def test_the_conv_weights_are_cached_until_the_file_changes(tmp_path, vgg19_mat, monkeypatch):
+    monkeypatch.setenv("STYLE_TRANSFER_CACHE", str(tmp_path / "cache"))
+    path = str(tmp_path / "vgg19.mat")
+    with open(vgg19_mat[0], "rb") as source, open(path, "wb") as copy:
+        copy.write(source.read())
+    first = load_vgg.load_weights(path, "relu5_1")
+    assert len(os.listdir(tmp_path / "cache")) == 1
+
+    # Same size and modification time, other bytes: only a cache hit can still load it.
+    status = os.stat(path)
+    with open(path, "r+b") as file:
+        file.write(b"\0" * 4096)
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+    cached = load_vgg.load_weights(path, "relu5_1")
+    assert cached.fingerprint == first.fingerprint and list(cached.kernels) == list(first.kernels)
+    np.testing.assert_array_equal(cached.kernels["conv3_2"][0], first.kernels["conv3_2"][0])
+
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 10**9))  # the file changed: read it again
+    with pytest.raises(UsageError, match="not a readable MATLAB .mat file"):
+        load_vgg.load_weights(path, "relu5_1")

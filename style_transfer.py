@@ -21,13 +21,16 @@ import glob
 import json
 import math
 import os
+import queue
 import shutil
 import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.optimize
 
 import utils
 from utils import UsageError
@@ -136,6 +139,8 @@ def parse_args(argv=None):
                          default=[0.5, 1.0, 1.5, 3.0, 4.0], help="one weight per style layer")
     problem.add_argument("--content-weight", type=non_negative_float, default=0.01, help="weight of the content loss")
     problem.add_argument("--style-weight", type=non_negative_float, default=1.0, help="weight of the style loss")
+    problem.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
+                         help="adam, as CS20; or scipy's L-BFGS-B (one step = one loss-and-gradient evaluation)")
     problem.add_argument("--lr", type=positive_float, default=2.0, help="Adam's learning rate")
     problem.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial noise")
 
@@ -174,8 +179,8 @@ class Problem:
     style_layer_weights: tuple
     content_weight: float
     style_weight: float
-    optimizer: str
-    learning_rate: float
+    optimizer: str  # "adam" or "lbfgs"
+    learning_rate: float  # Adam's; None for L-BFGS
     seed: int
 
     def as_record(self):
@@ -209,7 +214,8 @@ def prepare(args):
         weights=weights.fingerprint, width=args.width, height=args.height,
         content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         style_layer_weights=tuple(args.style_layer_weights), content_weight=args.content_weight,
-        style_weight=args.style_weight, optimizer="adam", learning_rate=args.lr, seed=args.seed)
+        style_weight=args.style_weight, optimizer=args.optimizer,
+        learning_rate=args.lr if args.optimizer == "adam" else None, seed=args.seed)
     resume = not args.restart and check_resumable(args.checkpoint_dir, problem)
     for folder in output_folders(args):
         check_writable_folder(folder)
@@ -375,8 +381,15 @@ class StyleTransfer:
             self.total_loss = problem.content_weight * self.content_loss + problem.style_weight * self.style_loss
 
     def optimize(self):
-        self.optimizer = tf.train.AdamOptimizer(self.problem.learning_rate)
-        self.train_op = self.optimizer.minimize(self.total_loss, global_step=self.global_step, var_list=[self.image])
+        if self.problem.optimizer == "adam":
+            self.optimizer = tf.train.AdamOptimizer(self.problem.learning_rate)
+            self.train_op = self.optimizer.minimize(self.total_loss, global_step=self.global_step,
+                                                    var_list=[self.image])
+        else:  # scipy's L-BFGS-B drives: it feeds an image in and gets the loss and its gradient back
+            self.gradient = tf.gradients(self.total_loss, [self.image])[0]
+            self.count_step = tf.assign_add(self.global_step, 1)
+            self.new_image = tf.placeholder(tf.float32, self.image.shape)
+            self.set_image = tf.assign(self.image, self.new_image)
 
     def create_summary(self):
         self.loss_tensors = {"total_loss": self.total_loss, "content_loss": self.content_loss,
@@ -388,20 +401,85 @@ class StyleTransfer:
         self.config_summary = tf.summary.text("configuration", tf.constant("```\n" + record + "\n```"))
 
     def train(self, sess, last_step, log_every):
-        """Take Adam steps until the global step is last_step, yielding a StepReport after each.
+        """Take steps until the global step is last_step, yielding a StepReport after each.
 
         The loss summaries come from the same sess.run as the step itself: no second forward pass.
         """
+        steps = self._adam_steps if self.problem.optimizer == "adam" else self._lbfgs_steps
+        return steps(sess, last_step, lambda step: step % log_every == 0 or step in (1, last_step))
+
+    def _fetches(self, logging):
+        fetches = {"losses": self.loss_tensors}
+        if logging:
+            fetches["summary"] = self.loss_summary
+        return fetches
+
+    def _adam_steps(self, sess, last_step, is_log_step):
         step = sess.run(self.global_step)
         while step < last_step:
             step += 1  # what train_op makes the global step (read in the same run, it could be either value)
-            logging = step % log_every == 0 or step in (1, last_step)
-            fetches = {"train": self.train_op, "losses": self.loss_tensors}
-            if logging:
-                fetches["summary"] = self.loss_summary
             started = time.perf_counter()
-            result = sess.run(fetches)
+            result = sess.run({"train": self.train_op, **self._fetches(is_log_step(step))})
             yield StepReport(step, result["losses"], result.get("summary"), time.perf_counter() - started)
+
+    def _lbfgs_steps(self, sess, last_step, is_log_step):
+        """scipy's L-BFGS-B, one loss-and-gradient evaluation per step, as a generator of StepReports.
+
+        scipy's minimize runs its own loop and calls us back, so it runs in a worker thread that hands each
+        step's report over and waits until the consumer asks for the next one. The image variable always
+        holds the best image evaluated so far, which is what checkpoints and outputs save. A resumed run
+        restarts L-BFGS's memory from that image.
+        """
+        step = int(sess.run(self.global_step))
+        best = {"loss": math.inf, "image": sess.run(self.image)}
+        handover, go_on = queue.Queue(), queue.Queue()  # reports to the consumer; "go" or "stop" to the worker
+
+        def loss_and_gradient(flat_image):
+            nonlocal step
+            if step >= last_step or go_on.get() == "stop":
+                raise _StopOptimizer
+            step += 1
+            image = flat_image.reshape(best["image"].shape).astype(np.float32)
+            started = time.perf_counter()
+            result = sess.run({"gradient": self.gradient, "count": self.count_step, **self._fetches(is_log_step(step))},
+                              {self.image: image})
+            loss = float(result["losses"]["total_loss"])
+            if loss < best["loss"]:
+                best.update(loss=loss, image=image)
+                sess.run(self.set_image, {self.new_image: image})
+            handover.put(StepReport(step, result["losses"], result.get("summary"), time.perf_counter() - started))
+            return loss, result["gradient"].ravel().astype(np.float64)
+
+        def optimize():
+            try:
+                scipy.optimize.minimize(loss_and_gradient, best["image"].ravel().astype(np.float64), jac=True,
+                                        method="L-BFGS-B", options={"maxfun": last_step - step + 1,
+                                                                    "maxiter": last_step - step + 1})
+            except _StopOptimizer:
+                pass
+            except BaseException as error:  # handed to the consumer, who raises it
+                handover.put(error)
+            handover.put(None)  # done: converged, or out of steps
+
+        worker = threading.Thread(target=optimize, daemon=True)
+        worker.start()
+        try:
+            while True:
+                go_on.put("go")
+                report = handover.get()
+                if report is None:
+                    return
+                if isinstance(report, BaseException):
+                    raise report
+                yield report
+        finally:  # the consumer stopped early (a signal) or we are done: let the worker finish
+            if worker.is_alive():
+                go_on.put("stop")
+                worker.join()
+
+
+class _StopOptimizer(Exception):
+    """Raised inside scipy's loop to end it: out of steps, or the consumer stopped."""
 
 
 def graph_without_weights(graph):
@@ -535,6 +613,52 @@ def progress_line(report, last_step, seconds_per_step):
             f"{seconds_per_step:.3f} s/step  {format_duration(seconds_per_step * (last_step - report.step))} left")
 
 
+def start_or_resume(sess, checkpoints, job, args):
+    """Restore the run in the checkpoint folder, or start a new one there; return the restored step or None."""
+    restored_step = checkpoints.restore(sess) if job.resume else None
+    if restored_step is None:
+        if args.restart:
+            checkpoints.clear()
+        sess.run(tf.global_variables_initializer())
+        checkpoints.record(job.problem)
+        archive_events(args.log_dir)
+        print(f"Starting a new run in {args.checkpoint_dir}", flush=True)
+    else:
+        truncate_events(args.log_dir, restored_step)
+        print(f"Resuming from step {restored_step} (checkpoint in {args.checkpoint_dir})", flush=True)
+    return restored_step
+
+
+class Outputs:
+    """What a run writes: summaries, checkpoints and images. The training loop reports; this writes."""
+
+    def __init__(self, sess, model, checkpoints, args, fresh):
+        self.sess, self.model, self.checkpoints, self.args = sess, model, checkpoints, args
+        self.writer = tf.summary.FileWriter(args.log_dir)
+        if fresh:  # the graph and the configuration, once per run
+            self.writer.add_graph(None, graph_def=graph_without_weights(model.graph))
+            self.writer.add_summary(sess.run(model.config_summary), 0)
+
+    def log(self, report, line):
+        self.writer.add_summary(report.summary, report.step)
+        print(line, flush=True)
+
+    def save(self, step):
+        """The image as <output-dir>/<step>.png and in TensorBoard, then the checkpoint; return both paths."""
+        image_path = os.path.join(self.args.output_dir, f"{step}.png")
+        with self.checkpoints.saving(step):
+            pixels, image_summary = self.sess.run([self.model.pixels, self.model.image_summary])
+            utils.save_image(image_path, pixels[0])
+            self.writer.add_summary(image_summary, step)
+            self.writer.flush()  # events up to this step are on disk before the checkpoint that says we got here
+            return self.checkpoints.save(self.sess, step), image_path
+
+    def finish(self, step):
+        self.writer.close()
+        with self.checkpoints.saving(step, what=f"the final image {self.args.output}"):
+            utils.save_image(self.args.output, self.sess.run(self.model.pixels)[0])
+
+
 def run(job, args):
     """Train to args.iterations; return the exit code (0, or 128 + the signal that stopped it)."""
     targets = style_targets(job.weights, job.problem, job.content_image, job.style_image)
@@ -545,53 +669,31 @@ def run(job, args):
 
     with model.graph.as_default(), tf.Session(graph=model.graph, config=SESSION_CONFIG) as sess:
         checkpoints = Checkpoints(args.checkpoint_dir, args.keep)
-        restored_step = checkpoints.restore(sess) if job.resume else None
-        if restored_step is None:
-            if args.restart:
-                checkpoints.clear()
-            sess.run(tf.global_variables_initializer())
-            checkpoints.record(job.problem)
-            archive_events(args.log_dir)
-            print(f"Starting a new run in {args.checkpoint_dir}", flush=True)
-        else:
-            truncate_events(args.log_dir, restored_step)
-            print(f"Resuming from step {restored_step} (checkpoint in {args.checkpoint_dir})", flush=True)
+        restored_step = start_or_resume(sess, checkpoints, job, args)
         model.graph.finalize()  # nothing below may grow the graph
+        outputs = Outputs(sess, model, checkpoints, args, fresh=restored_step is None)
 
-        writer = tf.summary.FileWriter(args.log_dir)
-        if restored_step is None:
-            writer.add_graph(None, graph_def=graph_without_weights(model.graph))
-            writer.add_summary(sess.run(model.config_summary), 0)
-
-        def save(step):
-            image_path = os.path.join(args.output_dir, f"{step}.png")
-            with checkpoints.saving(step):
-                pixels, image_summary = sess.run([model.pixels, model.image_summary])
-                utils.save_image(image_path, pixels[0])
-                writer.add_summary(image_summary, step)
-                writer.flush()  # events up to this step are on disk before the checkpoint that says we got here
-                return checkpoints.save(sess, step), image_path
-
-        step = restored_step or 0
+        step = saved_step = restored_step or 0
         timings = []  # seconds per step in this process
         with StopSignals() as stop:
             for report in model.train(sess, args.iterations, args.log_every):
                 step = report.step
                 timings.append(report.seconds)
                 if report.summary is not None:
-                    writer.add_summary(report.summary, step)
                     recent = timings[1:][-args.log_every:] or timings  # the process's first step warms up
-                    print(progress_line(report, args.iterations, sum(recent) / len(recent)), flush=True)
+                    outputs.log(report, progress_line(report, args.iterations, sum(recent) / len(recent)))
                 if step % args.save_every == 0 or step == args.iterations or stop.received:
-                    checkpoint_path, image_path = save(step)
+                    checkpoint_path, image_path = outputs.save(step)
+                    saved_step = step
                 if stop.received:
-                    writer.close()
+                    outputs.writer.close()
                     print(f"Stopped by {signal.Signals(stop.received).name} at step {step}: checkpoint "
                           f"{checkpoint_path}, image {image_path}. Run the same command to resume.", flush=True)
                     return 128 + stop.received
-        writer.close()
-        with checkpoints.saving(step, what=f"the final image {args.output}"):
-            utils.save_image(args.output, sess.run(model.pixels)[0])
+        if step != saved_step:  # L-BFGS converged before --iterations
+            print(f"L-BFGS converged at step {step}", flush=True)
+            outputs.save(step)
+        outputs.finish(step)
     print(f"Done: step {step}; image {args.output}; checkpoints in {args.checkpoint_dir}; "
           f"TensorBoard: tensorboard --logdir {args.log_dir}", flush=True)
     return 0

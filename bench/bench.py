@@ -10,7 +10,8 @@ Every figure comes from this one run on this one machine, so the ratios hold eve
   cadence), from its step-1 progress line to its last one;
 - GFLOP/step: the convolutions up to the deepest layer the losses use, forward plus the gradient with
   respect to the input (which costs what the forward pass does), counted from the layer table;
-- start: process start to the end of step 1; `import tensorflow` alone is timed for comparison;
+- start: process start to the end of step 1; `import tensorflow` alone is timed for comparison, and so is
+  a whole 1-step run before the weights cache holds the file (the runs after it find it there);
 - peak RSS of the whole process; bytes of one checkpoint; bytes of one loss / image summary event.
 Without --vgg it writes a random-weights .mat as large as the real one (real shapes, fc layers included).
 """
@@ -83,7 +84,7 @@ def import_seconds():
 
 
 def timed_run(argv, cwd):
-    """Run style_transfer.py; return ({line: seconds since start}, peak RSS in bytes, exit code)."""
+    """Run style_transfer.py; return ({line: seconds since start}, peak RSS in bytes)."""
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, os.path.join(PROJECT, "style_transfer.py"), *argv], cwd=cwd,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -131,6 +132,33 @@ def bench_size(width, height, steps, vgg, images, peak):
             "image event (kB)": events.get("image", 0) / 1e3, "whole log (MB)": log_bytes / 1e6}
 
 
+def compare_optimizers(vgg, images, adam_steps=300, lbfgs_steps=30):
+    """CS20 defaults: Adam for adam_steps against L-BFGS for lbfgs_steps: final loss, whole-process seconds."""
+    rows = []
+    for optimizer, steps in (("adam", adam_steps), ("lbfgs", lbfgs_steps)):
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            timed_run(["--vgg", vgg, "--content", images[0], "--style", images[1], "--optimizer", optimizer,
+                       "--iterations", str(steps)], folder)
+            seconds = time.perf_counter() - started
+            log_dir = os.path.join(folder, "graphs", "style_transfer")
+            losses = [value.simple_value for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))
+                      for event in tf.train.summary_iterator(path) for value in event.summary.value
+                      if value.tag == "total_loss"]
+        rows.append({"optimizer": optimizer, "steps": steps, "final total loss": losses[-1],
+                     "whole process (s)": seconds})
+    return rows
+
+
+def print_table(rows):
+    columns = list(rows[0])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " --- |" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(f"{value:.3g}" if isinstance(value, float) else str(value)
+                                for value in row.values()) + " |")
+
+
 def default_inputs(folder):
     """A random-weights .mat as large as the real one, and the CS20 images if they are at hand."""
     os.makedirs(folder, exist_ok=True)
@@ -156,6 +184,8 @@ def main():
     parser.add_argument("--style", help="style image (default: styles/guernica.jpg if present)")
     parser.add_argument("--sizes", nargs="+", default=["333x250", "512x384", "1024x768"])
     parser.add_argument("--steps", type=int, nargs="+", default=[40, 20, 6], help="steps per size")
+    parser.add_argument("--optimizers", action="store_true",
+                        help="also compare Adam (300 steps) with L-BFGS (30 steps) at the CS20 defaults")
     args = parser.parse_args()
     vgg, images = default_inputs(os.path.join(HERE, ".cache"))
     vgg = args.vgg or vgg
@@ -163,19 +193,26 @@ def main():
 
     peak = conv_peak_gflops()
     import_time = import_seconds()
+    cache = tempfile.TemporaryDirectory()  # an empty weights cache of the benchmark's own
+    os.environ["STYLE_TRANSFER_CACHE"] = cache.name
+    with tempfile.TemporaryDirectory() as folder:  # the first read of a weights file fills the cache
+        cold_start = timed_run(["--vgg", vgg, "--content", images[0], "--style", images[1], "--iterations", "1"],
+                               folder)
+        cold_seconds, cold_rss = max(cold_start[0].values()), cold_start[1]
     rows = [bench_size(*map(int, size.split("x")), steps, vgg, images, peak)
             for size, steps in zip(args.sizes, args.steps + args.steps[-1:] * len(args.sizes))]
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"Machine: {os.cpu_count()} cores ({cpu}), TensorFlow {tf.__version__}; weights file "
           f"{os.path.getsize(vgg) / 1e6:.0f} MB. fp32 3x3-convolution peak measured in this run: {peak:.0f} GFLOP/s; "
-          f"`import tensorflow`: {import_time:.1f} s.\n")
-    columns = list(rows[0])
-    print("| " + " | ".join(columns) + " |")
-    print("|" + " --- |" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(f"{value:.3g}" if isinstance(value, float) else str(value)
-                                for value in row.values()) + " |")
+          f"`import tensorflow`: {import_time:.1f} s. A 1-step run at 333x250 with the weights cache empty (its "
+          f"first run with this weights file): {cold_seconds:.1f} s, peak RSS {cold_rss / 1e9:.2f} GB; the runs "
+          f"below find the cache filled.\n")
+    print_table(rows)
+    if args.optimizers:
+        print()
+        print_table(compare_optimizers(vgg, images))
+    cache.cleanup()
 
 
 if __name__ == "__main__":

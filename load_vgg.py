@@ -8,7 +8,7 @@ Two steps, kept apart so the file is read once however many graphs need the netw
 As in CS20, a layer named `convX_Y` in a loss means that conv layer *after its ReLU*
 (`feature_layer` maps the one to the other); `reluX_Y` and `poolX` may be named directly.
 
-The .mat comes in two layouts (FACTS.md): the current one (`layers` and `meta`) and the older
+The .mat comes in two layouts: the current one (`layers` and `meta`) and the older
 "beta16" one (`layers` and a top-level `normalization`). Both are read by field name, never by
 field position, and every layer up to the deepest one used is checked against VGG-19's names and
 kernel shapes, so that a file of another network is refused with the first layer that does not fit.

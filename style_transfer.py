@@ -73,21 +73,7 @@ def _whole_number(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
 
 
-def positive_int(text):
-    value = _whole_number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
-
-
-def non_negative_int(text):
-    value = _whole_number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
-    return value
-
-
-def _finite_float(text):
+def _finite_number(text):
     try:
         value = float(text)
     except ValueError:
@@ -97,18 +83,20 @@ def _finite_float(text):
     return value
 
 
-def positive_float(text):
-    value = _finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be greater than 0")
-    return value
+def _checked(parse, is_valid, requirement):
+    """An argparse type: `parse` the text, then refuse a value that is not `is_valid`, saying the requirement."""
+    def convert(text):
+        value = parse(text)
+        if not is_valid(value):
+            raise argparse.ArgumentTypeError(f"{text} must be {requirement}")
+        return value
+    return convert
 
 
-def non_negative_float(text):
-    value = _finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
-    return value
+positive_int = _checked(_whole_number, lambda value: value >= 1, "at least 1")
+non_negative_int = _checked(_whole_number, lambda value: value >= 0, "0 or more")
+positive_float = _checked(_finite_number, lambda value: value > 0, "greater than 0")
+non_negative_float = _checked(_finite_number, lambda value: value >= 0, "0 or more")
 
 
 class OneLineParser(argparse.ArgumentParser):

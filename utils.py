@@ -1,6 +1,6 @@
 """Downloads, image I/O and small file helpers for style_transfer.py.
 
-Nothing here imports TensorFlow: reading and checking inputs stays fast.
+Nothing here imports TensorFlow (Keras, for a download, only when one is needed).
 """
 
 import contextlib
@@ -18,7 +18,7 @@ class UsageError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Downloads of the default files (FACTS.md has where each comes from and its checksum).
+# Downloads of the default files: where each comes from, its size and its checksum.
 
 @dataclass(frozen=True)
 class Download:
@@ -57,6 +57,7 @@ def fetch_if_missing(path, what, option):
     if source is None:
         raise UsageError(f"{what} {path} not found: pass an existing file with {option}")
     folder = os.path.dirname(os.path.abspath(path))
+    created_folder = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
     partial = os.path.basename(path) + ".part"
     print(f"Downloading {what} {path} ({source.size / 1e6:.1f} MB) from {source.url}", flush=True)
@@ -72,6 +73,8 @@ def fetch_if_missing(path, what, option):
         leftover = os.path.join(folder, partial)
         if os.path.exists(leftover):
             os.remove(leftover)
+        if created_folder and not os.listdir(folder):
+            os.rmdir(folder)
         reason = " ".join(str(error).split())[:300]
         raise UsageError(f"could not download {what} {path} from {source.url} ({reason}): fetch it by hand "
                          f"(expected {source.size} bytes, {source.hash_algorithm} {source.file_hash}) "

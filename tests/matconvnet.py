@@ -1,6 +1,6 @@
 """Writes MatConvNet-format VGG .mat files for the tests: real layer names, structure and shapes, random weights.
 
-Two layouts, as FACTS.md describes them:
+Two layouts, as MatConvNet published them:
 - "current": top-level `layers` (1×43 cell) and `meta` (meta.normalization.averageImage is 1×1×3);
   conv structs with fields name, type, weights, size, pad, stride, precious, dilate, opts.
 - "beta16": top-level `layers` and `normalization` (averageImage is a whole 224×224×3 image);

@@ -217,11 +217,11 @@ def weight_constants(weights):
     return constants
 
 
-def vgg_net(image, constants, deepest_layer):
+def vgg_net(image, constants, deepest_layer, pooling="avg"):
     """VGG-19 on `image` (NHWC, RGB minus the mean pixel) up to `deepest_layer`: {layer name: tensor}.
 
-    Conv: stride 1, SAME padding, plus bias. Pooling: 2x2 average, stride 2, as Gatys et al. recommend
-    for image generation. `constants` comes from weight_constants.
+    Conv: stride 1, SAME padding, plus bias. Pooling: 2x2, stride 2, average by default, as Gatys et al.
+    recommend for image generation ("max" is VGG's own). `constants` comes from weight_constants.
     """
     layers = {}
     net = image
@@ -234,6 +234,7 @@ def vgg_net(image, constants, deepest_layer):
             elif kind == "relu":
                 net = tf.nn.relu(net)
             else:
-                net = tf.nn.avg_pool2d(net, ksize=2, strides=2, padding="SAME")
+                pool = tf.nn.avg_pool2d if pooling == "avg" else tf.nn.max_pool2d
+                net = pool(net, ksize=2, strides=2, padding="SAME")
         layers[name] = net
     return layers

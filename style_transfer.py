@@ -97,6 +97,7 @@ positive_int = _checked(_whole_number, lambda value: value >= 1, "at least 1")
 non_negative_int = _checked(_whole_number, lambda value: value >= 0, "0 or more")
 positive_float = _checked(_finite_number, lambda value: value > 0, "greater than 0")
 non_negative_float = _checked(_finite_number, lambda value: value >= 0, "0 or more")
+fraction = _checked(_finite_number, lambda value: 0 <= value <= 1, "between 0 and 1")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -118,8 +119,10 @@ def parse_args(argv=None):
     files.add_argument("--vgg", default="imagenet-vgg-verydeep-19.mat", help="MatConvNet VGG-19 weights (.mat)")
 
     problem = parser.add_argument_group("what is optimised (a checkpoint resumes only the same problem)")
-    problem.add_argument("--width", type=positive_int, default=333, help="output width in pixels")
-    problem.add_argument("--height", type=positive_int, default=250, help="output height in pixels")
+    problem.add_argument("--width", type=positive_int,
+                         help="output width in pixels (CS20: 333 by 250; give only one of --width and --height "
+                              "and the other follows the content image's aspect ratio)")
+    problem.add_argument("--height", type=positive_int, help="output height in pixels")
     problem.add_argument("--content-layer", default="conv4_2", help="layer whose features the result keeps")
     problem.add_argument("--style-layers", nargs="+", default=["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"],
                          help="layers whose Gram matrices carry the style")
@@ -127,6 +130,14 @@ def parse_args(argv=None):
                          default=[0.5, 1.0, 1.5, 3.0, 4.0], help="one weight per style layer")
     problem.add_argument("--content-weight", type=non_negative_float, default=0.01, help="weight of the content loss")
     problem.add_argument("--style-weight", type=non_negative_float, default=1.0, help="weight of the style loss")
+    problem.add_argument("--tv-weight", type=non_negative_float, default=0.0,
+                         help="weight of a total-variation loss, which smooths the result (CS20: none)")
+    problem.add_argument("--pooling", choices=["avg", "max"], default="avg", help="VGG's pooling")
+    problem.add_argument("--init", choices=["noise", "content", "style", "random"], default="noise",
+                         help="the starting image: noise mixed into the content (CS20), the content, the style, "
+                              "or noise alone")
+    problem.add_argument("--noise-ratio", type=fraction, default=0.6,
+                         help="with --init noise: the share of noise (uniform in [-20, 20]) in the mix")
     problem.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
                          help="adam, as CS20; or scipy's L-BFGS-B (one step = one loss-and-gradient evaluation)")
     problem.add_argument("--lr", type=positive_float, default=2.0, help="Adam's learning rate")
@@ -142,6 +153,8 @@ def parse_args(argv=None):
     schedule.add_argument("--log-dir", default=os.path.join("graphs", "style_transfer"), help="TensorBoard logs")
     schedule.add_argument("--output-dir", default="outputs", help="the image at each checkpoint, as STEP.png")
     schedule.add_argument("--output", default=os.path.join("outputs", "final.png"), help="the final image")
+    schedule.add_argument("--preserve-colors", action="store_true",
+                          help="save images with the content's colours: the result's luminance, the content's chroma")
     schedule.add_argument("--restart", action="store_true",
                           help="start over, replacing the checkpoint in --checkpoint-dir")
     args = parser.parse_args(argv)
@@ -162,11 +175,15 @@ class Problem:
     weights: str  # fingerprint of the VGG-19 weights used
     width: int
     height: int
+    pooling: str
     content_layer: str
     style_layers: tuple
     style_layer_weights: tuple
     content_weight: float
     style_weight: float
+    tv_weight: float
+    init: str
+    noise_ratio: float
     optimizer: str  # "adam" or "lbfgs"
     learning_rate: float  # Adam's; None for L-BFGS
     seed: int
@@ -185,29 +202,43 @@ class Job:
 
 
 def prepare(args):
-    check_memory(args)
     utils.fetch_if_missing(args.content, "content image", "--content")
-    utils.fetch_if_missing(args.style, "style image", "--style")
-    utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")
+    args.width, args.height = output_size(args)
+    check_memory(args)
     content_image = utils.load_image(args.content, args.width, args.height, "content image")
+    utils.fetch_if_missing(args.style, "style image", "--style")
     style_image = utils.load_image(args.style, args.width, args.height, "style image")
+    utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")  # last: 535 MB, not for a run refused anyway
     used_layers = [load_vgg.feature_layer(name) for name in [args.content_layer, *args.style_layers]]
     deepest = max(used_layers, key=load_vgg.VGG19_LAYERS.index)
     weights = load_vgg.load_weights(args.vgg, deepest)
-    if args.content_weight == 0 and (args.style_weight == 0 or not any(args.style_layer_weights)):
+    if args.content_weight == 0 and args.tv_weight == 0 and (args.style_weight == 0 or not any(args.style_layer_weights)):
         raise UsageError("every loss weight is 0: nothing to optimise; raise --content-weight or --style-weight")
 
     problem = Problem(
         content=utils.file_identity(args.content), style=utils.file_identity(args.style),
-        weights=weights.fingerprint, width=args.width, height=args.height,
+        weights=weights.fingerprint, width=args.width, height=args.height, pooling=args.pooling,
         content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         style_layer_weights=tuple(args.style_layer_weights), content_weight=args.content_weight,
-        style_weight=args.style_weight, optimizer=args.optimizer,
+        style_weight=args.style_weight, tv_weight=args.tv_weight, init=args.init,
+        noise_ratio=args.noise_ratio if args.init == "noise" else None, optimizer=args.optimizer,
         learning_rate=args.lr if args.optimizer == "adam" else None, seed=args.seed)
     resume = not args.restart and check_resumable(args.checkpoint_dir, problem)
     for folder in output_folders(args):
         check_writable_folder(folder)
     return Job(problem, weights, content_image, style_image, resume)
+
+
+def output_size(args):
+    """(width, height): as given; CS20's 333x250 if neither is; the content's aspect ratio fills in one."""
+    if args.width and args.height:
+        return args.width, args.height
+    if not args.width and not args.height:
+        return 333, 250
+    content_width, content_height = utils.image_size(args.content, "content image")
+    if args.width:
+        return args.width, max(1, round(args.width * content_height / content_width))
+    return max(1, round(args.height * content_width / content_height)), args.height
 
 
 def check_memory(args):
@@ -303,8 +334,9 @@ def style_targets(weights, problem, content_image, style_image):
         constants = load_vgg.weight_constants(weights)
         content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
         style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
-        content_layers = load_vgg.vgg_net(content_input, constants, load_vgg.feature_layer(problem.content_layer))
-        style_layers = load_vgg.vgg_net(style_input, constants, deepest_layer(problem))
+        content_layers = load_vgg.vgg_net(content_input, constants, load_vgg.feature_layer(problem.content_layer),
+                                          problem.pooling)
+        style_layers = load_vgg.vgg_net(style_input, constants, deepest_layer(problem), problem.pooling)
         content_op = content_layers[load_vgg.feature_layer(problem.content_layer)]
         gram_ops = [gram_matrix(style_layers[load_vgg.feature_layer(name)]) for name in problem.style_layers]
         with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
@@ -313,10 +345,14 @@ def style_targets(weights, problem, content_image, style_image):
     return Targets(content_features, style_grams)
 
 
-def initial_image(problem, content_image, mean_pixel):
-    """0.6 × uniform noise in [-20, 20] + 0.4 × content, all in mean-subtracted space, seeded."""
+def initial_image(problem, content_image, style_image, mean_pixel):
+    """The starting image in mean-subtracted space. CS20's: 0.6 × uniform noise in [-20, 20] + 0.4 × content."""
     noise = np.random.default_rng(problem.seed).uniform(-20, 20, content_image.shape)
-    return (0.6 * noise + 0.4 * (content_image - mean_pixel)).astype(np.float32)[np.newaxis]
+    start = {"noise": lambda: problem.noise_ratio * noise + (1 - problem.noise_ratio) * (content_image - mean_pixel),
+             "content": lambda: content_image - mean_pixel,
+             "style": lambda: style_image - mean_pixel,
+             "random": lambda: noise}[problem.init]()
+    return start.astype(np.float32)[np.newaxis]
 
 
 @dataclass
@@ -354,7 +390,7 @@ class StyleTransfer:
 
     def load_vgg(self):
         constants = load_vgg.weight_constants(self.weights)
-        self.layers = load_vgg.vgg_net(self.image, constants, deepest_layer(self.problem))
+        self.layers = load_vgg.vgg_net(self.image, constants, deepest_layer(self.problem), self.problem.pooling)
 
     def losses(self):
         problem = self.problem
@@ -366,7 +402,9 @@ class StyleTransfer:
                 for name, gram in zip(problem.style_layers, self.targets.style_grams)}
             self.style_loss = tf.add_n([weight * self.style_layer_losses[name] for name, weight
                                         in zip(problem.style_layers, problem.style_layer_weights)])
-            self.total_loss = problem.content_weight * self.content_loss + problem.style_weight * self.style_loss
+            self.tv_loss = tf.reduce_sum(tf.image.total_variation(self.image))  # |differences| of neighbours
+            self.total_loss = (problem.content_weight * self.content_loss + problem.style_weight * self.style_loss
+                               + problem.tv_weight * self.tv_loss)
 
     def optimize(self):
         if self.problem.optimizer == "adam":
@@ -382,6 +420,8 @@ class StyleTransfer:
     def create_summary(self):
         self.loss_tensors = {"total_loss": self.total_loss, "content_loss": self.content_loss,
                              "style_loss": self.style_loss}
+        if self.problem.tv_weight:
+            self.loss_tensors["tv_loss"] = self.tv_loss
         self.loss_tensors.update({f"style_loss/{name}": loss for name, loss in self.style_layer_losses.items()})
         self.loss_summary = tf.summary.merge([tf.summary.scalar(name, loss) for name, loss in self.loss_tensors.items()])
         self.image_summary = tf.summary.image("generated", tf.cast(tf.round(self.pixels), tf.uint8))
@@ -620,8 +660,9 @@ def start_or_resume(sess, checkpoints, job, args):
 class Outputs:
     """What a run writes: summaries, checkpoints and images. The training loop reports; this writes."""
 
-    def __init__(self, sess, model, checkpoints, args, fresh):
+    def __init__(self, sess, model, checkpoints, args, fresh, content_image):
         self.sess, self.model, self.checkpoints, self.args = sess, model, checkpoints, args
+        self.content_image = content_image  # for --preserve-colors
         self.writer = tf.summary.FileWriter(args.log_dir)
         if fresh:  # the graph and the configuration, once per run
             self.writer.add_graph(None, graph_def=graph_without_weights(model.graph))
@@ -636,7 +677,7 @@ class Outputs:
         image_path = os.path.join(self.args.output_dir, f"{step}.png")
         with self.checkpoints.saving(step):
             pixels, image_summary = self.sess.run([self.model.pixels, self.model.image_summary])
-            utils.save_image(image_path, pixels[0])
+            utils.save_image(image_path, self.shown(pixels[0]))
             self.writer.add_summary(image_summary, step)
             self.writer.flush()  # events up to this step are on disk before the checkpoint that says we got here
             return self.checkpoints.save(self.sess, step), image_path
@@ -644,13 +685,17 @@ class Outputs:
     def finish(self, step):
         self.writer.close()
         with self.checkpoints.saving(step, what=f"the final image {self.args.output}"):
-            utils.save_image(self.args.output, self.sess.run(self.model.pixels)[0])
+            utils.save_image(self.args.output, self.shown(self.sess.run(self.model.pixels)[0]))
+
+    def shown(self, pixels):
+        """The image as saved: with the content's colours under --preserve-colors."""
+        return utils.with_colors_of(pixels, self.content_image) if self.args.preserve_colors else pixels
 
 
 def run(job, args):
     """Train to args.iterations; return the exit code (0, or 128 + the signal that stopped it)."""
     targets = style_targets(job.weights, job.problem, job.content_image, job.style_image)
-    start_image = initial_image(job.problem, job.content_image, job.weights.mean_pixel)
+    start_image = initial_image(job.problem, job.content_image, job.style_image, job.weights.mean_pixel)
     model = StyleTransfer(job.problem, job.weights, targets, start_image).build()
     for folder in output_folders(args):
         os.makedirs(folder, exist_ok=True)
@@ -659,7 +704,7 @@ def run(job, args):
         checkpoints = Checkpoints(args.checkpoint_dir, args.keep)
         restored_step = start_or_resume(sess, checkpoints, job, args)
         model.graph.finalize()  # nothing below may grow the graph
-        outputs = Outputs(sess, model, checkpoints, args, fresh=restored_step is None)
+        outputs = Outputs(sess, model, checkpoints, args, fresh=restored_step is None, content_image=job.content_image)
 
         step = saved_step = restored_step or 0
         timings = []  # seconds per step in this process

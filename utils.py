@@ -84,12 +84,8 @@ def fetch_if_missing(path, what, option):
 # ---------------------------------------------------------------------------------------------------
 # Images.
 
-def load_image(path, width, height, what="image"):
-    """An RGB image as float32 [height, width, 3] in 0..255, fitted (cropped and resized) as CS20 does.
-
-    Upright as the camera's EXIF orientation says; transparency composited on white; greyscale, palette,
-    CMYK and 16-bit images converted to 8-bit RGB.
-    """
+def _read_upright_image(path, what):
+    """The decoded image at `path`, turned upright as its EXIF orientation says; refuse what Pillow cannot read."""
     if os.path.isdir(path):
         raise UsageError(f"{what} {path} is a folder, not an image file")
     if not os.path.exists(path):
@@ -97,17 +93,37 @@ def load_image(path, width, height, what="image"):
     try:
         with Image.open(path) as image:
             image.load()
-            image = ImageOps.exif_transpose(image)
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                image = image.convert("RGBA")
-                image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image)
-            elif image.mode.startswith("I"):  # 16- or 32-bit greyscale: 0..65535 to 0..255
-                image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
-            image = ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
+            return ImageOps.exif_transpose(image)
     except Exception as error:  # Pillow raises many kinds for a truncated, corrupt or foreign file
         reason = " ".join(str(error).split())[:200] or type(error).__name__
         raise UsageError(f"{what} {path} is not a readable image ({reason}): use an intact JPEG or PNG file") from None
+
+
+def image_size(path, what="image"):
+    """(width, height) of the image at `path` as it is shown (upright)."""
+    return _read_upright_image(path, what).size
+
+
+def load_image(path, width, height, what="image"):
+    """An RGB image as float32 [height, width, 3] in 0..255, fitted (cropped and resized) as CS20 does.
+
+    Upright as the camera's EXIF orientation says; transparency composited on white; greyscale, palette,
+    CMYK and 16-bit images converted to 8-bit RGB.
+    """
+    image = _read_upright_image(path, what)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+    elif image.mode.startswith("I"):  # 16- or 32-bit greyscale: 0..65535 to 0..255
+        image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
+    image = ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
     return np.asarray(image, dtype=np.float32)
+
+
+def with_colors_of(pixels, colors):
+    """The luminance of `pixels` with the chroma of `colors` (both RGB 0..255, same size), through YCbCr."""
+    luminance = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)).convert("YCbCr").getchannel("Y")
+    _, blue, red = Image.fromarray(np.clip(np.rint(colors), 0, 255).astype(np.uint8)).convert("YCbCr").split()
+    return np.asarray(Image.merge("YCbCr", (luminance, blue, red)).convert("RGB"), dtype=np.float32)
 
 
 def save_image(path, pixels):

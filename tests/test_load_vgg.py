@@ -94,6 +94,16 @@ def test_network_matches_a_numpy_forward_pass(vgg19_mat):
         np.testing.assert_allclose(got[name][0], expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
 
 
+def test_max_pooling_is_available(vgg19_mat):
+    weights = load_vgg.load_weights(vgg19_mat[0], "pool1")
+    image = np.random.default_rng(1).uniform(-100, 100, (1, 4, 6, 3))
+    with tf.Graph().as_default(), tf.Session() as sess:
+        constants = load_vgg.weight_constants(weights)
+        layers = sess.run(load_vgg.vgg_net(tf.constant(image, tf.float32), constants, "pool1", pooling="max"))
+    expected = layers["relu1_2"][0].reshape(2, 2, 3, 2, 64).max(axis=(1, 3))
+    np.testing.assert_allclose(layers["pool1"][0], expected, rtol=1e-6)
+
+
 def test_feature_layer_reads_conv_layers_after_their_relu():
     assert load_vgg.feature_layer("conv4_2") == "relu4_2"
     assert load_vgg.feature_layer("pool3") == "pool3"

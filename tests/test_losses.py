@@ -51,10 +51,10 @@ def test_content_and_style_losses_match_numpy():
 
 
 def small_problem(**changes):
-    fields = dict(content={}, style={}, weights="", width=40, height=32, content_layer="conv4_2",
+    fields = dict(content={}, style={}, weights="", width=40, height=32, pooling="avg", content_layer="conv4_2",
                   style_layers=("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
                   style_layer_weights=(0.5, 1.0, 1.5, 3.0, 4.0), content_weight=0.01, style_weight=1.0,
-                  optimizer="adam", learning_rate=2.0, seed=0)
+                  tv_weight=0.5, init="noise", noise_ratio=0.6, optimizer="adam", learning_rate=2.0, seed=0)
     fields.update(changes)
     return Problem(**fields)
 
@@ -66,7 +66,7 @@ def built_model(vgg19_mat):
     problem = small_problem()
     weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
     targets = style_transfer.style_targets(weights, problem, content, style)
-    start = style_transfer.initial_image(problem, content, weights.mean_pixel)
+    start = style_transfer.initial_image(problem, content, style, weights.mean_pixel)
     return StyleTransfer(problem, weights, targets, start).build(), content, weights
 
 
@@ -82,8 +82,20 @@ def test_initial_image_mixes_noise_and_content_in_mean_subtracted_space(built_mo
     start = model.start_image[0]
     # 0.6 × noise in [-20, 20] + 0.4 × (content - mean): within 12 of 0.4 × (content - mean).
     assert np.abs(start - 0.4 * (content - weights.mean_pixel)).max() <= 12.0 + 1e-3
-    again = style_transfer.initial_image(model.problem, content, weights.mean_pixel)
+    again = style_transfer.initial_image(model.problem, content, content, weights.mean_pixel)
     np.testing.assert_array_equal(again[0], start)  # seeded
+
+
+def test_the_other_starting_images(built_model):
+    model, content, weights = built_model
+    style = content[::-1]
+    start = {init: style_transfer.initial_image(small_problem(init=init, noise_ratio=1.0 if init == "noise" else None),
+                                                content, style, weights.mean_pixel)[0]
+             for init in ("content", "style", "random", "noise")}
+    np.testing.assert_allclose(start["content"], content - weights.mean_pixel, rtol=1e-6)
+    np.testing.assert_allclose(start["style"], style - weights.mean_pixel, rtol=1e-6)
+    assert np.abs(start["random"]).max() <= 20 and start["random"].std() > 5
+    np.testing.assert_allclose(start["noise"], start["random"], rtol=1e-6)  # all noise at --noise-ratio 1
 
 
 def test_graph_losses_match_numpy_on_the_graph_features(built_model):
@@ -92,7 +104,8 @@ def test_graph_losses_match_numpy_on_the_graph_features(built_model):
     feature_names = [load_vgg.feature_layer(name) for name in [problem.content_layer, *problem.style_layers]]
     with model.graph.as_default(), tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
-        features, losses = sess.run([{name: model.layers[name] for name in feature_names}, model.loss_tensors])
+        features, losses, image = sess.run([{name: model.layers[name] for name in feature_names}, model.loss_tensors,
+                                            model.image])
 
     content = numpy_content_loss(features["relu4_2"].astype(np.float64), model.targets.content_features)
     layer_losses = [numpy_style_layer_loss(features[load_vgg.feature_layer(name)].astype(np.float64), gram)
@@ -101,4 +114,7 @@ def test_graph_losses_match_numpy_on_the_graph_features(built_model):
     np.testing.assert_allclose(losses["content_loss"], content, rtol=1e-4)
     np.testing.assert_allclose(losses["style_loss/conv3_1"], layer_losses[2], rtol=1e-3)
     np.testing.assert_allclose(losses["style_loss"], style, rtol=1e-3)
-    np.testing.assert_allclose(losses["total_loss"], 0.01 * content + style, rtol=1e-3)
+    image = image[0].astype(np.float64)
+    total_variation = np.abs(np.diff(image, axis=0)).sum() + np.abs(np.diff(image, axis=1)).sum()
+    np.testing.assert_allclose(losses["tv_loss"], total_variation, rtol=1e-4)
+    np.testing.assert_allclose(losses["total_loss"], 0.01 * content + style + 0.5 * total_variation, rtol=1e-3)

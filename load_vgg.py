@@ -60,16 +60,23 @@ def feature_layer(name):
     return name.replace("conv", "relu") if layer_kind(name) == "conv" else name
 
 
+def layer_size(width, height, layer):
+    """(height, width) of a layer's feature map for a width x height input: SAME pooling halves, rounding up."""
+    for name in VGG19_LAYERS[:VGG19_LAYERS.index(layer) + 1]:
+        if layer_kind(name) == "pool":
+            width, height = -(-width // 2), -(-height // 2)
+    return height, width
+
+
 def activation_count(width, height, deepest_layer):
     """How many floats the layers up to deepest_layer produce for one width x height image."""
     count = 0
     channels = 3
     for name in VGG19_LAYERS[:VGG19_LAYERS.index(deepest_layer) + 1]:
-        if layer_kind(name) == "pool":
-            width, height = -(-width // 2), -(-height // 2)  # SAME padding rounds up
-        elif layer_kind(name) == "conv":
+        if layer_kind(name) == "conv":
             channels = kernel_shape(name)[-1]
-        count += width * height * channels
+        layer_height, layer_width = layer_size(width, height, name)
+        count += layer_height * layer_width * channels
     return count
 
 

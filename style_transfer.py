@@ -115,7 +115,8 @@ def parse_args(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     files = parser.add_argument_group("images and weights (the defaults are downloaded on first use)")
     files.add_argument("--content", default=os.path.join("content", "deadpool.jpg"), help="content image")
-    files.add_argument("--style", default=os.path.join("styles", "guernica.jpg"), help="style image")
+    files.add_argument("--style", nargs="+", default=[os.path.join("styles", "guernica.jpg")],
+                       help="style image, or several to blend")
     files.add_argument("--vgg", default="imagenet-vgg-verydeep-19.mat", help="MatConvNet VGG-19 weights (.mat)")
 
     problem = parser.add_argument_group("what is optimised (a checkpoint resumes only the same problem)")
@@ -128,6 +129,11 @@ def parse_args(argv=None):
                          help="layers whose Gram matrices carry the style")
     problem.add_argument("--style-layer-weights", nargs="+", type=non_negative_float,
                          default=[0.5, 1.0, 1.5, 3.0, 4.0], help="one weight per style layer")
+    problem.add_argument("--style-blend-weights", nargs="+", type=non_negative_float,
+                         help="with several styles: one weight each, normalised to sum 1 (default: equal)")
+    problem.add_argument("--style-scale", type=positive_float,
+                         help="keep each style image's own aspect and make it this many times the output's width "
+                              "(default: fit it to the output size, as CS20)")
     problem.add_argument("--content-weight", type=non_negative_float, default=0.01, help="weight of the content loss")
     problem.add_argument("--style-weight", type=non_negative_float, default=1.0, help="weight of the style loss")
     problem.add_argument("--tv-weight", type=non_negative_float, default=0.0,
@@ -158,6 +164,10 @@ def parse_args(argv=None):
     schedule.add_argument("--restart", action="store_true",
                           help="start over, replacing the checkpoint in --checkpoint-dir")
     args = parser.parse_args(argv)
+    if args.style_blend_weights is not None and len(args.style_blend_weights) != len(args.style):
+        parser.error(f"--style-blend-weights has {len(args.style_blend_weights)} values for {len(args.style)} --style")
+    if args.style_blend_weights is not None and sum(args.style_blend_weights) == 0:
+        parser.error("--style-blend-weights are all 0: give at least one style some weight")
     if len(args.style_layer_weights) != len(args.style_layers):
         parser.error(f"--style-layer-weights has {len(args.style_layer_weights)} values for "
                      f"{len(args.style_layers)} --style-layers")
@@ -171,7 +181,9 @@ def parse_args(argv=None):
 class Problem:
     """What is optimised. The checkpoint folder records it; a resume must pose the same problem."""
     content: dict  # the content image's SHA-256 and size
-    style: dict  # the style image's SHA-256 and size
+    style: tuple  # each style image's SHA-256 and size
+    style_blend_weights: tuple  # one per style image, summing to 1
+    style_scale: float  # style width / output width, each style keeping its aspect; None: fitted as CS20
     weights: str  # fingerprint of the VGG-19 weights used
     width: int
     height: int
@@ -197,7 +209,7 @@ class Job:
     problem: Problem
     weights: load_vgg.VGGWeights
     content_image: np.ndarray  # [height, width, 3], 0..255
-    style_image: np.ndarray
+    style_images: list  # each [its height, its width, 3], 0..255
     resume: bool  # the checkpoint folder holds this problem's run
 
 
@@ -206,17 +218,21 @@ def prepare(args):
     args.width, args.height = output_size(args)
     check_memory(args)
     content_image = utils.load_image(args.content, args.width, args.height, "content image")
-    utils.fetch_if_missing(args.style, "style image", "--style")
-    style_image = utils.load_image(args.style, args.width, args.height, "style image")
+    style_images = []
+    for path in args.style:
+        utils.fetch_if_missing(path, "style image", "--style")
+        style_images.append(utils.load_image(path, *style_size(path, args), "style image"))
     utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")  # last: 535 MB, not for a run refused anyway
     used_layers = [load_vgg.feature_layer(name) for name in [args.content_layer, *args.style_layers]]
     deepest = max(used_layers, key=load_vgg.VGG19_LAYERS.index)
     weights = load_vgg.load_weights(args.vgg, deepest)
+    blends = args.style_blend_weights or [1.0] * len(args.style)
     if args.content_weight == 0 and args.tv_weight == 0 and (args.style_weight == 0 or not any(args.style_layer_weights)):
         raise UsageError("every loss weight is 0: nothing to optimise; raise --content-weight or --style-weight")
 
     problem = Problem(
-        content=utils.file_identity(args.content), style=utils.file_identity(args.style),
+        content=utils.file_identity(args.content), style=tuple(utils.file_identity(path) for path in args.style),
+        style_blend_weights=tuple(blend / sum(blends) for blend in blends), style_scale=args.style_scale,
         weights=weights.fingerprint, width=args.width, height=args.height, pooling=args.pooling,
         content_layer=args.content_layer, style_layers=tuple(args.style_layers),
         style_layer_weights=tuple(args.style_layer_weights), content_weight=args.content_weight,
@@ -226,7 +242,7 @@ def prepare(args):
     resume = not args.restart and check_resumable(args.checkpoint_dir, problem)
     for folder in output_folders(args):
         check_writable_folder(folder)
-    return Job(problem, weights, content_image, style_image, resume)
+    return Job(problem, weights, content_image, style_images, resume)
 
 
 def output_size(args):
@@ -239,6 +255,15 @@ def output_size(args):
     if args.width:
         return args.width, max(1, round(args.width * content_height / content_width))
     return max(1, round(args.height * content_width / content_height)), args.height
+
+
+def style_size(path, args):
+    """The size a style image is read at: the output's (CS20), or --style-scale times its width at its aspect."""
+    if args.style_scale is None:
+        return args.width, args.height
+    width, height = utils.image_size(path, "style image")
+    scaled_width = max(1, round(args.width * args.style_scale))
+    return scaled_width, max(1, round(scaled_width * height / width))
 
 
 def check_memory(args):
@@ -323,30 +348,44 @@ class Targets:
     style_grams: list  # Gram matrix of the style image, per style layer
 
 
-def style_targets(weights, problem, content_image, style_image):
+def style_targets(weights, problem, content_image, style_images):
     """What the losses compare against, computed once in a throwaway graph.
 
     One network on each image, sharing the weight constants, evaluated in a single run: each distinct
-    run of a new graph costs TensorFlow most of a second of set-up.
+    run of a new graph costs TensorFlow most of a second of set-up. With several style images, the target
+    Gram matrix of a layer is their blend; a Gram matrix is a sum over positions, so each is first scaled
+    to the number of positions the generated image has at that layer (1 when the style is fitted to it).
     """
     graph = tf.Graph()
     with graph.as_default():
         constants = load_vgg.weight_constants(weights)
         content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
-        style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
         content_layers = load_vgg.vgg_net(content_input, constants, load_vgg.feature_layer(problem.content_layer),
                                           problem.pooling)
-        style_layers = load_vgg.vgg_net(style_input, constants, deepest_layer(problem), problem.pooling)
+        feeds = {content_input: [content_image - weights.mean_pixel]}
+        gram_ops = []  # per style image, per style layer: (Gram, its positions)
+        for style_image in style_images:
+            style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
+            feeds[style_input] = [style_image - weights.mean_pixel]
+            layers = load_vgg.vgg_net(style_input, constants, deepest_layer(problem), problem.pooling)
+            features = [layers[load_vgg.feature_layer(name)] for name in problem.style_layers]
+            gram_ops.append([(gram_matrix(layer), int(layer.shape[1]) * int(layer.shape[2])) for layer in features])
         content_op = content_layers[load_vgg.feature_layer(problem.content_layer)]
-        gram_ops = [gram_matrix(style_layers[load_vgg.feature_layer(name)]) for name in problem.style_layers]
         with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
-            content_features, style_grams = sess.run([content_op, gram_ops], {
-                content_input: [content_image - weights.mean_pixel], style_input: [style_image - weights.mean_pixel]})
+            content_features, grams = sess.run([content_op, [[gram for gram, _ in ops] for ops in gram_ops]], feeds)
+    style_grams = []
+    for index, name in enumerate(problem.style_layers):
+        height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
+        style_grams.append(sum(blend * grams[style][index] * (height * width / gram_ops[style][index][1])
+                               for style, blend in enumerate(problem.style_blend_weights)))
     return Targets(content_features, style_grams)
 
 
 def initial_image(problem, content_image, style_image, mean_pixel):
-    """The starting image in mean-subtracted space. CS20's: 0.6 × uniform noise in [-20, 20] + 0.4 × content."""
+    """The starting image in mean-subtracted space. CS20's: 0.6 × uniform noise in [-20, 20] + 0.4 × content.
+
+    style_image: the first style image fitted to the output size (for --init style; else unused).
+    """
     noise = np.random.default_rng(problem.seed).uniform(-20, 20, content_image.shape)
     start = {"noise": lambda: problem.noise_ratio * noise + (1 - problem.noise_ratio) * (content_image - mean_pixel),
              "content": lambda: content_image - mean_pixel,
@@ -694,8 +733,10 @@ class Outputs:
 
 def run(job, args):
     """Train to args.iterations; return the exit code (0, or 128 + the signal that stopped it)."""
-    targets = style_targets(job.weights, job.problem, job.content_image, job.style_image)
-    start_image = initial_image(job.problem, job.content_image, job.style_image, job.weights.mean_pixel)
+    targets = style_targets(job.weights, job.problem, job.content_image, job.style_images)
+    fitted_style = utils.load_image(args.style[0], args.width, args.height, "style image") \
+        if job.problem.init == "style" else None
+    start_image = initial_image(job.problem, job.content_image, fitted_style, job.weights.mean_pixel)
     model = StyleTransfer(job.problem, job.weights, targets, start_image).build()
     for folder in output_folders(args):
         os.makedirs(folder, exist_ok=True)

@@ -61,3 +61,58 @@ def test_start_and_pooling_are_part_of_the_run_record(workdir, capsys, vgg19_mat
 def test_noise_ratio_is_a_fraction(workdir, capsys, vgg19_mat, images, ratio):
     code, _, err = run_main([*files_args(vgg19_mat, images), "--noise-ratio", ratio], capsys)
     assert code == 2 and "--noise-ratio" in err
+
+
+def test_blended_styles_give_the_blended_gram_targets(vgg19_mat):
+    """Two styles at 3:1 give 0.75 and 0.25 of their Gram matrices; a style at half the output's width counts
+    as many positions as the output has (a Gram matrix is a sum over positions)."""
+    import load_vgg
+    import style_transfer
+    from test_losses import numpy_gram, small_problem
+
+    rng = np.random.default_rng(7)
+    content = rng.uniform(0, 255, (32, 40, 3)).astype(np.float32)
+    first, second = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
+    half = rng.uniform(0, 255, (16, 20, 3)).astype(np.float32)
+    weights = load_vgg.load_weights(vgg19_mat[0], "relu2_1")
+    problem = small_problem(style_layers=("conv1_1", "conv2_1"), style_layer_weights=(1.0, 1.0),
+                            content_layer="conv1_1", style_blend_weights=(0.75, 0.25))
+    blended = style_transfer.style_targets(weights, problem, content, [first, second]).style_grams
+    alone = [style_transfer.style_targets(weights, small_problem(style_layers=("conv1_1", "conv2_1"),
+                                                                 style_layer_weights=(1.0, 1.0),
+                                                                 content_layer="conv1_1"), content, [image]).style_grams
+             for image in (first, second, half)]
+    for layer in range(2):
+        np.testing.assert_allclose(blended[layer], 0.75 * alone[0][layer] + 0.25 * alone[1][layer], rtol=1e-4)
+    # conv1_1 of the half-size style: 16x20 positions, scaled to the output's 32x40.
+    import tensorflow.compat.v1 as tf
+    with tf.Graph().as_default(), tf.Session() as sess:
+        features = sess.run(load_vgg.vgg_net(tf.constant((half - weights.mean_pixel)[None]),
+                                             load_vgg.weight_constants(weights), "relu1_1")["relu1_1"])
+    np.testing.assert_allclose(alone[2][0], numpy_gram(features.astype(np.float64)) * 4, rtol=1e-3)
+
+
+def test_several_styles_and_style_scale_run_and_are_recorded(workdir, capsys, vgg19_mat, images, tmp_path_factory):
+    from conftest import write_image
+    import json
+
+    wide = write_image(tmp_path_factory.mktemp("styles") / "wide.png", 120, 40, seed=9)
+    def args(blend):
+        return ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"], wide,
+                "--style-blend-weights", *blend, "--style-scale", "0.5", "--width", "40", "--height", "32",
+                "--iterations", "2"]
+
+    code, _, err = run_main(args(["3", "1"]), capsys)
+    assert code == 0, err
+    record = json.load(open("checkpoints/style_transfer/run.json"))
+    assert record["style_blend_weights"] == [0.75, 0.25] and record["style_scale"] == 0.5
+    assert len(record["style"]) == 2
+    code, _, err = run_main(args(["1", "1"]), capsys)  # another blend: another problem
+    assert code == 2 and "style_blend_weights: [0.75, 0.25] then, [0.5, 0.5] now" in err
+
+
+@pytest.mark.parametrize("weights, says", [(["1"], "has 1 values for 2 --style"), (["0", "0"], "all 0")])
+def test_blend_weights_are_checked(workdir, capsys, vgg19_mat, images, weights, says):
+    code, _, err = run_main(["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"],
+                             images["style"], "--style-blend-weights", *weights], capsys)
+    assert code == 2 and says in err and len(err.strip().splitlines()) == 1

@@ -139,11 +139,13 @@ def parse_args(argv=None):
     problem.add_argument("--tv-weight", type=non_negative_float, default=0.0,
                          help="weight of a total-variation loss, which smooths the result (CS20: none)")
     problem.add_argument("--pooling", choices=["avg", "max"], default="avg", help="VGG's pooling")
-    problem.add_argument("--init", choices=["noise", "content", "style", "random"], default="noise",
-                         help="the starting image: noise mixed into the content (CS20), the content, the style, "
-                              "or noise alone")
+    problem.add_argument("--init", choices=["noise", "content", "style", "random"],
+                         help="the starting image: noise mixed into the content (the default, as CS20), the "
+                              "content, the style, or noise alone (the default with --texture)")
     problem.add_argument("--noise-ratio", type=fraction, default=0.6,
                          help="with --init noise: the share of noise (uniform in [-20, 20]) in the mix")
+    problem.add_argument("--texture", action="store_true",
+                         help="texture synthesis: no content image, only the style, from noise")
     problem.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
                          help="adam, as CS20; or scipy's L-BFGS-B (one step = one loss-and-gradient evaluation)")
     problem.add_argument("--lr", type=positive_float, default=2.0, help="Adam's learning rate")
@@ -152,7 +154,8 @@ def parse_args(argv=None):
     schedule = parser.add_argument_group("how long, and what is written (may change when resuming)")
     schedule.add_argument("--iterations", type=positive_int, default=300, help="train up to this step")
     schedule.add_argument("--save-every", type=positive_int, default=20, help="checkpoint and image every N steps")
-    schedule.add_argument("--log-every", type=positive_int, default=10, help="summaries and a progress line every N steps")
+    schedule.add_argument("--log-every", type=positive_int, default=10,
+                          help="summaries and a progress line every N steps")
     schedule.add_argument("--keep", type=positive_int, default=3, help="how many checkpoints to keep")
     schedule.add_argument("--checkpoint-dir", default=os.path.join("checkpoints", "style_transfer"),
                           help="checkpoints and the run record")
@@ -180,7 +183,7 @@ def parse_args(argv=None):
 @dataclass(frozen=True)
 class Problem:
     """What is optimised. The checkpoint folder records it; a resume must pose the same problem."""
-    content: dict  # the content image's SHA-256 and size
+    content: dict  # the content image's SHA-256 and size; None with --texture
     style: tuple  # each style image's SHA-256 and size
     style_blend_weights: tuple  # one per style image, summing to 1
     style_scale: float  # style width / output width, each style keeping its aspect; None: fitted as CS20
@@ -188,7 +191,7 @@ class Problem:
     width: int
     height: int
     pooling: str
-    content_layer: str
+    content_layer: str  # None with --texture
     style_layers: tuple
     style_layer_weights: tuple
     content_weight: float
@@ -208,30 +211,29 @@ class Problem:
 class Job:
     problem: Problem
     weights: load_vgg.VGGWeights
-    content_image: np.ndarray  # [height, width, 3], 0..255
+    content_image: np.ndarray  # [height, width, 3], 0..255; None with --texture
     style_images: list  # each [its height, its width, 3], 0..255
     resume: bool  # the checkpoint folder holds this problem's run
 
 
 def prepare(args):
-    utils.fetch_if_missing(args.content, "content image", "--content")
-    args.width, args.height = output_size(args)
+    settle_options(args)
     check_memory(args)
-    content_image = utils.load_image(args.content, args.width, args.height, "content image")
+    content_image = None if args.texture else utils.load_image(args.content, args.width, args.height, "content image")
     style_images = []
     for path in args.style:
         utils.fetch_if_missing(path, "style image", "--style")
         style_images.append(utils.load_image(path, *style_size(path, args), "style image"))
     utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")  # last: 535 MB, not for a run refused anyway
-    used_layers = [load_vgg.feature_layer(name) for name in [args.content_layer, *args.style_layers]]
-    deepest = max(used_layers, key=load_vgg.VGG19_LAYERS.index)
-    weights = load_vgg.load_weights(args.vgg, deepest)
+    weights = load_vgg.load_weights(args.vgg, deepest_layer(args.content_layer, args.style_layers))
     blends = args.style_blend_weights or [1.0] * len(args.style)
-    if args.content_weight == 0 and args.tv_weight == 0 and (args.style_weight == 0 or not any(args.style_layer_weights)):
-        raise UsageError("every loss weight is 0: nothing to optimise; raise --content-weight or --style-weight")
+    style_counts = args.style_weight > 0 and any(args.style_layer_weights)
+    if args.content_weight == 0 and args.tv_weight == 0 and not style_counts:
+        raise UsageError("every loss weight is 0: nothing to optimise; raise --style-weight or --content-weight")
 
     problem = Problem(
-        content=utils.file_identity(args.content), style=tuple(utils.file_identity(path) for path in args.style),
+        content=None if args.texture else utils.file_identity(args.content),
+        style=tuple(utils.file_identity(path) for path in args.style),
         style_blend_weights=tuple(blend / sum(blends) for blend in blends), style_scale=args.style_scale,
         weights=weights.fingerprint, width=args.width, height=args.height, pooling=args.pooling,
         content_layer=args.content_layer, style_layers=tuple(args.style_layers),
@@ -245,13 +247,31 @@ def prepare(args):
     return Job(problem, weights, content_image, style_images, resume)
 
 
+def settle_options(args):
+    """Fill in the options that follow from others: the output size, the start, what --texture switches off."""
+    if args.texture:
+        if args.preserve_colors:
+            raise UsageError("--preserve-colors needs a content image: drop it, or --texture")
+        if args.init in ("noise", "content"):
+            raise UsageError(f"--init {args.init} needs a content image: with --texture use random or style")
+        args.content, args.content_layer, args.content_weight = None, None, 0.0  # no content image is read
+    else:
+        utils.fetch_if_missing(args.content, "content image", "--content")
+    args.init = args.init or ("random" if args.texture else "noise")
+    args.width, args.height = output_size(args)
+
+
 def output_size(args):
-    """(width, height): as given; CS20's 333x250 if neither is; the content's aspect ratio fills in one."""
+    """(width, height): as given; CS20's 333x250 if neither is; the content's (or with --texture the first
+    style's) aspect ratio fills in one."""
     if args.width and args.height:
         return args.width, args.height
     if not args.width and not args.height:
         return 333, 250
-    content_width, content_height = utils.image_size(args.content, "content image")
+    if args.texture:
+        utils.fetch_if_missing(args.style[0], "style image", "--style")
+    shape_source = args.style[0] if args.texture else args.content
+    content_width, content_height = utils.image_size(shape_source, "style image" if args.texture else "content image")
     if args.width:
         return args.width, max(1, round(args.width * content_height / content_width))
     return max(1, round(args.height * content_width / content_height)), args.height
@@ -269,8 +289,7 @@ def style_size(path, args):
 def check_memory(args):
     """Refuse a size whose estimated memory exceeds what is available, and say what size would fit."""
     available = utils.available_memory()
-    deepest = max((load_vgg.feature_layer(name) for name in [args.content_layer, *args.style_layers]),
-                  key=load_vgg.VGG19_LAYERS.index)
+    deepest = deepest_layer(args.content_layer, args.style_layers)
     per_image = MEMORY_PER_ACTIVATION * load_vgg.activation_count(args.width, args.height, deepest)
     if available is None or MEMORY_FIXED + per_image <= available:
         return
@@ -337,8 +356,9 @@ def style_layer_loss(features, target_gram):
     return tf.reduce_sum(tf.square(gram_matrix(features) - target_gram)) / (2.0 * int(channels) * positions) ** 2
 
 
-def deepest_layer(problem):
-    used = [load_vgg.feature_layer(name) for name in [problem.content_layer, *problem.style_layers]]
+def deepest_layer(content_layer, style_layers):
+    """The deepest network layer the losses read: the network is built up to it and no further."""
+    used = [load_vgg.feature_layer(name) for name in [*([content_layer] if content_layer else []), *style_layers]]
     return max(used, key=load_vgg.VGG19_LAYERS.index)
 
 
@@ -359,18 +379,20 @@ def style_targets(weights, problem, content_image, style_images):
     graph = tf.Graph()
     with graph.as_default():
         constants = load_vgg.weight_constants(weights)
-        content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
-        content_layers = load_vgg.vgg_net(content_input, constants, load_vgg.feature_layer(problem.content_layer),
-                                          problem.pooling)
-        feeds = {content_input: [content_image - weights.mean_pixel]}
+        feeds, content_op = {}, tf.no_op()  # no content features with --texture
+        if content_image is not None:
+            content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
+            feeds[content_input] = [content_image - weights.mean_pixel]
+            content_layer = load_vgg.feature_layer(problem.content_layer)
+            content_op = load_vgg.vgg_net(content_input, constants, content_layer, problem.pooling)[content_layer]
         gram_ops = []  # per style image, per style layer: (Gram, its positions)
         for style_image in style_images:
             style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
             feeds[style_input] = [style_image - weights.mean_pixel]
-            layers = load_vgg.vgg_net(style_input, constants, deepest_layer(problem), problem.pooling)
+            layers = load_vgg.vgg_net(style_input, constants, deepest_layer(None, problem.style_layers),
+                                      problem.pooling)
             features = [layers[load_vgg.feature_layer(name)] for name in problem.style_layers]
             gram_ops.append([(gram_matrix(layer), int(layer.shape[1]) * int(layer.shape[2])) for layer in features])
-        content_op = content_layers[load_vgg.feature_layer(problem.content_layer)]
         with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
             content_features, grams = sess.run([content_op, [[gram for gram, _ in ops] for ops in gram_ops]], feeds)
     style_grams = []
@@ -386,7 +408,7 @@ def initial_image(problem, content_image, style_image, mean_pixel):
 
     style_image: the first style image fitted to the output size (for --init style; else unused).
     """
-    noise = np.random.default_rng(problem.seed).uniform(-20, 20, content_image.shape)
+    noise = np.random.default_rng(problem.seed).uniform(-20, 20, (problem.height, problem.width, 3))
     start = {"noise": lambda: problem.noise_ratio * noise + (1 - problem.noise_ratio) * (content_image - mean_pixel),
              "content": lambda: content_image - mean_pixel,
              "style": lambda: style_image - mean_pixel,
@@ -429,13 +451,14 @@ class StyleTransfer:
 
     def load_vgg(self):
         constants = load_vgg.weight_constants(self.weights)
-        self.layers = load_vgg.vgg_net(self.image, constants, deepest_layer(self.problem), self.problem.pooling)
+        deepest = deepest_layer(self.problem.content_layer, self.problem.style_layers)
+        self.layers = load_vgg.vgg_net(self.image, constants, deepest, self.problem.pooling)
 
     def losses(self):
         problem = self.problem
         with tf.name_scope("losses"):
-            self.content_loss = content_loss(self.layers[load_vgg.feature_layer(problem.content_layer)],
-                                             self.targets.content_features)
+            self.content_loss = tf.constant(0.0) if problem.content is None else content_loss(
+                self.layers[load_vgg.feature_layer(problem.content_layer)], self.targets.content_features)
             self.style_layer_losses = {
                 name: style_layer_loss(self.layers[load_vgg.feature_layer(name)], gram)
                 for name, gram in zip(problem.style_layers, self.targets.style_grams)}
@@ -457,12 +480,14 @@ class StyleTransfer:
             self.set_image = tf.assign(self.image, self.new_image)
 
     def create_summary(self):
-        self.loss_tensors = {"total_loss": self.total_loss, "content_loss": self.content_loss,
-                             "style_loss": self.style_loss}
+        self.loss_tensors = {"total_loss": self.total_loss, "style_loss": self.style_loss}
+        if self.problem.content is not None:
+            self.loss_tensors["content_loss"] = self.content_loss
         if self.problem.tv_weight:
             self.loss_tensors["tv_loss"] = self.tv_loss
         self.loss_tensors.update({f"style_loss/{name}": loss for name, loss in self.style_layer_losses.items()})
-        self.loss_summary = tf.summary.merge([tf.summary.scalar(name, loss) for name, loss in self.loss_tensors.items()])
+        self.loss_summary = tf.summary.merge([tf.summary.scalar(name, loss)
+                                              for name, loss in self.loss_tensors.items()])
         self.image_summary = tf.summary.image("generated", tf.cast(tf.round(self.pixels), tf.uint8))
         record = json.dumps(self.problem.as_record(), indent=2)
         self.config_summary = tf.summary.text("configuration", tf.constant("```\n" + record + "\n```"))
@@ -674,10 +699,10 @@ def format_duration(seconds):
 
 
 def progress_line(report, last_step, seconds_per_step):
-    losses = report.losses
-    return (f"step {report.step:>{len(str(last_step))}}/{last_step}  total {losses['total_loss']:.4g}  "
-            f"content {losses['content_loss']:.4g}  style {losses['style_loss']:.4g}  "
-            f"{seconds_per_step:.3f} s/step  {format_duration(seconds_per_step * (last_step - report.step))} left")
+    losses = "  ".join(f"{name.replace('_loss', '')} {report.losses[name]:.4g}"
+                       for name in ("total_loss", "content_loss", "style_loss", "tv_loss") if name in report.losses)
+    left = format_duration(seconds_per_step * (last_step - report.step))
+    return f"step {report.step:>{len(str(last_step))}}/{last_step}  {losses}  {seconds_per_step:.3f} s/step  {left} left"
 
 
 def start_or_resume(sess, checkpoints, job, args):

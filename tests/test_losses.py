@@ -51,7 +51,8 @@ def test_content_and_style_losses_match_numpy():
 
 
 def small_problem(**changes):
-    fields = dict(content={}, style=({},), style_blend_weights=(1.0,), style_scale=None, weights="", width=40, height=32, pooling="avg", content_layer="conv4_2",
+    fields = dict(content={}, style=({},), style_blend_weights=(1.0,), style_scale=None, weights="", width=40,
+                  height=32, pooling="avg", content_layer="conv4_2",
                   style_layers=("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
                   style_layer_weights=(0.5, 1.0, 1.5, 3.0, 4.0), content_weight=0.01, style_weight=1.0,
                   tv_weight=0.5, init="noise", noise_ratio=0.6, optimizer="adam", learning_rate=2.0, seed=0)

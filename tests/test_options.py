@@ -116,3 +116,25 @@ def test_blend_weights_are_checked(workdir, capsys, vgg19_mat, images, weights, 
     code, _, err = run_main(["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"],
                              images["style"], "--style-blend-weights", *weights], capsys)
     assert code == 2 and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_texture_synthesis_needs_no_content_image(workdir, capsys, vgg19_mat, images):
+    args = ["--vgg", vgg19_mat[0], "--style", images["style"], "--texture", "--width", "40", "--iterations", "6",
+            "--log-every", "3", "--content", "does-not-exist.jpg"]  # no content image is read
+    code, out, err = run_main(args, capsys)
+    assert code == 0, err
+    assert Image.open("outputs/final.png").size == (40, 40)  # the square style's aspect
+    assert "content" not in out.split("step 3/6")[1].split("\n")[0]
+    series = scalar_series(LOG_DIR, "style_loss")
+    assert [step for step, _ in series] == [1, 3, 6] and series[-1][1] < series[0][1]
+    assert scalar_series(LOG_DIR, "content_loss") == []
+    import json
+    record = json.load(open("checkpoints/style_transfer/run.json"))
+    assert record["content"] is None and record["init"] == "random"
+
+
+@pytest.mark.parametrize("extra, says", [(["--preserve-colors"], "--preserve-colors needs a content image"),
+                                         (["--init", "content"], "--init content needs a content image")])
+def test_texture_refuses_what_needs_a_content_image(workdir, capsys, vgg19_mat, images, extra, says):
+    code, _, err = run_main(["--vgg", vgg19_mat[0], "--style", images["style"], "--texture", *extra], capsys)
+    assert code == 2 and says in err

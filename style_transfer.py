@@ -124,7 +124,8 @@ def parse_args(argv=None):
                          help="output width in pixels (CS20: 333 by 250; give only one of --width and --height "
                               "and the other follows the content image's aspect ratio)")
     problem.add_argument("--height", type=positive_int, help="output height in pixels")
-    problem.add_argument("--content-layer", default="conv4_2", help="layer whose features the result keeps")
+    problem.add_argument("--content-layers", "--content-layer", nargs="+", default=["conv4_2"],
+                         help="layers whose features the result keeps (their content losses add up)")
     problem.add_argument("--style-layers", nargs="+", default=["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"],
                          help="layers whose Gram matrices carry the style")
     problem.add_argument("--style-layer-weights", nargs="+", type=non_negative_float,
@@ -191,7 +192,7 @@ class Problem:
     width: int
     height: int
     pooling: str
-    content_layer: str  # None with --texture
+    content_layers: tuple  # empty with --texture
     style_layers: tuple
     style_layer_weights: tuple
     content_weight: float
@@ -225,7 +226,7 @@ def prepare(args):
         utils.fetch_if_missing(path, "style image", "--style")
         style_images.append(utils.load_image(path, *style_size(path, args), "style image"))
     utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")  # last: 535 MB, not for a run refused anyway
-    weights = load_vgg.load_weights(args.vgg, deepest_layer(args.content_layer, args.style_layers))
+    weights = load_vgg.load_weights(args.vgg, deepest_layer(args.content_layers, args.style_layers))
     blends = args.style_blend_weights or [1.0] * len(args.style)
     style_counts = args.style_weight > 0 and any(args.style_layer_weights)
     if args.content_weight == 0 and args.tv_weight == 0 and not style_counts:
@@ -236,7 +237,7 @@ def prepare(args):
         style=tuple(utils.file_identity(path) for path in args.style),
         style_blend_weights=tuple(blend / sum(blends) for blend in blends), style_scale=args.style_scale,
         weights=weights.fingerprint, width=args.width, height=args.height, pooling=args.pooling,
-        content_layer=args.content_layer, style_layers=tuple(args.style_layers),
+        content_layers=tuple(args.content_layers), style_layers=tuple(args.style_layers),
         style_layer_weights=tuple(args.style_layer_weights), content_weight=args.content_weight,
         style_weight=args.style_weight, tv_weight=args.tv_weight, init=args.init,
         noise_ratio=args.noise_ratio if args.init == "noise" else None, optimizer=args.optimizer,
@@ -254,7 +255,7 @@ def settle_options(args):
             raise UsageError("--preserve-colors needs a content image: drop it, or --texture")
         if args.init in ("noise", "content"):
             raise UsageError(f"--init {args.init} needs a content image: with --texture use random or style")
-        args.content, args.content_layer, args.content_weight = None, None, 0.0  # no content image is read
+        args.content, args.content_layers, args.content_weight = None, [], 0.0  # no content image is read
     else:
         utils.fetch_if_missing(args.content, "content image", "--content")
     args.init = args.init or ("random" if args.texture else "noise")
@@ -289,7 +290,7 @@ def style_size(path, args):
 def check_memory(args):
     """Refuse a size whose estimated memory exceeds what is available, and say what size would fit."""
     available = utils.available_memory()
-    deepest = deepest_layer(args.content_layer, args.style_layers)
+    deepest = deepest_layer(args.content_layers, args.style_layers)
     per_image = MEMORY_PER_ACTIVATION * load_vgg.activation_count(args.width, args.height, deepest)
     if available is None or MEMORY_FIXED + per_image <= available:
         return
@@ -356,15 +357,15 @@ def style_layer_loss(features, target_gram):
     return tf.reduce_sum(tf.square(gram_matrix(features) - target_gram)) / (2.0 * int(channels) * positions) ** 2
 
 
-def deepest_layer(content_layer, style_layers):
+def deepest_layer(content_layers, style_layers):
     """The deepest network layer the losses read: the network is built up to it and no further."""
-    used = [load_vgg.feature_layer(name) for name in [*([content_layer] if content_layer else []), *style_layers]]
+    used = [load_vgg.feature_layer(name) for name in [*content_layers, *style_layers]]
     return max(used, key=load_vgg.VGG19_LAYERS.index)
 
 
 @dataclass
 class Targets:
-    content_features: np.ndarray  # content layer's features of the content image
+    content_features: list  # the content image's features, per content layer (none with --texture)
     style_grams: list  # Gram matrix of the style image, per style layer
 
 
@@ -379,22 +380,24 @@ def style_targets(weights, problem, content_image, style_images):
     graph = tf.Graph()
     with graph.as_default():
         constants = load_vgg.weight_constants(weights)
-        feeds, content_op = {}, tf.no_op()  # no content features with --texture
+        feeds, content_ops = {}, []  # no content features with --texture
         if content_image is not None:
             content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
             feeds[content_input] = [content_image - weights.mean_pixel]
-            content_layer = load_vgg.feature_layer(problem.content_layer)
-            content_op = load_vgg.vgg_net(content_input, constants, content_layer, problem.pooling)[content_layer]
+            layers = load_vgg.vgg_net(content_input, constants, deepest_layer(problem.content_layers, []),
+                                      problem.pooling)
+            content_ops = [layers[load_vgg.feature_layer(name)] for name in problem.content_layers]
         gram_ops = []  # per style image, per style layer: (Gram, its positions)
         for style_image in style_images:
             style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
             feeds[style_input] = [style_image - weights.mean_pixel]
-            layers = load_vgg.vgg_net(style_input, constants, deepest_layer(None, problem.style_layers),
+            layers = load_vgg.vgg_net(style_input, constants, deepest_layer([], problem.style_layers),
                                       problem.pooling)
             features = [layers[load_vgg.feature_layer(name)] for name in problem.style_layers]
             gram_ops.append([(gram_matrix(layer), int(layer.shape[1]) * int(layer.shape[2])) for layer in features])
         with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
-            content_features, grams = sess.run([content_op, [[gram for gram, _ in ops] for ops in gram_ops]], feeds)
+            gram_fetches = [[gram for gram, _ in ops] for ops in gram_ops]
+            content_features, grams = sess.run([content_ops, gram_fetches], feeds)
     style_grams = []
     for index, name in enumerate(problem.style_layers):
         height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
@@ -451,14 +454,15 @@ class StyleTransfer:
 
     def load_vgg(self):
         constants = load_vgg.weight_constants(self.weights)
-        deepest = deepest_layer(self.problem.content_layer, self.problem.style_layers)
+        deepest = deepest_layer(self.problem.content_layers, self.problem.style_layers)
         self.layers = load_vgg.vgg_net(self.image, constants, deepest, self.problem.pooling)
 
     def losses(self):
         problem = self.problem
         with tf.name_scope("losses"):
-            self.content_loss = tf.constant(0.0) if problem.content is None else content_loss(
-                self.layers[load_vgg.feature_layer(problem.content_layer)], self.targets.content_features)
+            self.content_loss = tf.add_n([tf.constant(0.0)] + [
+                content_loss(self.layers[load_vgg.feature_layer(name)], target)
+                for name, target in zip(problem.content_layers, self.targets.content_features)])
             self.style_layer_losses = {
                 name: style_layer_loss(self.layers[load_vgg.feature_layer(name)], gram)
                 for name, gram in zip(problem.style_layers, self.targets.style_grams)}
@@ -702,7 +706,8 @@ def progress_line(report, last_step, seconds_per_step):
     losses = "  ".join(f"{name.replace('_loss', '')} {report.losses[name]:.4g}"
                        for name in ("total_loss", "content_loss", "style_loss", "tv_loss") if name in report.losses)
     left = format_duration(seconds_per_step * (last_step - report.step))
-    return f"step {report.step:>{len(str(last_step))}}/{last_step}  {losses}  {seconds_per_step:.3f} s/step  {left} left"
+    step = f"{report.step:>{len(str(last_step))}}/{last_step}"
+    return f"step {step}  {losses}  {seconds_per_step:.3f} s/step  {left} left"
 
 
 def start_or_resume(sess, checkpoints, job, args):

@@ -52,7 +52,7 @@ def test_content_and_style_losses_match_numpy():
 
 def small_problem(**changes):
     fields = dict(content={}, style=({},), style_blend_weights=(1.0,), style_scale=None, weights="", width=40,
-                  height=32, pooling="avg", content_layer="conv4_2",
+                  height=32, pooling="avg", content_layers=("conv4_2",),
                   style_layers=("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
                   style_layer_weights=(0.5, 1.0, 1.5, 3.0, 4.0), content_weight=0.01, style_weight=1.0,
                   tv_weight=0.5, init="noise", noise_ratio=0.6, optimizer="adam", learning_rate=2.0, seed=0)
@@ -102,13 +102,13 @@ def test_the_other_starting_images(built_model):
 def test_graph_losses_match_numpy_on_the_graph_features(built_model):
     model, _, _ = built_model
     problem = model.problem
-    feature_names = [load_vgg.feature_layer(name) for name in [problem.content_layer, *problem.style_layers]]
+    feature_names = [load_vgg.feature_layer(name) for name in [*problem.content_layers, *problem.style_layers]]
     with model.graph.as_default(), tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
         features, losses, image = sess.run([{name: model.layers[name] for name in feature_names}, model.loss_tensors,
                                             model.image])
 
-    content = numpy_content_loss(features["relu4_2"].astype(np.float64), model.targets.content_features)
+    content = numpy_content_loss(features["relu4_2"].astype(np.float64), model.targets.content_features[0])
     layer_losses = [numpy_style_layer_loss(features[load_vgg.feature_layer(name)].astype(np.float64), gram)
                     for name, gram in zip(problem.style_layers, model.targets.style_grams)]
     style = sum(weight * loss for weight, loss in zip(problem.style_layer_weights, layer_losses))
@@ -119,3 +119,19 @@ def test_graph_losses_match_numpy_on_the_graph_features(built_model):
     total_variation = np.abs(np.diff(image, axis=0)).sum() + np.abs(np.diff(image, axis=1)).sum()
     np.testing.assert_allclose(losses["tv_loss"], total_variation, rtol=1e-4)
     np.testing.assert_allclose(losses["total_loss"], 0.01 * content + style + 0.5 * total_variation, rtol=1e-3)
+
+
+def test_several_content_layers_add_their_losses(vgg19_mat):
+    rng = np.random.default_rng(6)
+    content, style = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
+    problem = small_problem(content_layers=("conv2_1", "conv4_2"), tv_weight=0.0)
+    weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
+    targets = style_transfer.style_targets(weights, problem, content, [style])
+    start = style_transfer.initial_image(problem, content, style, weights.mean_pixel)
+    model = StyleTransfer(problem, weights, targets, start).build()
+    with model.graph.as_default(), tf.Session() as sess:
+        sess.run(tf.global_variables_initializer())
+        features, loss = sess.run([[model.layers["relu2_1"], model.layers["relu4_2"]], model.content_loss])
+    expected = sum(numpy_content_loss(feature.astype(np.float64), target)
+                   for feature, target in zip(features, targets.content_features))
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)

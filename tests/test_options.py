@@ -75,12 +75,10 @@ def test_blended_styles_give_the_blended_gram_targets(vgg19_mat):
     first, second = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
     half = rng.uniform(0, 255, (16, 20, 3)).astype(np.float32)
     weights = load_vgg.load_weights(vgg19_mat[0], "relu2_1")
-    problem = small_problem(style_layers=("conv1_1", "conv2_1"), style_layer_weights=(1.0, 1.0),
-                            content_layer="conv1_1", style_blend_weights=(0.75, 0.25))
-    blended = style_transfer.style_targets(weights, problem, content, [first, second]).style_grams
-    alone = [style_transfer.style_targets(weights, small_problem(style_layers=("conv1_1", "conv2_1"),
-                                                                 style_layer_weights=(1.0, 1.0),
-                                                                 content_layer="conv1_1"), content, [image]).style_grams
+    shallow = dict(style_layers=("conv1_1", "conv2_1"), style_layer_weights=(1.0, 1.0), content_layers=("conv1_1",))
+    blended_problem = small_problem(**shallow, style_blend_weights=(0.75, 0.25))
+    blended = style_transfer.style_targets(weights, blended_problem, content, [first, second]).style_grams
+    alone = [style_transfer.style_targets(weights, small_problem(**shallow), content, [image]).style_grams
              for image in (first, second, half)]
     for layer in range(2):
         np.testing.assert_allclose(blended[layer], 0.75 * alone[0][layer] + 0.25 * alone[1][layer], rtol=1e-4)

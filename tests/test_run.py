@@ -67,7 +67,7 @@ def test_a_run_lowers_the_loss_and_leaves_checkpoints_images_and_summaries(finis
     assert [os.path.basename(path) for path in state.all_model_checkpoint_paths] == ["ckpt-5", "ckpt-10", "ckpt-12"]
     assert not glob.glob(os.path.join(CHECKPOINT_DIR, "*.meta"))  # no MetaGraph full of weight constants
     record = json.load(open(os.path.join(CHECKPOINT_DIR, "run.json")))
-    assert record["width"] == 40 and record["content_layer"] == "conv4_2" and len(record["content"]["sha256"]) == 64
+    assert record["width"] == 40 and record["content_layers"] == ["conv4_2"] and len(record["content"]["sha256"]) == 64
 
     for name in ["5.png", "10.png", "12.png", "final.png"]:
         assert Image.open(os.path.join("outputs", name)).size == (40, 32)

@@ -1,4 +1,4 @@
-"""VGG-19 from MatConvNet's `imagenet-vgg-verydeep-19.mat`, as a TF1 graph of constants.
+"""VGG-19 from MatConvNet's `imagenet-vgg-verydeep-19.mat` (or Keras' notop .h5), as a TF1 graph of constants.
 
 Two steps, kept apart so the file is read once however many graphs need the network:
 
@@ -12,6 +12,10 @@ The .mat comes in two layouts: the current one (`layers` and `meta`) and the old
 "beta16" one (`layers` and a top-level `normalization`). Both are read by field name, never by
 field position, and every layer up to the deepest one used is checked against VGG-19's names and
 kernel shapes, so that a file of another network is refused with the first layer that does not fit.
+
+Keras' `vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5` holds the same (original Caffe) conv weights in
+80 MB, for BGR input: its first kernel's input channels are reversed here so that every file takes RGB.
+Which format a file is in is told from its first bytes, not its name.
 """
 
 import hashlib
@@ -25,6 +29,8 @@ import tensorflow.compat.v1 as tf
 from utils import UsageError, atomic_output
 
 WEIGHTS_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+KERAS_MEAN_PIXEL_RGB = (123.68, 116.779, 103.939)  # Keras' VGG-19 subtracts these, in BGR order
 
 # VGG-19's layers up to pool5, in the order (and at the index) they stand in the .mat's `layers` cell.
 # The fully connected layers after pool5 (480 of the file's 535 MB) are never read.
@@ -116,8 +122,8 @@ def _mean_pixel(mat, path):
 
 
 def load_weights(path, deepest_layer="pool5"):
-    """The checked conv weights of the .mat at `path` up to `deepest_layer`, from the cache if it has them."""
-    weights = _read_cache(path) or _read_mat_and_cache(path)
+    """The checked conv weights of the file at `path` up to `deepest_layer`, from the cache if it has them."""
+    weights = _read_cache(path) or _read_and_cache(path)
     used = VGG19_LAYERS[:VGG19_LAYERS.index(deepest_layer) + 1]
     return VGGWeights({name: weights.kernels[name] for name in used if name in weights.kernels},
                       weights.mean_pixel, weights.fingerprint)
@@ -151,15 +157,46 @@ def _read_mat(path):
         arrays = _field(layer, "weights")
         if arrays is None or np.asarray(arrays).size < 2:
             raise UsageError(f"{path}: layer {name} has no kernel and bias: not VGG-19 weights; get {WEIGHTS_URL}")
-        kernel, bias = (np.asarray(array, dtype=np.float32) for array in np.asarray(arrays).reshape(-1)[:2])
-        bias = bias.reshape(-1)
-        expected = kernel_shape(name)
-        if kernel.shape != expected or bias.shape != expected[-1:]:
-            raise UsageError(f"{path}: layer {name} has kernel {kernel.shape} and bias {bias.shape} where "
-                             f"VGG-19 has {expected} and ({expected[-1]},): not VGG-19 weights; get {WEIGHTS_URL}")
-        kernels[name] = (kernel, bias)
+        kernels[name] = _checked_kernel(path, name, *np.asarray(arrays).reshape(-1)[:2])
+    return _with_fingerprint(kernels, _mean_pixel(mat, path))
 
-    mean_pixel = _mean_pixel(mat, path)
+
+def _read_keras_h5(path):
+    """Read and check the conv layers of Keras' VGG-19 notop weights (HDF5; one group per layer)."""
+    import h5py  # comes with TensorFlow's Keras; only this format needs it
+
+    kernels = {}
+    try:
+        with h5py.File(path, "r") as file:
+            for name in (name for name in VGG19_LAYERS if layer_kind(name) == "conv"):
+                keras_name = f"block{name[4]}_conv{name[6]}"  # conv3_2 is Keras' block3_conv2
+                if keras_name not in file:
+                    raise UsageError(f"{path} has no layer {keras_name} (VGG-19's {name}): not Keras' VGG-19 "
+                                     f"weights; get {WEIGHTS_URL}")
+                group = file[keras_name]
+                names = [item.decode() if isinstance(item, bytes) else item for item in group.attrs["weight_names"]]
+                kernels[name] = _checked_kernel(path, name, group[names[0]][()], group[names[1]][()])
+    except UsageError:
+        raise
+    except Exception as error:  # h5py raises many kinds for a truncated or foreign file
+        raise UsageError(f"weights file {path} is not a readable Keras weights file ({error}): "
+                         f"download it again, or use {WEIGHTS_URL}") from None
+    kernel, bias = kernels["conv1_1"]
+    kernels["conv1_1"] = (np.ascontiguousarray(kernel[:, :, ::-1, :]), bias)  # BGR input channels to RGB
+    return _with_fingerprint(kernels, np.array(KERAS_MEAN_PIXEL_RGB, dtype=np.float32))
+
+
+def _checked_kernel(path, name, kernel, bias):
+    """(kernel, bias) as float32, refused unless they have VGG-19's shapes for this layer."""
+    kernel, bias = np.asarray(kernel, dtype=np.float32), np.asarray(bias, dtype=np.float32).reshape(-1)
+    expected = kernel_shape(name)
+    if kernel.shape != expected or bias.shape != expected[-1:]:
+        raise UsageError(f"{path}: layer {name} has kernel {kernel.shape} and bias {bias.shape} where "
+                         f"VGG-19 has {expected} and ({expected[-1]},): not VGG-19 weights; get {WEIGHTS_URL}")
+    return kernel, bias
+
+
+def _with_fingerprint(kernels, mean_pixel):
     digest = hashlib.sha256(mean_pixel.tobytes())
     for name, (kernel, bias) in kernels.items():
         digest.update(name.encode())
@@ -197,8 +234,20 @@ def _read_cache(path):
         return None
 
 
-def _read_mat_and_cache(path):
-    weights = _read_mat(path)
+def _read_file(path):
+    """Read and check a weights file, MatConvNet's .mat or Keras' .h5, told apart by its first bytes."""
+    try:
+        with open(path, "rb") as file:
+            signature = file.read(len(HDF5_SIGNATURE))
+    except FileNotFoundError:
+        raise UsageError(f"weights file {path} not found: get {WEIGHTS_URL} or pass --vgg PATH") from None
+    except OSError as error:
+        raise UsageError(f"weights file {path} cannot be read ({error.strerror}): pass another --vgg") from None
+    return _read_keras_h5(path) if signature == HDF5_SIGNATURE else _read_mat(path)
+
+
+def _read_and_cache(path):
+    weights = _read_file(path)
     arrays = {f"{name}/{part}": array for name, pair in weights.kernels.items()
               for part, array in zip(("kernel", "bias"), pair)}
     try:

@@ -117,7 +117,8 @@ def parse_args(argv=None):
     files.add_argument("--content", default=os.path.join("content", "deadpool.jpg"), help="content image")
     files.add_argument("--style", nargs="+", default=[os.path.join("styles", "guernica.jpg")],
                        help="style image, or several to blend")
-    files.add_argument("--vgg", default="imagenet-vgg-verydeep-19.mat", help="MatConvNet VGG-19 weights (.mat)")
+    files.add_argument("--vgg", default="imagenet-vgg-verydeep-19.mat",
+                       help="VGG-19 weights: MatConvNet's .mat, or Keras' vgg19 notop .h5")
 
     problem = parser.add_argument_group("what is optimised (a checkpoint resumes only the same problem)")
     problem.add_argument("--width", type=positive_int,

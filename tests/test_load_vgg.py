@@ -131,3 +131,36 @@ def test_the_conv_weights_are_cached_until_the_file_changes(tmp_path, vgg19_mat,
     os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 10**9))  # the file changed: read it again
     with pytest.raises(UsageError, match="not a readable MATLAB .mat file"):
         load_vgg.load_weights(path, "relu5_1")
+
+
+def test_keras_h5_gives_the_same_rgb_network_as_the_mat(tmp_path, vgg19_mat):
+    from keras_weights import write_keras_vgg_h5
+
+    path, written = vgg19_mat
+    h5_path = str(tmp_path / "weights.mat")  # a misleading name: the format is told from the content
+    write_keras_vgg_h5(h5_path, written)
+    from_h5, from_mat = load_vgg.load_weights(h5_path, "pool5"), load_vgg.load_weights(path, "pool5")
+    for name, (kernel, bias) in from_mat.kernels.items():
+        np.testing.assert_array_equal(from_h5.kernels[name][0], kernel)
+        np.testing.assert_array_equal(from_h5.kernels[name][1], bias)
+    np.testing.assert_allclose(from_h5.mean_pixel, [123.68, 116.779, 103.939], rtol=1e-6)
+
+
+def test_keras_vgg16_h5_is_refused(tmp_path):
+    from keras_weights import write_keras_vgg_h5
+
+    specs = matconvnet.layer_specs(matconvnet.VGG16_BLOCKS)
+    path = str(tmp_path / "vgg16.h5")
+    write_keras_vgg_h5(path, matconvnet.random_weights(specs), blocks=matconvnet.VGG16_BLOCKS)
+    with pytest.raises(UsageError, match="has no layer block3_conv4"):
+        load_vgg.load_weights(path, "pool5")
+
+
+def test_a_truncated_h5_is_refused(tmp_path, vgg19_mat):
+    from keras_weights import write_keras_vgg_h5
+
+    path = tmp_path / "cut.h5"
+    write_keras_vgg_h5(str(path), vgg19_mat[1])
+    path.write_bytes(path.read_bytes()[:1_000_000])
+    with pytest.raises(UsageError, match="not a readable Keras weights file"):
+        load_vgg.load_weights(str(path), "pool5")

@@ -136,3 +136,14 @@ def test_texture_synthesis_needs_no_content_image(workdir, capsys, vgg19_mat, im
 def test_texture_refuses_what_needs_a_content_image(workdir, capsys, vgg19_mat, images, extra, says):
     code, _, err = run_main(["--vgg", vgg19_mat[0], "--style", images["style"], "--texture", *extra], capsys)
     assert code == 2 and says in err
+
+
+def test_keras_h5_weights_run_end_to_end(workdir, tmp_path_factory, capsys, vgg19_mat, images):
+    from keras_weights import write_keras_vgg_h5
+
+    path = str(tmp_path_factory.mktemp("keras") / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    write_keras_vgg_h5(path, vgg19_mat[1])
+    code, _, err = run_main(["--vgg", path, "--content", images["content"], "--style", images["style"],
+                             "--width", "40", "--height", "32", "--iterations", "2"], capsys)
+    assert code == 0, err
+    assert Image.open("outputs/final.png").size == (40, 32)

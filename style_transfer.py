@@ -48,6 +48,7 @@ tf.disable_v2_behavior()
 tf2.config.experimental.enable_op_determinism()  # the same steps give the same image: resume is exact
 
 RUN_RECORD = "run.json"  # beside the checkpoints: what the run was made from
+BEST_RECORD = "best.json"  # beside the checkpoints, with --keep-best: the lowest loss seen and its step
 
 # Memory a run needs: a fixed part (TensorFlow, the weights as read and as graph constants) and a part per
 # activation float of the network (its value, its gradient, the convolutions' scratch space). Measured here:
@@ -166,6 +167,9 @@ def parse_args(argv=None):
     schedule.add_argument("--output", default=os.path.join("outputs", "final.png"), help="the final image")
     schedule.add_argument("--preserve-colors", action="store_true",
                           help="save images with the content's colours: the result's luminance, the content's chroma")
+    schedule.add_argument("--keep-best", action="store_true",
+                          help="also write the lowest-loss image seen, as <output>-best.png (Adam's loss can rise "
+                               "again late in a run)")
     schedule.add_argument("--restart", action="store_true",
                           help="start over, replacing the checkpoint in --checkpoint-dir")
     args = parser.parse_args(argv)
@@ -426,6 +430,7 @@ class StepReport:
     losses: dict  # name -> loss of the image this step started from
     summary: bytes  # serialized loss summaries, on log steps only (else None)
     seconds: float  # wall time of the step
+    image: np.ndarray = None  # the image the losses belong to (mean-subtracted), when asked for
 
 
 class StyleTransfer:
@@ -475,9 +480,13 @@ class StyleTransfer:
 
     def optimize(self):
         if self.problem.optimizer == "adam":
+            # A copy of the image the losses are computed on, taken before Adam updates it in place (for
+            # --keep-best; fetched only then).
+            self.image_before_step = tf.raw_ops.DeepCopy(x=self.image)
             self.optimizer = tf.train.AdamOptimizer(self.problem.learning_rate)
-            self.train_op = self.optimizer.minimize(self.total_loss, global_step=self.global_step,
-                                                    var_list=[self.image])
+            with tf.control_dependencies([self.image_before_step]):
+                self.train_op = self.optimizer.minimize(self.total_loss, global_step=self.global_step,
+                                                        var_list=[self.image])
         else:  # scipy's L-BFGS-B drives: it feeds an image in and gets the loss and its gradient back
             self.gradient = tf.gradients(self.total_loss, [self.image])[0]
             self.count_step = tf.assign_add(self.global_step, 1)
@@ -497,29 +506,33 @@ class StyleTransfer:
         record = json.dumps(self.problem.as_record(), indent=2)
         self.config_summary = tf.summary.text("configuration", tf.constant("```\n" + record + "\n```"))
 
-    def train(self, sess, last_step, log_every):
+    def train(self, sess, last_step, log_every, with_images=False):
         """Take steps until the global step is last_step, yielding a StepReport after each.
 
         The loss summaries come from the same sess.run as the step itself: no second forward pass.
+        with_images: each report carries the image its losses belong to.
         """
         steps = self._adam_steps if self.problem.optimizer == "adam" else self._lbfgs_steps
-        return steps(sess, last_step, lambda step: step % log_every == 0 or step in (1, last_step))
+        return steps(sess, last_step, lambda step: step % log_every == 0 or step in (1, last_step), with_images)
 
-    def _fetches(self, logging):
+    def _fetches(self, logging, with_image=False):
         fetches = {"losses": self.loss_tensors}
         if logging:
             fetches["summary"] = self.loss_summary
+        if with_image:
+            fetches["image"] = self.image_before_step
         return fetches
 
-    def _adam_steps(self, sess, last_step, is_log_step):
-        step = sess.run(self.global_step)
+    def _adam_steps(self, sess, last_step, is_log_step, with_images):
+        step = int(sess.run(self.global_step))
         while step < last_step:
             step += 1  # what train_op makes the global step (read in the same run, it could be either value)
             started = time.perf_counter()
-            result = sess.run({"train": self.train_op, **self._fetches(is_log_step(step))})
-            yield StepReport(step, result["losses"], result.get("summary"), time.perf_counter() - started)
+            result = sess.run({"train": self.train_op, **self._fetches(is_log_step(step), with_images)})
+            yield StepReport(step, result["losses"], result.get("summary"), time.perf_counter() - started,
+                             result.get("image"))
 
-    def _lbfgs_steps(self, sess, last_step, is_log_step):
+    def _lbfgs_steps(self, sess, last_step, is_log_step, with_images):
         """scipy's L-BFGS-B, one loss-and-gradient evaluation per step, as a generator of StepReports.
 
         scipy's minimize runs its own loop and calls us back, so it runs in a worker thread that hands each
@@ -544,7 +557,8 @@ class StyleTransfer:
             if loss < best["loss"]:
                 best.update(loss=loss, image=image)
                 sess.run(self.set_image, {self.new_image: image})
-            handover.put(StepReport(step, result["losses"], result.get("summary"), time.perf_counter() - started))
+            handover.put(StepReport(step, result["losses"], result.get("summary"), time.perf_counter() - started,
+                                    image if with_images else None))
             return loss, result["gradient"].ravel().astype(np.float64)
 
         def optimize():
@@ -637,13 +651,29 @@ class Checkpoints:
     def clear(self):
         """Remove this tool's checkpoint files (for --restart)."""
         for path in glob.glob(self.prefix + "-*") + [os.path.join(self.folder, name)
-                                                    for name in ("checkpoint", RUN_RECORD)]:
+                                                    for name in ("checkpoint", RUN_RECORD, BEST_RECORD)]:
             if os.path.exists(path):
                 os.remove(path)
 
     def record(self, problem):
+        """Start the folder's record of a new run (and forget an earlier run's best image)."""
         utils.write_text_atomically(os.path.join(self.folder, RUN_RECORD),
                                     json.dumps(problem.as_record(), indent=2) + "\n")
+        if os.path.exists(os.path.join(self.folder, BEST_RECORD)):
+            os.remove(os.path.join(self.folder, BEST_RECORD))
+
+    def best(self):
+        """(loss, step) of the best image this run has written, or (inf, None)."""
+        try:
+            with open(os.path.join(self.folder, BEST_RECORD)) as file:
+                record = json.load(file)
+            return float(record["loss"]), int(record["step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return math.inf, None
+
+    def record_best(self, loss, step):
+        utils.write_text_atomically(os.path.join(self.folder, BEST_RECORD),
+                                    json.dumps({"loss": loss, "step": step}) + "\n")
 
     def save(self, sess, step):
         return self.saver.save(sess, self.prefix, global_step=step, write_meta_graph=False)
@@ -737,10 +767,31 @@ class Outputs:
         if fresh:  # the graph and the configuration, once per run
             self.writer.add_graph(None, graph_def=graph_without_weights(model.graph))
             self.writer.add_summary(sess.run(model.config_summary), 0)
+        stem, extension = os.path.splitext(args.output)
+        self.best_path = f"{stem}-best{extension}"  # --keep-best
+        self.best_loss, self.best_step = checkpoints.best()
+        self.best_image = None  # a better image than the one at best_path, not yet written
+
+    def consider(self, report):
+        """--keep-best: remember the report's image if its loss is the lowest yet."""
+        loss = float(report.losses["total_loss"])
+        if loss < self.best_loss:
+            self.best_loss, self.best_step, self.best_image = loss, report.step, report.image
 
     def log(self, report, line):
         self.writer.add_summary(report.summary, report.step)
+        if self.args.keep_best:
+            best = tf.Summary(value=[tf.Summary.Value(tag="best_total_loss", simple_value=self.best_loss)])
+            self.writer.add_summary(best, report.step)
+            line += f"  best {self.best_loss:.4g} (step {self.best_step})"
         print(line, flush=True)
+
+    def write_best(self):
+        if self.best_image is not None:
+            pixels = np.clip(self.best_image[0] + self.model.weights.mean_pixel, 0, 255)
+            utils.save_image(self.best_path, self.shown(pixels))
+            self.checkpoints.record_best(self.best_loss, self.best_step)
+            self.best_image = None
 
     def save(self, step):
         """The image as <output-dir>/<step>.png and in TensorBoard, then the checkpoint; return both paths."""
@@ -750,12 +801,14 @@ class Outputs:
             utils.save_image(image_path, self.shown(pixels[0]))
             self.writer.add_summary(image_summary, step)
             self.writer.flush()  # events up to this step are on disk before the checkpoint that says we got here
+            self.write_best()
             return self.checkpoints.save(self.sess, step), image_path
 
     def finish(self, step):
         self.writer.close()
         with self.checkpoints.saving(step, what=f"the final image {self.args.output}"):
             utils.save_image(self.args.output, self.shown(self.sess.run(self.model.pixels)[0]))
+            self.write_best()
 
     def shown(self, pixels):
         """The image as saved: with the content's colours under --preserve-colors."""
@@ -781,9 +834,11 @@ def run(job, args):
         step = saved_step = restored_step or 0
         timings = []  # seconds per step in this process
         with StopSignals() as stop:
-            for report in model.train(sess, args.iterations, args.log_every):
+            for report in model.train(sess, args.iterations, args.log_every, with_images=args.keep_best):
                 step = report.step
                 timings.append(report.seconds)
+                if args.keep_best:
+                    outputs.consider(report)
                 if report.summary is not None:
                     recent = timings[1:][-args.log_every:] or timings  # the process's first step warms up
                     outputs.log(report, progress_line(report, args.iterations, sum(recent) / len(recent)))
@@ -799,6 +854,8 @@ def run(job, args):
             print(f"L-BFGS converged at step {step}", flush=True)
             outputs.save(step)
         outputs.finish(step)
+    if args.keep_best:
+        print(f"Best: loss {outputs.best_loss:.4g} at step {outputs.best_step}, image {outputs.best_path}", flush=True)
     print(f"Done: step {step}; image {args.output}; checkpoints in {args.checkpoint_dir}; "
           f"TensorBoard: tensorboard --logdir {args.log_dir}", flush=True)
     return 0

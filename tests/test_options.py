@@ -147,3 +147,21 @@ def test_keras_h5_weights_run_end_to_end(workdir, tmp_path_factory, capsys, vgg1
                              "--width", "40", "--height", "32", "--iterations", "2"], capsys)
     assert code == 0, err
     assert Image.open("outputs/final.png").size == (40, 32)
+
+
+def test_keep_best_writes_the_lowest_loss_image_seen(workdir, capsys, vgg19_mat, images):
+    args = ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"], "--width", "40",
+            "--height", "32", "--iterations", "12", "--save-every", "1", "--log-every", "1", "--keep-best"]
+    code, out, err = run_main([*args, "--lr", "40"], capsys)  # a rate that overshoots: the loss goes up and down
+    assert code == 0, err
+    import json
+    series = dict(scalar_series(LOG_DIR, "total_loss"))
+    best = json.load(open("checkpoints/style_transfer/best.json"))
+    assert best["loss"] == pytest.approx(min(series.values()), rel=1e-6)
+    assert series[best["step"]] == pytest.approx(best["loss"], rel=1e-6)
+    assert 1 < best["step"] < 12, "pick a rate whose best step is neither the first nor the last"
+    # The loss reported at step k is that of the image Adam started step k from: the image saved at step k-1.
+    np.testing.assert_array_equal(np.asarray(Image.open("outputs/final-best.png")),
+                                  np.asarray(Image.open(f"outputs/{best['step'] - 1}.png")))
+    assert f"best {best['loss']:.4g} (step {best['step']})" in out
+    assert scalar_series(LOG_DIR, "best_total_loss")[-1][1] == pytest.approx(best["loss"], rel=1e-6)

@@ -17,6 +17,7 @@ How it runs, top to bottom:
 
 import argparse
 import contextlib
+import copy
 import glob
 import json
 import math
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import scipy.optimize
+from PIL import Image
 
 import utils
 from utils import UsageError
@@ -115,7 +117,9 @@ def parse_args(argv=None):
                     "Resumes from the latest checkpoint in --checkpoint-dir.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     files = parser.add_argument_group("images and weights (the defaults are downloaded on first use)")
-    files.add_argument("--content", default=os.path.join("content", "deadpool.jpg"), help="content image")
+    files.add_argument("--content", nargs="+", default=[os.path.join("content", "deadpool.jpg")],
+                       help="content image; or several, or folders of them: each gets its own subfolder of "
+                            "--checkpoint-dir, --log-dir and --output-dir, named after the image")
     files.add_argument("--style", nargs="+", default=[os.path.join("styles", "guernica.jpg")],
                        help="style image, or several to blend")
     files.add_argument("--vgg", default="imagenet-vgg-verydeep-19.mat",
@@ -222,7 +226,50 @@ class Job:
     resume: bool  # the checkpoint folder holds this problem's run
 
 
-def prepare(args):
+def content_files(args):
+    """--content as image files: files as given, folders expanded to the images in them, by name."""
+    extensions = set(Image.registered_extensions())
+    files = []
+    for path in args.content:
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        found = sorted(os.path.join(path, name) for name in os.listdir(path)
+                       if os.path.splitext(name)[1].lower() in extensions)
+        if not found:
+            raise UsageError(f"content folder {path} holds no image files: pass images or another folder")
+        files += found
+    return files
+
+
+def prepare_all(args):
+    """A (Job, its own options) pair per content image, every one checked before any runs.
+
+    One content image uses the folders as given; several each get a subfolder named after the image.
+    """
+    files = [None] if args.texture else content_files(args)
+    if len(files) == 1:
+        args.content = files[0]
+        return [(prepare(args), args)]
+    names = [os.path.splitext(os.path.basename(path))[0] for path in files]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UsageError(f"several content images are named {twice[0]}: their outputs would mix; rename one")
+    jobs, weights = [], None
+    for path, name in zip(files, names):
+        own = copy.copy(args)
+        own.content = path
+        own.checkpoint_dir = os.path.join(args.checkpoint_dir, name)
+        own.log_dir = os.path.join(args.log_dir, name)
+        own.output_dir = os.path.join(args.output_dir, name)
+        own.output = os.path.join(os.path.dirname(args.output), name, os.path.basename(args.output))
+        job = prepare(own, weights)
+        weights = job.weights  # read once, shared by all
+        jobs.append((job, own))
+    return jobs
+
+
+def prepare(args, weights=None):
     settle_options(args)
     check_memory(args)
     content_image = None if args.texture else utils.load_image(args.content, args.width, args.height, "content image")
@@ -231,7 +278,7 @@ def prepare(args):
         utils.fetch_if_missing(path, "style image", "--style")
         style_images.append(utils.load_image(path, *style_size(path, args), "style image"))
     utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")  # last: 535 MB, not for a run refused anyway
-    weights = load_vgg.load_weights(args.vgg, deepest_layer(args.content_layers, args.style_layers))
+    weights = weights or load_vgg.load_weights(args.vgg, deepest_layer(args.content_layers, args.style_layers))
     blends = args.style_blend_weights or [1.0] * len(args.style)
     style_counts = args.style_weight > 0 and any(args.style_layer_weights)
     if args.content_weight == 0 and args.tv_weight == 0 and not style_counts:
@@ -374,13 +421,15 @@ class Targets:
     style_grams: list  # Gram matrix of the style image, per style layer
 
 
-def style_targets(weights, problem, content_image, style_images):
+def style_targets(weights, problem, content_image, style_images, style_grams=None):
     """What the losses compare against, computed once in a throwaway graph.
 
     One network on each image, sharing the weight constants, evaluated in a single run: each distinct
     run of a new graph costs TensorFlow most of a second of set-up. With several style images, the target
     Gram matrix of a layer is their blend; a Gram matrix is a sum over positions, so each is first scaled
     to the number of positions the generated image has at that layer (1 when the style is fitted to it).
+    style_grams: Gram targets computed before for the same style, size and layers (then only the content
+    features are computed).
     """
     graph = tf.Graph()
     with graph.as_default():
@@ -393,7 +442,7 @@ def style_targets(weights, problem, content_image, style_images):
                                       problem.pooling)
             content_ops = [layers[load_vgg.feature_layer(name)] for name in problem.content_layers]
         gram_ops = []  # per style image, per style layer: (Gram, its positions)
-        for style_image in style_images:
+        for style_image in style_images if style_grams is None else []:
             style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
             feeds[style_input] = [style_image - weights.mean_pixel]
             layers = load_vgg.vgg_net(style_input, constants, deepest_layer([], problem.style_layers),
@@ -403,12 +452,19 @@ def style_targets(weights, problem, content_image, style_images):
         with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
             gram_fetches = [[gram for gram, _ in ops] for ops in gram_ops]
             content_features, grams = sess.run([content_ops, gram_fetches], feeds)
-    style_grams = []
-    for index, name in enumerate(problem.style_layers):
-        height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
-        style_grams.append(sum(blend * grams[style][index] * (height * width / gram_ops[style][index][1])
-                               for style, blend in enumerate(problem.style_blend_weights)))
+    if style_grams is None:
+        style_grams = []
+        for index, name in enumerate(problem.style_layers):
+            height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
+            style_grams.append(sum(blend * grams[style][index] * (height * width / gram_ops[style][index][1])
+                                   for style, blend in enumerate(problem.style_blend_weights)))
     return Targets(content_features, style_grams)
+
+
+def style_key(problem):
+    """What the style Gram targets depend on: runs that agree on it share them."""
+    return json.dumps([problem.style, problem.style_blend_weights, problem.style_scale, problem.width,
+                       problem.height, problem.pooling, problem.style_layers, problem.weights])
 
 
 def initial_image(problem, content_image, style_image, mean_pixel):
@@ -815,9 +871,15 @@ class Outputs:
         return utils.with_colors_of(pixels, self.content_image) if self.args.preserve_colors else pixels
 
 
-def run(job, args):
-    """Train to args.iterations; return the exit code (0, or 128 + the signal that stopped it)."""
-    targets = style_targets(job.weights, job.problem, job.content_image, job.style_images)
+def run(job, args, style_grams=None):
+    """Train to args.iterations; return the exit code (0, or 128 + the signal that stopped it).
+
+    style_grams: {style_key: Gram targets} shared by the runs of one process; filled in here.
+    """
+    style_grams = {} if style_grams is None else style_grams
+    key = style_key(job.problem)
+    targets = style_targets(job.weights, job.problem, job.content_image, job.style_images, style_grams.get(key))
+    style_grams[key] = targets.style_grams
     fitted_style = utils.load_image(args.style[0], args.width, args.height, "style image") \
         if job.problem.init == "style" else None
     start_image = initial_image(job.problem, job.content_image, fitted_style, job.weights.mean_pixel)
@@ -864,7 +926,15 @@ def run(job, args):
 def main(argv=None):
     args = parse_args(argv)
     try:
-        return run(prepare(args), args)
+        jobs = prepare_all(args)
+        style_grams = {}
+        for job, job_args in jobs:
+            if len(jobs) > 1:
+                print(f"== {job_args.content}: images in {job_args.output_dir}", flush=True)
+            code = run(job, job_args, style_grams)
+            if code:
+                return code
+        return 0
     except UsageError as error:
         print(f"style_transfer.py: error: {error}", file=sys.stderr)
         return 2

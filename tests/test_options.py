@@ -165,3 +165,46 @@ def test_keep_best_writes_the_lowest_loss_image_seen(workdir, capsys, vgg19_mat,
                                   np.asarray(Image.open(f"outputs/{best['step'] - 1}.png")))
     assert f"best {best['loss']:.4g} (step {best['step']})" in out
     assert scalar_series(LOG_DIR, "best_total_loss")[-1][1] == pytest.approx(best["loss"], rel=1e-6)
+
+
+def test_several_content_images_each_get_their_own_folders(workdir, tmp_path_factory, capsys, monkeypatch, vgg19_mat,
+                                                          images):
+    import os
+    import style_transfer
+    from conftest import write_image
+
+    folder = tmp_path_factory.mktemp("contents")
+    write_image(folder / "a.png", 60, 40, seed=11)
+    write_image(folder / "b.jpg", 40, 60, seed=12)
+    (folder / "notes.txt").write_text("not an image, not picked up\n")
+    calls = []
+    real_targets = style_transfer.style_targets
+
+    def counting_targets(*args):
+        calls.append(args[-1] is not None)  # were the style Grams handed over?
+        return real_targets(*args)
+
+    monkeypatch.setattr(style_transfer, "style_targets", counting_targets)
+    code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", str(folder), images["content"], "--style",
+                               images["style"], "--width", "40", "--height", "32", "--iterations", "2"], capsys)
+    assert code == 0, err
+    assert calls == [False, True, True]  # the style's Gram matrices are computed once
+    for name in ("a", "b", "content"):
+        assert Image.open(os.path.join("outputs", name, "final.png")).size == (40, 32)
+        assert os.path.exists(os.path.join("checkpoints", "style_transfer", name, "run.json"))
+        assert scalar_series(os.path.join(LOG_DIR, name), "total_loss")
+    assert not os.path.exists("outputs/final.png")
+
+
+def test_several_contents_are_all_checked_before_any_runs(workdir, tmp_path_factory, capsys, vgg19_mat, images):
+    import os
+
+    folder = tmp_path_factory.mktemp("mixed")
+    (folder / "broken.jpg").write_text("not a picture\n")
+    code, _, err = run_main(["--vgg", vgg19_mat[0], "--content", images["content"], str(folder / "broken.jpg"),
+                             "--style", images["style"], "--width", "40", "--height", "32"], capsys)
+    assert code == 2 and "broken.jpg" in err
+    assert os.listdir(workdir) == []
+    code, _, err = run_main(["--vgg", vgg19_mat[0], "--content", images["content"], images["content"],
+                             "--style", images["style"]], capsys)
+    assert code == 2 and "several content images are named content" in err

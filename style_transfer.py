@@ -103,6 +103,13 @@ non_negative_float = _checked(_finite_number, lambda value: value >= 0, "0 or mo
 fraction = _checked(_finite_number, lambda value: 0 <= value <= 1, "between 0 and 1")
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each default, except where there is none to show (None, or off for a flag)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a bad option is one line on stderr (not the usage block) and exit code 2."""
 
@@ -115,7 +122,7 @@ def parse_args(argv=None):
         prog="style_transfer.py",
         description="Neural style transfer (Gatys et al.) as in Stanford CS20 assignment 2. "
                     "Resumes from the latest checkpoint in --checkpoint-dir.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=DefaultsHelpFormatter)
     files = parser.add_argument_group("images and weights (the defaults are downloaded on first use)")
     files.add_argument("--content", nargs="+", default=[os.path.join("content", "deadpool.jpg")],
                        help="content image; or several, or folders of them: each gets its own subfolder of "
@@ -270,7 +277,11 @@ def prepare_all(args):
 
 
 def prepare(args, weights=None):
+    """Check everything one run needs and read its inputs; `weights` already read may be passed in."""
     settle_options(args)
+    style_counts = args.style_weight > 0 and any(args.style_layer_weights)
+    if args.content_weight == 0 and args.tv_weight == 0 and not style_counts:
+        raise UsageError("every loss weight is 0: nothing to optimise; raise --style-weight or --content-weight")
     check_memory(args)
     content_image = None if args.texture else utils.load_image(args.content, args.width, args.height, "content image")
     style_images = []
@@ -280,10 +291,6 @@ def prepare(args, weights=None):
     utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")  # last: 535 MB, not for a run refused anyway
     weights = weights or load_vgg.load_weights(args.vgg, deepest_layer(args.content_layers, args.style_layers))
     blends = args.style_blend_weights or [1.0] * len(args.style)
-    style_counts = args.style_weight > 0 and any(args.style_layer_weights)
-    if args.content_weight == 0 and args.tv_weight == 0 and not style_counts:
-        raise UsageError("every loss weight is 0: nothing to optimise; raise --style-weight or --content-weight")
-
     problem = Problem(
         content=None if args.texture else utils.file_identity(args.content),
         style=tuple(utils.file_identity(path) for path in args.style),
@@ -324,10 +331,10 @@ def output_size(args):
     if args.texture:
         utils.fetch_if_missing(args.style[0], "style image", "--style")
     shape_source = args.style[0] if args.texture else args.content
-    content_width, content_height = utils.image_size(shape_source, "style image" if args.texture else "content image")
+    source_width, source_height = utils.image_size(shape_source, "style image" if args.texture else "content image")
     if args.width:
-        return args.width, max(1, round(args.width * content_height / content_width))
-    return max(1, round(args.height * content_width / content_height)), args.height
+        return args.width, max(1, round(args.width * source_height / source_width))
+    return max(1, round(args.height * source_width / source_height)), args.height
 
 
 def style_size(path, args):
@@ -530,14 +537,15 @@ class StyleTransfer:
                 for name, gram in zip(problem.style_layers, self.targets.style_grams)}
             self.style_loss = tf.add_n([weight * self.style_layer_losses[name] for name, weight
                                         in zip(problem.style_layers, problem.style_layer_weights)])
-            self.tv_loss = tf.reduce_sum(tf.image.total_variation(self.image))  # |differences| of neighbours
-            self.total_loss = (problem.content_weight * self.content_loss + problem.style_weight * self.style_loss
-                               + problem.tv_weight * self.tv_loss)
+            self.total_loss = problem.content_weight * self.content_loss + problem.style_weight * self.style_loss
+            if problem.tv_weight:  # sum of |differences| between neighbouring pixels
+                self.tv_loss = tf.reduce_sum(tf.image.total_variation(self.image))
+                self.total_loss += problem.tv_weight * self.tv_loss
 
     def optimize(self):
         if self.problem.optimizer == "adam":
-            # A copy of the image the losses are computed on, taken before Adam updates it in place (for
-            # --keep-best; fetched only then).
+            # A copy of the image the losses are computed on, taken before Adam updates it in place: 1 MB a
+            # step at 333x250, fetched only with --keep-best.
             self.image_before_step = tf.raw_ops.DeepCopy(x=self.image)
             self.optimizer = tf.train.AdamOptimizer(self.problem.learning_rate)
             with tf.control_dependencies([self.image_before_step]):

@@ -119,16 +119,21 @@ def load_image(path, width, height, what="image"):
     return np.asarray(image, dtype=np.float32)
 
 
+def _as_image(pixels):
+    """Float RGB pixels in 0..255 as an 8-bit Pillow image (rounded, clipped)."""
+    return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+
+
 def with_colors_of(pixels, colors):
     """The luminance of `pixels` with the chroma of `colors` (both RGB 0..255, same size), through YCbCr."""
-    luminance = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8)).convert("YCbCr").getchannel("Y")
-    _, blue, red = Image.fromarray(np.clip(np.rint(colors), 0, 255).astype(np.uint8)).convert("YCbCr").split()
+    luminance = _as_image(pixels).convert("YCbCr").getchannel("Y")
+    _, blue, red = _as_image(colors).convert("YCbCr").split()
     return np.asarray(Image.merge("YCbCr", (luminance, blue, red)).convert("RGB"), dtype=np.float32)
 
 
 def save_image(path, pixels):
     """Write float RGB pixels in 0..255 as an 8-bit image, atomically (a crash leaves the old file)."""
-    image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
+    image = _as_image(pixels)
     with atomic_output(path) as temporary:
         image.save(temporary, format=Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG"))
 

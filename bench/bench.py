@@ -43,14 +43,13 @@ CS20_LAYERS = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 
 def step_gflop(width, height, layers=CS20_LAYERS):
     """Forward convolutions up to the deepest layer, times two for the gradient with respect to the input."""
-    deepest = max((load_vgg.feature_layer(name) for name in layers), key=load_vgg.VGG19_LAYERS.index)
+    deepest = style_transfer.deepest_layer([], layers)
     flop = 0
     for name in load_vgg.VGG19_LAYERS[:load_vgg.VGG19_LAYERS.index(deepest) + 1]:
-        if load_vgg.layer_kind(name) == "pool":
-            width, height = -(-width // 2), -(-height // 2)  # SAME padding rounds up
-        elif load_vgg.layer_kind(name) == "conv":
+        if load_vgg.layer_kind(name) == "conv":
+            layer_height, layer_width = load_vgg.layer_size(width, height, name)
             kernel_height, kernel_width, channels_in, channels_out = load_vgg.kernel_shape(name)
-            flop += 2 * width * height * kernel_height * kernel_width * channels_in * channels_out
+            flop += 2 * layer_width * layer_height * kernel_height * kernel_width * channels_in * channels_out
     return 2 * flop / 1e9
 
 

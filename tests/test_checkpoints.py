@@ -3,7 +3,6 @@
 import glob
 import os
 
-import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import run_main

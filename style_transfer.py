@@ -28,6 +28,9 @@ import signal
 import sys
 import threading
 import time
+import dataclasses
+import itertools
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -172,6 +175,12 @@ def parse_args(argv=None):
     problem.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
                          help="adam, as CS20; or scipy's L-BFGS-B (one step = one loss-and-gradient evaluation)")
     problem.add_argument("--lr", type=positive_float, default=2.0, help="Adam's learning rate")
+    problem.add_argument("--scales", nargs="+", type=positive_float, default=[1.0],
+                         help="optimise coarse to fine: at these fractions of the output size in turn (e.g. 0.25 "
+                              "0.5 1, rising, ending at 1), each result upsampled to start the next")
+    problem.add_argument("--scale-steps", nargs="+", type=positive_int,
+                         help="with --scales: the steps at each scale but the last, one number for all or one "
+                              "per scale (default: 100); the last scale takes the steps left up to --iterations")
     problem.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial noise")
 
     schedule = parser.add_argument_group("how long, and what is written (may change when resuming)")
@@ -197,6 +206,20 @@ def parse_args(argv=None):
         parser.error(f"--style-blend-weights has {len(args.style_blend_weights)} values for {len(args.style)} --style")
     if args.style_blend_weights is not None and sum(args.style_blend_weights) == 0:
         parser.error("--style-blend-weights are all 0: give at least one style some weight")
+    if args.scales[-1] != 1 or any(low >= high for low, high in zip(args.scales, args.scales[1:])):
+        parser.error(f"--scales {' '.join(map(str, args.scales))}: give fractions of the output size that rise "
+                     f"and end at 1, e.g. 0.25 0.5 1")
+    coarse_scales = len(args.scales) - 1
+    if args.scale_steps is not None and not coarse_scales:
+        parser.error("--scale-steps needs several --scales (e.g. --scales 0.25 0.5 1)")
+    if args.scale_steps is not None and len(args.scale_steps) not in (1, coarse_scales):
+        parser.error(f"--scale-steps has {len(args.scale_steps)} values for {coarse_scales} scales before the last: "
+                     f"give one for all, or one each")
+    steps = args.scale_steps or [100]
+    args.scale_steps = steps * coarse_scales if len(steps) == 1 else steps
+    if sum(args.scale_steps) >= args.iterations:
+        parser.error(f"--iterations {args.iterations} leaves no step for the last scale, which starts after step "
+                     f"{sum(args.scale_steps)}: raise --iterations or lower --scale-steps")
     if len(args.style_layer_weights) != len(args.style_layers):
         parser.error(f"--style-layer-weights has {len(args.style_layer_weights)} values for "
                      f"{len(args.style_layers)} --style-layers")
@@ -228,6 +251,12 @@ class Problem:
     optimizer: str  # "adam" or "lbfgs"
     learning_rate: float  # Adam's; None for L-BFGS
     seed: int
+    scales: tuple  # fractions of the output size, optimised in turn; (1.0,) for a single scale
+    scale_steps: tuple  # steps at each scale but the last
+
+    def at_size(self, width, height):
+        """The same problem at another image size (one of its scales)."""
+        return dataclasses.replace(self, width=width, height=height)
 
     def as_record(self):
         return json.loads(json.dumps(asdict(self)))  # lists for tuples, as JSON gives them back
@@ -292,11 +321,9 @@ def prepare(args, weights=None):
     if args.content_weight == 0 and args.tv_weight == 0 and not style_counts:
         raise UsageError("every loss weight is 0: nothing to optimise; raise --style-weight or --content-weight")
     check_memory(args)
-    content_image = None if args.texture else utils.load_image(args.content, args.width, args.height, "content image")
-    style_images = []
     for path in args.style:
         utils.fetch_if_missing(path, "style image", "--style")
-        style_images.append(utils.load_image(path, *style_size(path, args), "style image"))
+    content_image, style_images = input_images(args, args.width, args.height)
     utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")  # last: 535 MB, not for a run refused anyway
     weights = weights or load_vgg.load_weights(args.vgg, deepest_layer(args.content_layers, args.style_layers))
     blends = args.style_blend_weights or [1.0] * len(args.style)
@@ -309,7 +336,8 @@ def prepare(args, weights=None):
         style_layer_weights=tuple(args.style_layer_weights), content_weight=args.content_weight,
         style_weight=args.style_weight, tv_weight=args.tv_weight, init=args.init,
         noise_ratio=args.noise_ratio if args.init == "noise" else None, optimizer=args.optimizer,
-        learning_rate=args.lr if args.optimizer == "adam" else None, seed=args.seed)
+        learning_rate=args.lr if args.optimizer == "adam" else None, seed=args.seed,
+        scales=tuple(args.scales), scale_steps=tuple(args.scale_steps))
     resume = not args.restart and check_resumable(args.checkpoint_dir, problem)
     for folder in output_folders(args):
         check_writable_folder(folder)
@@ -346,13 +374,22 @@ def output_size(args):
     return max(1, round(args.height * source_width / source_height)), args.height
 
 
-def style_size(path, args):
-    """The size a style image is read at: the output's (CS20), or --style-scale times its width at its aspect."""
-    if args.style_scale is None:
-        return args.width, args.height
-    width, height = utils.image_size(path, "style image")
-    scaled_width = max(1, round(args.width * args.style_scale))
-    return scaled_width, max(1, round(scaled_width * height / width))
+def input_images(args, width, height):
+    """(content, [style, ...]) as float32 [height, width, 3] in 0..255, for an output of width x height.
+
+    The content is fitted to that size (None with --texture); each style too (CS20), or with --style-scale
+    made that many times its width at its own aspect.
+    """
+    content = None if args.texture else utils.load_image(args.content, width, height, "content image")
+    styles = []
+    for path in args.style:
+        style_width, style_height = width, height
+        if args.style_scale is not None:
+            original_width, original_height = utils.image_size(path, "style image")
+            style_width = max(1, round(width * args.style_scale))
+            style_height = max(1, round(style_width * original_height / original_width))
+        styles.append(utils.load_image(path, style_width, style_height, "style image"))
+    return content, styles
 
 
 def check_memory(args):
@@ -579,14 +616,16 @@ class StyleTransfer:
         record = json.dumps(self.problem.as_record(), indent=2)
         self.config_summary = tf.summary.text("configuration", tf.constant("```\n" + record + "\n```"))
 
-    def train(self, sess, last_step, log_every, with_images=False):
+    def train(self, sess, last_step, log_every, with_images=False, log_first=False):
         """Take steps until the global step is last_step, yielding a StepReport after each.
 
-        The loss summaries come from the same sess.run as the step itself: no second forward pass.
+        Loss summaries come with every log_every-th step, step 1, the last, and with log_first the first one
+        taken here; from the same sess.run as the step itself: no second forward pass.
         with_images: each report carries the image its losses belong to.
         """
+        first = int(sess.run(self.global_step)) + 1 if log_first else 1
         steps = self._adam_steps if self.problem.optimizer == "adam" else self._lbfgs_steps
-        return steps(sess, last_step, lambda step: step % log_every == 0 or step in (1, last_step), with_images)
+        return steps(sess, last_step, lambda step: step % log_every == 0 or step in (1, first, last_step), with_images)
 
     def _fetches(self, with_image=False):
         # The same fetches every step, summaries included (microseconds): each distinct set of fetches gets
@@ -722,6 +761,11 @@ class Checkpoints:
             raise UsageError(f"no checkpoint in {self.folder} can be read: pass --restart to start over")
         return None
 
+    def carry_on(self):
+        """Go on rotating the checkpoints already in the folder (a new scale's Saver starts knowing none)."""
+        state = tf.train.get_checkpoint_state(self.folder)
+        self.saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths) if state else [])
+
     def clear(self):
         """Remove this tool's checkpoint files (for --restart)."""
         for path in glob.glob(self.prefix + "-*") + [os.path.join(self.folder, name)
@@ -815,10 +859,15 @@ def progress_line(report, last_step, seconds_per_step):
     return f"step {step}  {losses}  {seconds_per_step:.3f} s/step  {left} left"
 
 
-def start_or_resume(sess, checkpoints, job, args):
-    """Restore the run in the checkpoint folder, or start a new one there; return the restored step or None."""
-    restored_step = checkpoints.restore(sess) if job.resume else None
-    if restored_step is None:
+def start_or_resume(sess, checkpoints, model, job, args, first_step, resume):
+    """Restore the run in the checkpoint folder, start a new one there, or carry it on at its next scale from
+    first_step (the image is the previous scale's, upsampled); return the step the loop starts from."""
+    restored_step = checkpoints.restore(sess) if resume else None
+    if restored_step is not None:
+        truncate_events(args.log_dir, restored_step)
+        print(f"Resuming from step {restored_step} (checkpoint in {args.checkpoint_dir})", flush=True)
+        return restored_step
+    if first_step == 0:
         if args.restart:
             checkpoints.clear()
         sess.run(tf.global_variables_initializer())
@@ -826,16 +875,18 @@ def start_or_resume(sess, checkpoints, job, args):
         archive_events(args.log_dir)
         print(f"Starting a new run in {args.checkpoint_dir}", flush=True)
     else:
-        truncate_events(args.log_dir, restored_step)
-        print(f"Resuming from step {restored_step} (checkpoint in {args.checkpoint_dir})", flush=True)
-    return restored_step
+        sess.run(tf.global_variables_initializer())  # Adam's moments start afresh at the new size
+        model.global_step.load(first_step, sess)
+        checkpoints.carry_on()
+    return first_step
 
 
 class Outputs:
     """What a run writes: summaries, checkpoints and images. The training loop reports; this writes."""
 
-    def __init__(self, sess, model, checkpoints, args, fresh, content_image):
+    def __init__(self, sess, model, checkpoints, args, fresh, content_image, keep_best):
         self.sess, self.model, self.checkpoints, self.args = sess, model, checkpoints, args
+        self.keep_best = keep_best  # --keep-best, at the output size (losses at other scales do not compare)
         self.content_image = content_image  # for --preserve-colors
         self.writer = tf.summary.FileWriter(args.log_dir)
         if fresh:  # the graph and the configuration, once per run
@@ -854,7 +905,7 @@ class Outputs:
 
     def log(self, report, line):
         self.writer.add_summary(report.summary, report.step)
-        if self.args.keep_best:
+        if self.keep_best:
             best = tf.Summary(value=[tf.Summary.Value(tag="best_total_loss", simple_value=self.best_loss)])
             self.writer.add_summary(best, report.step)
             line += f"  best {self.best_loss:.4g} (step {self.best_step})"
@@ -889,56 +940,107 @@ class Outputs:
         return utils.with_colors_of(pixels, self.content_image) if self.args.preserve_colors else pixels
 
 
+@dataclass(frozen=True)
+class Scale:
+    """One size the image is optimised at, and the step at which that ends."""
+    width: int
+    height: int
+    last_step: int
+
+
+def scales_of(problem, iterations):
+    """The run's sizes in order: --scales of the output size, each for its --scale-steps; the last to iterations."""
+    ends = [*itertools.accumulate(problem.scale_steps), iterations]
+    return [Scale(max(1, round(problem.width * scale)), max(1, round(problem.height * scale)), end)
+            for scale, end in zip(problem.scales, ends)]
+
+
+def checkpoint_step(checkpoint_dir):
+    """The step of the latest checkpoint in checkpoint_dir (from its name, ckpt-<step>), or None."""
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+    found = re.search(r"-(\d+)$", state.model_checkpoint_path) if state else None
+    return int(found.group(1)) if found else None
+
+
 def run(job, args, style_grams=None):
-    """Train to args.iterations; return the exit code (0, or 128 + the signal that stopped it).
+    """Train to args.iterations, scale by scale; return the exit code (0, or 128 + the signal that stopped it).
 
     style_grams: {style_key: Gram targets} shared by the runs of one process; filled in here.
     """
     style_grams = {} if style_grams is None else style_grams
-    key = style_key(job.problem)
-    targets = style_targets(job.weights, job.problem, job.content_image, job.style_images, style_grams.get(key))
-    style_grams[key] = targets.style_grams
-    fitted_style = utils.load_image(args.style[0], args.width, args.height, "style image") \
-        if job.problem.init == "style" else None
-    start_image = initial_image(job.problem, job.content_image, fitted_style, job.weights.mean_pixel)
-    model = StyleTransfer(job.problem, job.weights, targets, start_image).build()
+    scales = scales_of(job.problem, args.iterations)
+    restored_step = checkpoint_step(args.checkpoint_dir) if job.resume else None
+    first = 0 if restored_step is None else next(
+        (index for index, scale in enumerate(scales) if restored_step <= scale.last_step), len(scales) - 1)
     for folder in output_folders(args):
         os.makedirs(folder, exist_ok=True)
+    image = None  # the previous scale's result
+    for index in range(first, len(scales)):
+        code, step, image, outputs = run_scale(job, args, scales, index, style_grams, resume=restored_step is not None
+                                         and index == first, previous_image=image)
+        if code:
+            return code
+    if args.keep_best:
+        print(f"Best: loss {outputs.best_loss:.4g} at step {outputs.best_step}, image {outputs.best_path}", flush=True)
+    print(f"Done: step {step}; image {args.output}; checkpoints in {args.checkpoint_dir}; "
+          f"TensorBoard: tensorboard --logdir {args.log_dir}", flush=True)
+    return 0
+
+
+def run_scale(job, args, scales, index, style_grams, resume, previous_image):
+    """Optimise at scales[index] up to its last step; return (exit code, step, image reached, its Outputs)."""
+    scale, is_last = scales[index], index == len(scales) - 1
+    problem = job.problem.at_size(scale.width, scale.height)
+    content_image, style_images = (job.content_image, job.style_images) if is_last else \
+        input_images(args, scale.width, scale.height)
+    key = style_key(problem)
+    targets = style_targets(job.weights, problem, content_image, style_images, style_grams.get(key))
+    style_grams[key] = targets.style_grams
+    if previous_image is None:
+        fitted_style = utils.load_image(args.style[0], scale.width, scale.height, "style image") \
+            if problem.init == "style" else None
+        start_image = initial_image(problem, content_image, fitted_style, job.weights.mean_pixel)
+    else:
+        start_image = utils.resized(previous_image[0], scale.width, scale.height)[np.newaxis]
+    model = StyleTransfer(problem, job.weights, targets, start_image).build()
+    first_step = scales[index - 1].last_step if index else 0
+    if len(scales) > 1 and not resume:
+        print(f"Scale {index + 1}/{len(scales)}: {scale.width}x{scale.height}, steps {first_step + 1} to "
+              f"{scale.last_step}", flush=True)
 
     with model.graph.as_default(), tf.Session(graph=model.graph, config=SESSION_CONFIG) as sess:
         checkpoints = Checkpoints(args.checkpoint_dir, args.keep)
-        restored_step = start_or_resume(sess, checkpoints, job, args)
+        step = saved_step = start_or_resume(sess, checkpoints, model, job, args, first_step, resume)
         model.graph.finalize()  # nothing below may grow the graph
-        outputs = Outputs(sess, model, checkpoints, args, fresh=restored_step is None, content_image=job.content_image)
-
-        step = saved_step = restored_step or 0
+        outputs = Outputs(sess, model, checkpoints, args, fresh=step == 0, content_image=content_image,
+                          keep_best=args.keep_best and is_last)
         timings = []  # seconds per step in this process
         with StopSignals() as stop:
-            for report in model.train(sess, args.iterations, args.log_every, with_images=args.keep_best):
+            for report in model.train(sess, scale.last_step, args.log_every, with_images=outputs.keep_best,
+                                      log_first=not resume):  # where a new scale starts
                 step = report.step
                 timings.append(report.seconds)
-                if args.keep_best:
+                if outputs.keep_best:
                     outputs.consider(report)
                 if report.summary is not None:
                     recent = timings[1:][-args.log_every:] or timings  # the process's first step warms up
                     outputs.log(report, progress_line(report, args.iterations, sum(recent) / len(recent)))
-                if step % args.save_every == 0 or step == args.iterations or stop.received:
+                if step % args.save_every == 0 or step == scale.last_step or stop.received:
                     checkpoint_path, image_path = outputs.save(step)
                     saved_step = step
                 if stop.received:
                     outputs.writer.close()
                     print(f"Stopped by {signal.Signals(stop.received).name} at step {step}: checkpoint "
                           f"{checkpoint_path}, image {image_path}. Run the same command to resume.", flush=True)
-                    return 128 + stop.received
-        if step != saved_step:  # L-BFGS converged before --iterations
+                    return 128 + stop.received, step, None, outputs
+        if step != saved_step:  # L-BFGS converged before the scale's last step
             print(f"L-BFGS converged at step {step}", flush=True)
             outputs.save(step)
-        outputs.finish(step)
-    if args.keep_best:
-        print(f"Best: loss {outputs.best_loss:.4g} at step {outputs.best_step}, image {outputs.best_path}", flush=True)
-    print(f"Done: step {step}; image {args.output}; checkpoints in {args.checkpoint_dir}; "
-          f"TensorBoard: tensorboard --logdir {args.log_dir}", flush=True)
-    return 0
+        if is_last:
+            outputs.finish(step)
+        else:
+            outputs.writer.close()
+        return 0, step, sess.run(model.image), outputs
 
 
 def main(argv=None):

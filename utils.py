@@ -124,6 +124,13 @@ def _as_image(pixels):
     return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8))
 
 
+def resized(image, width, height):
+    """A float [height, width, channels] array resized to width x height, channel by channel (bicubic)."""
+    return np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(channel, dtype=np.float32), mode="F")
+                                .resize((width, height), Image.Resampling.BICUBIC))
+                     for channel in np.moveaxis(image, -1, 0)], axis=-1)
+
+
 def with_colors_of(pixels, colors):
     """The luminance of `pixels` with the chroma of `colors` (both RGB 0..255, same size), through YCbCr."""
     luminance = _as_image(pixels).convert("YCbCr").getchannel("Y")

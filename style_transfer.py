@@ -251,8 +251,8 @@ class Problem:
     optimizer: str  # "adam" or "lbfgs"
     learning_rate: float  # Adam's; None for L-BFGS
     seed: int
-    scales: tuple  # fractions of the output size, optimised in turn; (1.0,) for a single scale
-    scale_steps: tuple  # steps at each scale but the last
+    scales: tuple = (1.0,)  # fractions of the output size, optimised in turn
+    scale_steps: tuple = ()  # steps at each scale but the last
 
     def at_size(self, width, height):
         """The same problem at another image size (one of its scales)."""
@@ -446,8 +446,14 @@ def check_writable_folder(folder):
 
 def gram_matrix(features):
     """Fᵀ F with F reshaped to (positions, channels): channel correlations, summed over positions."""
-    matrix = tf.reshape(features, [-1, features.shape[-1]])
-    return tf.matmul(matrix, matrix, transpose_a=True)
+    return _gram(tf.reshape(features, [-1, features.shape[-1]]))
+
+
+@tf.custom_gradient
+def _gram(matrix):
+    def gradient(upstream):  # d(FᵀF) = F (U + Uᵀ): one product, where TensorFlow's own gradient takes two
+        return tf.matmul(matrix, upstream + tf.transpose(upstream))
+    return tf.matmul(matrix, matrix, transpose_a=True), gradient
 
 
 def content_loss(features, target):

@@ -39,6 +39,26 @@ def test_gram_matrix_keeps_channels_apart():
     assert not np.allclose(got, wrong)
 
 
+def test_style_loss_gradient_matches_numpy():
+    # The Gram matrix has a gradient of its own (one product instead of two): check it against the formula
+    # d/dF sum((FᵀF - A)²) = 4 F (FᵀF - A) (A symmetric), and against a finite difference.
+    rng = np.random.default_rng(4)
+    features = rng.standard_normal((1, 3, 4, 5))
+    target = numpy_gram(rng.standard_normal((1, 3, 4, 5)))
+    with tf.Graph().as_default():
+        variable = tf.constant(features)
+        loss = tf.reduce_sum(tf.square(style_transfer.gram_matrix(variable) - target))
+        got = evaluate(tf.gradients(loss, variable)[0])
+    matrix = features.reshape(-1, 5)
+    np.testing.assert_allclose(got.reshape(-1, 5), 4 * matrix @ (matrix.T @ matrix - target), rtol=1e-9)
+
+    def numpy_loss(values):
+        return np.sum((numpy_gram(values) - target) ** 2)
+    nudged = features.copy()
+    nudged[0, 1, 2, 3] += 1e-6
+    np.testing.assert_allclose(got[0, 1, 2, 3], (numpy_loss(nudged) - numpy_loss(features)) / 1e-6, rtol=1e-4)
+
+
 def test_content_and_style_losses_match_numpy():
     rng = np.random.default_rng(1)
     features, target = rng.standard_normal((2, 1, 6, 7, 5))

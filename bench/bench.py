@@ -149,6 +149,53 @@ def compare_optimizers(vgg, images, adam_steps=300, lbfgs_steps=30):
     return rows
 
 
+def seconds_until(argv, cwd, is_reached):
+    """Run style_transfer.py until a stdout line is_reached (then stop it): (seconds since start, that line)."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, os.path.join(PROJECT, "style_transfer.py"), *argv], cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in process.stdout:
+            if is_reached(line):
+                return time.perf_counter() - started, line.strip()
+        raise SystemExit(f"style_transfer.py {' '.join(argv)} ended without reaching its goal")
+    finally:
+        process.kill()
+        process.wait()
+
+
+def total_loss(line):
+    """The total loss in a progress line ("step 12/300  total 1.2e+05 ..."), or None for other lines."""
+    words = line.split()
+    return float(words[3]) if len(words) > 3 and words[0] == "step" and words[2] == "total" else None
+
+
+def step_of(line):
+    return int(line.split()[1].split("/")[0])
+
+
+def compare_scales(vgg, images, width=1024, steps=300, scales=("0.25", "0.5", "1"), scale_steps=100):
+    """Time to a width-wide result at the loss single-scale Adam reaches in `steps` steps: single against
+    coarse-to-fine (`scale_steps` at each coarser scale, then full size until the loss is as low)."""
+    common = ["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", str(width), "--log-every", "1",
+              "--save-every", "50"]
+    with tempfile.TemporaryDirectory() as folder:
+        single_seconds, single_line = seconds_until([*common, "--iterations", str(steps)], folder,
+                                                    lambda line: line.startswith(f"step {steps}/"))
+    goal = total_loss(single_line)
+    coarse_steps = scale_steps * (len(scales) - 1)
+    with tempfile.TemporaryDirectory() as folder:
+        multi_seconds, multi_line = seconds_until(
+            [*common, "--scales", *scales, "--scale-steps", str(scale_steps), "--iterations",
+             str(coarse_steps + 3 * steps)], folder,
+            lambda line: total_loss(line) is not None and step_of(line) > coarse_steps and total_loss(line) <= goal)
+    return [{"run": f"single scale, {steps} steps", "steps at full size": steps, "total loss": goal,
+             "seconds to this loss": single_seconds},
+            {"run": f"--scales {' '.join(scales)}, {scale_steps} steps at each coarser scale",
+             "steps at full size": step_of(multi_line) - coarse_steps, "total loss": total_loss(multi_line),
+             "seconds to this loss": multi_seconds}]
+
+
 def print_table(rows):
     columns = list(rows[0])
     print("| " + " | ".join(columns) + " |")
@@ -185,6 +232,9 @@ def main():
     parser.add_argument("--steps", type=int, nargs="+", default=[40, 20, 6], help="steps per size")
     parser.add_argument("--optimizers", action="store_true",
                         help="also compare Adam (300 steps) with L-BFGS (30 steps) at the CS20 defaults")
+    parser.add_argument("--scales", action="store_true",
+                        help="also time a 1024-wide result at the loss of 300 single-scale steps, single against "
+                             "coarse-to-fine (about 45 minutes here)")
     args = parser.parse_args()
     vgg, images = default_inputs(os.path.join(HERE, ".cache"))
     vgg = args.vgg or vgg
@@ -211,6 +261,9 @@ def main():
     if args.optimizers:
         print()
         print_table(compare_optimizers(vgg, images))
+    if args.scales:
+        print()
+        print_table(compare_scales(vgg, images))
     cache.cleanup()
 
 

@@ -12,7 +12,8 @@ How it runs, top to bottom:
   4. StyleTransfer.build: the training graph, in the CS20 stages create_input, load_vgg, losses, optimize,
      create_summary. Its only trainable variable is the generated image.
   5. run: restore the latest checkpoint or start afresh, then StyleTransfer.train yields each step; saving
-     checkpoints and images, writing summaries and printing progress hang off that loop.
+     checkpoints and images, writing summaries and printing progress hang off that loop. With --scales,
+     run_scale does 3 to 5 for each size in turn, each starting from the previous size's result.
 """
 
 import argparse
@@ -982,8 +983,8 @@ def run(job, args, style_grams=None):
         os.makedirs(folder, exist_ok=True)
     image = None  # the previous scale's result
     for index in range(first, len(scales)):
-        code, step, image, outputs = run_scale(job, args, scales, index, style_grams, resume=restored_step is not None
-                                         and index == first, previous_image=image)
+        resume = restored_step is not None and index == first
+        code, step, image, outputs = run_scale(job, args, scales, index, style_grams, resume, previous_image=image)
         if code:
             return code
     if args.keep_best:

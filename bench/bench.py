@@ -82,11 +82,16 @@ def import_seconds():
     return time.perf_counter() - started
 
 
+def start_style_transfer(argv, cwd):
+    """style_transfer.py as a user runs it, in its own process, its output lines readable as they come."""
+    return subprocess.Popen([sys.executable, os.path.join(PROJECT, "style_transfer.py"), *argv], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def timed_run(argv, cwd):
     """Run style_transfer.py; return ({line: seconds since start}, peak RSS in bytes)."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, os.path.join(PROJECT, "style_transfer.py"), *argv], cwd=cwd,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_style_transfer(argv, cwd)
     lines = {}
     for line in process.stdout:
         lines[line.strip()] = time.perf_counter() - started
@@ -152,8 +157,7 @@ def compare_optimizers(vgg, images, adam_steps=300, lbfgs_steps=30):
 def seconds_until(argv, cwd, is_reached):
     """Run style_transfer.py until a stdout line is_reached (then stop it): (seconds since start, that line)."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, os.path.join(PROJECT, "style_transfer.py"), *argv], cwd=cwd,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = start_style_transfer(argv, cwd)
     try:
         for line in process.stdout:
             if is_reached(line):

@@ -7,7 +7,8 @@ Every figure comes from this one run on this one machine, so the ratios hold eve
 - peak: the best GFLOP/s of chains of 3x3 convolutions shaped like VGG-19's own layers, in TensorFlow, in
   the same configuration as the script (oneDNN, one op at a time);
 - s/step: style_transfer.py run as a user runs it (a fresh process, the default logging and checkpoint
-  cadence), from its step-1 progress line to its last one;
+  cadence), from its step-1 progress line to its last one; outputs' cost: how much slower that is than
+  the same run saving and logging nothing between its first and last step;
 - GFLOP/step: the convolutions up to the deepest layer the losses use, forward plus the gradient with
   respect to the input (which costs what the forward pass does), counted from the layer table;
 - start: process start to the end of step 1; `import tensorflow` alone is timed for comparison, and so is
@@ -117,21 +118,29 @@ def summary_event_bytes(log_dir):
     return {kind: int(np.mean(values)) for kind, values in sizes.items() if values}, total
 
 
+def seconds_per_step(lines, steps):
+    """From the step-1 progress line to the last one, per step."""
+    step_times = {step_of(line): seconds for line, seconds in lines.items() if line.startswith("step ")}
+    return (step_times[steps] - step_times[1]) / (steps - 1), step_times[1]
+
+
 def bench_size(width, height, steps, vgg, images, peak):
-    with tempfile.TemporaryDirectory() as folder:
-        argv = ["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", str(width),
-                "--height", str(height), "--iterations", str(steps)]
+    argv = ["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", str(width),
+            "--height", str(height), "--iterations", str(steps)]
+    with tempfile.TemporaryDirectory() as folder:  # without checkpoints, images and summaries between
+        quiet_seconds, _ = seconds_per_step(timed_run([*argv, "--save-every", "1000000", "--log-every", "1000000"],
+                                                      folder)[0], steps)
+    with tempfile.TemporaryDirectory() as folder:  # at the default cadence
         lines, rss = timed_run(argv, folder)
-        step_times = {int(line.split()[1].split("/")[0]): seconds for line, seconds in lines.items()
-                      if line.startswith("step ")}
-        seconds_per_step = (step_times[steps] - step_times[1]) / (steps - 1)
+        step_seconds, first_step_seconds = seconds_per_step(lines, steps)
         checkpoint_bytes = sum(os.path.getsize(path) for path in
                                glob.glob(os.path.join(folder, "checkpoints", "style_transfer", f"ckpt-{steps}.*")))
         events, log_bytes = summary_event_bytes(os.path.join(folder, "graphs", "style_transfer"))
     gflop = step_gflop(width, height)
-    return {"size": f"{width}x{height}", "steps": steps, "s/step": seconds_per_step, "GFLOP/step": gflop,
-            "GFLOP/s": gflop / seconds_per_step, "of peak": gflop / seconds_per_step / peak,
-            "start to step 1 (s)": step_times[1], "peak RSS (GB)": rss / 1e9,
+    return {"size": f"{width}x{height}", "steps": steps, "s/step": step_seconds, "GFLOP/step": gflop,
+            "GFLOP/s": gflop / step_seconds, "of peak": gflop / step_seconds / peak,
+            "outputs' cost": f"{step_seconds / quiet_seconds - 1:+.1%}",
+            "start to step 1 (s)": first_step_seconds, "peak RSS (GB)": rss / 1e9,
             "checkpoint (MB)": checkpoint_bytes / 1e6, "loss event (B)": events.get("loss", 0),
             "image event (kB)": events.get("image", 0) / 1e3, "whole log (MB)": log_bytes / 1e6}
 

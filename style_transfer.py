@@ -262,6 +262,12 @@ class Problem:
     def as_record(self):
         return json.loads(json.dumps(asdict(self)))  # lists for tuples, as JSON gives them back
 
+    @classmethod
+    def defaults_record(cls):
+        """The fields that have defaults (those added later, such as scales), as as_record gives them."""
+        return json.loads(json.dumps({field.name: field.default for field in dataclasses.fields(cls)
+                                      if field.default is not dataclasses.MISSING}))
+
 
 @dataclass
 class Job:
@@ -423,6 +429,7 @@ def check_resumable(checkpoint_dir, problem):
         raise UsageError(f"{checkpoint_dir} holds a checkpoint without a readable {RUN_RECORD}: pass --restart "
                          f"to replace it, or another --checkpoint-dir") from None
     current = problem.as_record()
+    recorded = {**Problem.defaults_record(), **recorded}  # a record from before a field existed has its default
     differences = [key for key in current if recorded.get(key) != current[key]]
     if differences:
         described = "; ".join(f"{key}: {recorded.get(key)} then, {current[key]} now" for key in differences)

@@ -121,3 +121,17 @@ def test_one_scale_is_the_plain_run(workdir, base_args, capsys):
     assert "Scale" not in out
     record = json.load(open(os.path.join(CHECKPOINT_DIR, "run.json")))
     assert record["scales"] == [1.0] and record["scale_steps"] == []
+
+
+def test_a_run_recorded_before_scales_existed_resumes_as_one_scale(workdir, base_args, capsys):
+    code, _, err = run_main([*base_args, "--iterations", "2"], capsys)
+    assert code == 0, err
+    record_path = os.path.join(CHECKPOINT_DIR, "run.json")
+    record = json.load(open(record_path))
+    del record["scales"], record["scale_steps"]
+    json.dump(record, open(record_path, "w"))
+    code, out, err = run_main([*base_args, "--iterations", "3"], capsys)
+    assert code == 0, err
+    assert "Resuming from step 2" in out
+    code, out, err = run_main([*base_args, "--iterations", "4", "--scales", "0.5", "1", "--scale-steps", "1"], capsys)
+    assert_refused(code, out, err, "another problem", "scales: [1.0] then, [0.5, 1.0] now")

@@ -865,12 +865,21 @@ def format_duration(seconds):
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
-def progress_line(report, last_step, seconds_per_step):
+def progress_line(report, last_step, seconds_per_step, steps_left):
+    """steps_left: the steps still to take, counted in steps of the current size."""
     losses = "  ".join(f"{name.replace('_loss', '')} {report.losses[name]:.4g}"
                        for name in ("total_loss", "content_loss", "style_loss", "tv_loss") if name in report.losses)
-    left = format_duration(seconds_per_step * (last_step - report.step))
+    left = format_duration(seconds_per_step * steps_left)
     step = f"{report.step:>{len(str(last_step))}}/{last_step}"
     return f"step {step}  {losses}  {seconds_per_step:.3f} s/step  {left} left"
+
+
+def steps_left(scales, index, step):
+    """The steps after `step` to --iterations, in steps of scales[index]: a step's time goes with its pixels."""
+    here = scales[index]
+    later = sum((scale.last_step - before.last_step) * scale.width * scale.height / (here.width * here.height)
+                for before, scale in zip(scales[index:], scales[index + 1:]))
+    return here.last_step - step + later
 
 
 def start_or_resume(sess, checkpoints, model, job, args, first_step, resume):
@@ -1038,7 +1047,8 @@ def run_scale(job, args, scales, index, style_grams, resume, previous_image):
                     outputs.consider(report)
                 if report.summary is not None:
                     recent = timings[1:][-args.log_every:] or timings  # the process's first step warms up
-                    outputs.log(report, progress_line(report, args.iterations, sum(recent) / len(recent)))
+                    outputs.log(report, progress_line(report, args.iterations, sum(recent) / len(recent),
+                                                      steps_left(scales, index, step)))
                 if step % args.save_every == 0 or step == scale.last_step or stop.received:
                     checkpoint_path, image_path = outputs.save(step)
                     saved_step = step

@@ -135,3 +135,12 @@ def test_a_run_recorded_before_scales_existed_resumes_as_one_scale(workdir, base
     assert "Resuming from step 2" in out
     code, out, err = run_main([*base_args, "--iterations", "4", "--scales", "0.5", "1", "--scale-steps", "1"], capsys)
     assert_refused(code, out, err, "another problem", "scales: [1.0] then, [0.5, 1.0] now")
+
+
+def test_the_time_left_counts_larger_scales_by_their_pixels():
+    import style_transfer
+
+    scales = [style_transfer.Scale(10, 10, 5), style_transfer.Scale(20, 10, 8), style_transfer.Scale(40, 20, 10)]
+    assert style_transfer.steps_left(scales, 0, 2) == 3 + 3 * 2 + 2 * 8
+    assert style_transfer.steps_left(scales, 1, 6) == 2 + 2 * 4
+    assert style_transfer.steps_left(scales, 2, 9) == 1

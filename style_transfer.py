@@ -19,19 +19,19 @@ How it runs, top to bottom:
 import argparse
 import contextlib
 import copy
+import dataclasses
 import glob
+import itertools
 import json
 import math
 import os
 import queue
+import re
 import shutil
 import signal
 import sys
 import threading
 import time
-import dataclasses
-import itertools
-import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -890,15 +890,14 @@ def start_or_resume(sess, checkpoints, model, job, args, first_step, resume):
         truncate_events(args.log_dir, restored_step)
         print(f"Resuming from step {restored_step} (checkpoint in {args.checkpoint_dir})", flush=True)
         return restored_step
+    sess.run(tf.global_variables_initializer())  # at a new scale, Adam's moments too start afresh
     if first_step == 0:
         if args.restart:
             checkpoints.clear()
-        sess.run(tf.global_variables_initializer())
         checkpoints.record(job.problem)
         archive_events(args.log_dir)
         print(f"Starting a new run in {args.checkpoint_dir}", flush=True)
     else:
-        sess.run(tf.global_variables_initializer())  # Adam's moments start afresh at the new size
         model.global_step.load(first_step, sess)
         checkpoints.carry_on()
     return first_step

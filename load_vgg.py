@@ -46,6 +46,18 @@ VGG19_LAYERS = (
 BLOCK_CHANNELS = {"1": 64, "2": 128, "3": 256, "4": 512, "5": 512}
 
 
+def layers_up_to(layer):
+    """The table's layers from the input up to and including `layer`, in order."""
+    return VGG19_LAYERS[:VGG19_LAYERS.index(layer) + 1]
+
+
+def deepest_layer_used(content_layers, style_layers):
+    """The deepest layer the losses read (names as in a loss, convX_Y meaning after its ReLU): the network is
+    built up to it and no further."""
+    used = [feature_layer(name) for name in [*content_layers, *style_layers]]
+    return max(used, key=VGG19_LAYERS.index)
+
+
 def layer_kind(name):
     """'conv', 'relu' or 'pool': the table's names start with their kind."""
     return name[:4]
@@ -68,7 +80,7 @@ def feature_layer(name):
 
 def layer_size(width, height, layer):
     """(height, width) of a layer's feature map for a width x height input: SAME pooling halves, rounding up."""
-    for name in VGG19_LAYERS[:VGG19_LAYERS.index(layer) + 1]:
+    for name in layers_up_to(layer):
         if layer_kind(name) == "pool":
             width, height = -(-width // 2), -(-height // 2)
     return height, width
@@ -78,7 +90,7 @@ def activation_count(width, height, deepest_layer):
     """How many floats the layers up to deepest_layer produce for one width x height image."""
     count = 0
     channels = 3
-    for name in VGG19_LAYERS[:VGG19_LAYERS.index(deepest_layer) + 1]:
+    for name in layers_up_to(deepest_layer):
         if layer_kind(name) == "conv":
             channels = kernel_shape(name)[-1]
         layer_height, layer_width = layer_size(width, height, name)
@@ -124,7 +136,7 @@ def _mean_pixel(mat, path):
 def load_weights(path, deepest_layer="pool5"):
     """The checked conv weights of the file at `path` up to `deepest_layer`, from the cache if it has them."""
     weights = _read_cache(path) or _read_and_cache(path)
-    used = VGG19_LAYERS[:VGG19_LAYERS.index(deepest_layer) + 1]
+    used = layers_up_to(deepest_layer)
     return VGGWeights({name: weights.kernels[name] for name in used if name in weights.kernels},
                       weights.mean_pixel, weights.fingerprint)
 
@@ -281,7 +293,7 @@ def vgg_net(image, constants, deepest_layer, pooling="avg"):
     """
     layers = {}
     net = image
-    for name in VGG19_LAYERS[:VGG19_LAYERS.index(deepest_layer) + 1]:
+    for name in layers_up_to(deepest_layer):
         with tf.name_scope(name):
             kind = layer_kind(name)
             if kind == "conv":

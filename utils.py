@@ -17,6 +17,11 @@ class UsageError(Exception):
     """A problem the user has to fix (bad input, a full disk): the command line prints it on one line, exits 2."""
 
 
+def one_line(error, limit=200):
+    """An exception's message on one line, at most `limit` characters (its type's name if it has none)."""
+    return " ".join(str(error).split())[:limit] or type(error).__name__
+
+
 # ---------------------------------------------------------------------------------------------------
 # Downloads of the default files: where each comes from, its size and its checksum.
 
@@ -75,7 +80,7 @@ def fetch_if_missing(path, what, option):
             os.remove(leftover)
         if created_folder and not os.listdir(folder):
             os.rmdir(folder)
-        reason = " ".join(str(error).split())[:300]
+        reason = one_line(error, limit=300)
         raise UsageError(f"could not download {what} {path} from {source.url} ({reason}): fetch it by hand "
                          f"(expected {source.size} bytes, {source.hash_algorithm} {source.file_hash}) "
                          f"or pass another file with {option}") from None
@@ -95,7 +100,7 @@ def _read_upright_image(path, what):
             image.load()
             return ImageOps.exif_transpose(image)
     except Exception as error:  # Pillow raises many kinds for a truncated, corrupt or foreign file
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        reason = one_line(error)
         raise UsageError(f"{what} {path} is not a readable image ({reason}): use an intact JPEG or PNG file") from None
 
 

@@ -34,19 +34,18 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import style_transfer  # noqa: E402  (first: it quiets TensorFlow's import)
+from runner.tf_setup import SESSION_CONFIG, tf  # noqa: E402  (first: it sets TensorFlow up as the script does)
 import load_vgg  # noqa: E402
 import matconvnet  # noqa: E402
-from style_transfer import tf  # noqa: E402
 
 CS20_LAYERS = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 
 
 def step_gflop(width, height, layers=CS20_LAYERS):
     """Forward convolutions up to the deepest layer, times two for the gradient with respect to the input."""
-    deepest = style_transfer.deepest_layer([], layers)
+    deepest = load_vgg.deepest_layer_used([], layers)
     flop = 0
-    for name in load_vgg.VGG19_LAYERS[:load_vgg.VGG19_LAYERS.index(deepest) + 1]:
+    for name in load_vgg.layers_up_to(deepest):
         if load_vgg.layer_kind(name) == "conv":
             layer_height, layer_width = load_vgg.layer_size(width, height, name)
             kernel_height, kernel_width, channels_in, channels_out = load_vgg.kernel_shape(name)
@@ -66,7 +65,7 @@ def conv_peak_gflops(repeats=3):
             for _ in range(8):
                 net = tf.nn.conv2d(net, kernel, strides=1, padding="SAME")
             total = tf.reduce_sum(net)
-            with tf.Session(config=style_transfer.SESSION_CONFIG) as sess:
+            with tf.Session(config=SESSION_CONFIG) as sess:
                 sess.run(image.initializer)
                 sess.run(total)
                 for _ in range(repeats):

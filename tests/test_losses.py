@@ -6,7 +6,8 @@ import tensorflow.compat.v1 as tf
 
 import load_vgg
 import style_transfer
-from style_transfer import Problem, StyleTransfer
+from runner.problem import Problem
+from style_transfer import StyleTransfer
 
 
 def numpy_gram(features):
@@ -86,7 +87,7 @@ def built_model(vgg19_mat):
     content, style = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
     problem = small_problem()
     weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
-    targets = style_transfer.style_targets(weights, problem, content, [style])
+    targets = style_transfer.compute_targets(weights, problem, content, [style])
     start = style_transfer.initial_image(problem, content, style, weights.mean_pixel)
     return StyleTransfer(problem, weights, targets, start).build(), content, weights
 
@@ -146,7 +147,7 @@ def test_several_content_layers_add_their_losses(vgg19_mat):
     content, style = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
     problem = small_problem(content_layers=("conv2_1", "conv4_2"), tv_weight=0.0)
     weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
-    targets = style_transfer.style_targets(weights, problem, content, [style])
+    targets = style_transfer.compute_targets(weights, problem, content, [style])
     start = style_transfer.initial_image(problem, content, style, weights.mean_pixel)
     model = StyleTransfer(problem, weights, targets, start).build()
     with model.graph.as_default(), tf.Session() as sess:

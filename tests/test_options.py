@@ -77,8 +77,8 @@ def test_blended_styles_give_the_blended_gram_targets(vgg19_mat):
     weights = load_vgg.load_weights(vgg19_mat[0], "relu2_1")
     shallow = dict(style_layers=("conv1_1", "conv2_1"), style_layer_weights=(1.0, 1.0), content_layers=("conv1_1",))
     blended_problem = small_problem(**shallow, style_blend_weights=(0.75, 0.25))
-    blended = style_transfer.style_targets(weights, blended_problem, content, [first, second]).style_grams
-    alone = [style_transfer.style_targets(weights, small_problem(**shallow), content, [image]).style_grams
+    blended = style_transfer.compute_targets(weights, blended_problem, content, [first, second]).style_grams
+    alone = [style_transfer.compute_targets(weights, small_problem(**shallow), content, [image]).style_grams
              for image in (first, second, half)]
     for layer in range(2):
         np.testing.assert_allclose(blended[layer], 0.75 * alone[0][layer] + 0.25 * alone[1][layer], rtol=1e-4)
@@ -178,13 +178,13 @@ def test_several_content_images_each_get_their_own_folders(workdir, tmp_path_fac
     write_image(folder / "b.jpg", 40, 60, seed=12)
     (folder / "notes.txt").write_text("not an image, not picked up\n")
     calls = []
-    real_targets = style_transfer.style_targets
+    real_targets = style_transfer.compute_targets
 
     def counting_targets(*args):
         calls.append(args[-1] is not None)  # were the style Grams handed over?
         return real_targets(*args)
 
-    monkeypatch.setattr(style_transfer, "style_targets", counting_targets)
+    monkeypatch.setattr(style_transfer, "compute_targets", counting_targets)
     code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", str(folder), images["content"], "--style",
                                images["style"], "--width", "40", "--height", "32", "--iterations", "2"], capsys)
     assert code == 0, err

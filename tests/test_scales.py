@@ -138,9 +138,9 @@ def test_a_run_recorded_before_scales_existed_resumes_as_one_scale(workdir, base
 
 
 def test_the_time_left_counts_larger_scales_by_their_pixels():
-    import style_transfer
+    from runner.scales import Scale, steps_left
 
-    scales = [style_transfer.Scale(10, 10, 5), style_transfer.Scale(20, 10, 8), style_transfer.Scale(40, 20, 10)]
-    assert style_transfer.steps_left(scales, 0, 2) == 3 + 3 * 2 + 2 * 8
-    assert style_transfer.steps_left(scales, 1, 6) == 2 + 2 * 4
-    assert style_transfer.steps_left(scales, 2, 9) == 1
+    scales = [Scale(10, 10, 5), Scale(20, 10, 8), Scale(40, 20, 10)]
+    assert steps_left(scales, 0, 2) == 3 + 3 * 2 + 2 * 8
+    assert steps_left(scales, 1, 6) == 2 + 2 * 4
+    assert steps_left(scales, 2, 9) == 1

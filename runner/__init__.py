@@ -1,0 +1,13 @@
+"""Run management for style_transfer.py: everything around the algorithm, one concern per module.
+
+    tf_setup    TensorFlow's environment, determinism and Session configurations (imported first)
+    options     the command line (argparse only; reads no files)
+    problem     Problem: what is optimised, the run's identity in its run record
+    scales      the coarse-to-fine plan: which size each step runs at
+    inputs      options -> typed Jobs: files fetched and checked, images read, weights loaded, folders checked
+    run_folder  the run's folders: run record, checkpoints, TensorBoard events; start or resume
+    outputs     what is written after each step: summaries, progress lines, images, checkpoints, the best image
+    signals     Ctrl-C and SIGTERM turned into a flag the loop reads between steps
+
+Imports point one way: style_transfer.py uses these; none of them imports style_transfer.py.
+"""

@@ -1,0 +1,228 @@
+"""From the parsed options to typed jobs. Everything that can refuse a run does so here, before anything is written.
+
+    jobs = prepare_jobs(args)   # one Job per content image (one with --texture), every one checked first
+
+A Job carries what one run needs and nothing of argparse: its Problem (the run's identity), its Schedule (how
+long, what is written), its Folders, its images read at the output size, the weights, and whether its
+checkpoint folder holds a run to resume. Several content images each get subfolders named after the image;
+the weights are read once for all of them. Default files that are missing are downloaded here.
+"""
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+import load_vgg
+import utils
+from runner import run_folder
+from runner.options import coarse_scale_steps
+from runner.problem import Problem
+from utils import UsageError
+
+# Memory a run needs: a fixed part (TensorFlow, the weights as read and as graph constants) and a part per
+# activation float of the network (its value, its gradient, the convolutions' scratch space). Measured here:
+# 1.8 GB + 2.8 kB per pixel (about 4.7 bytes per activation float); the figures below leave a margin.
+MEMORY_FIXED = 2.0e9
+MEMORY_PER_ACTIVATION = 6
+
+
+@dataclass(frozen=True)
+class Folders:
+    """Where one run writes: checkpoints and records, TensorBoard logs, step images, the final image."""
+    checkpoint_dir: str
+    log_dir: str
+    output_dir: str
+    output: str
+
+    def all(self):
+        return self.checkpoint_dir, self.log_dir, self.output_dir, os.path.dirname(self.output) or "."
+
+    @property
+    def best_output(self):
+        """With --keep-best: the lowest-loss image, beside the final one (outputs/final-best.png)."""
+        stem, extension = os.path.splitext(self.output)
+        return f"{stem}-best{extension}"
+
+    def for_item(self, name):
+        """The folders of one of several content images: a subfolder of each, named after the image."""
+        return Folders(os.path.join(self.checkpoint_dir, name), os.path.join(self.log_dir, name),
+                       os.path.join(self.output_dir, name),
+                       os.path.join(os.path.dirname(self.output), name, os.path.basename(self.output)))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How long a run goes and what it writes: free to change when a run resumes."""
+    iterations: int  # train up to this step
+    save_every: int  # checkpoint and image cadence
+    log_every: int  # summary and progress-line cadence
+    keep: int  # checkpoints kept
+    keep_best: bool
+    preserve_colors: bool
+    restart: bool
+
+
+@dataclass(frozen=True)
+class Images:
+    """The images of one size, as float32 [height, width, 3] in 0..255."""
+    content: np.ndarray  # fitted to the size; None with --texture
+    styles: list  # each fitted to the size, or with --style-scale at its own aspect
+    start_style: np.ndarray  # with --init style: the first style fitted to the size; else None
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """The image files of a run, read again at each size it is optimised at."""
+    content: str  # None with --texture
+    styles: tuple
+    style_scale: float  # each style this many times the output's width, at its own aspect; None: fitted
+    init: str
+
+    def read_at(self, width, height):
+        content = None if self.content is None else utils.load_image(self.content, width, height, "content image")
+        styles = []
+        for path in self.styles:
+            style_width, style_height = width, height
+            if self.style_scale is not None:
+                original_width, original_height = utils.image_size(path, "style image")
+                style_width = max(1, round(width * self.style_scale))
+                style_height = max(1, round(style_width * original_height / original_width))
+            styles.append(utils.load_image(path, style_width, style_height, "style image"))
+        start_style = None
+        if self.init == "style":
+            start_style = styles[0] if self.style_scale is None else \
+                utils.load_image(self.styles[0], width, height, "style image")
+        return Images(content, styles, start_style)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run: everything it needs, checked."""
+    name: str  # the content image's name, with several content images; else None
+    problem: Problem
+    schedule: Schedule
+    folders: Folders
+    files: ImageFiles
+    images: Images  # at the output size
+    weights: load_vgg.VGGWeights
+    resume: bool  # the checkpoint folder holds this problem's run
+
+
+def prepare_jobs(args):
+    """A Job per content image (one with --texture), every one checked before any runs."""
+    if args.texture and args.preserve_colors:
+        raise UsageError("--preserve-colors needs a content image: drop it, or --texture")
+    if args.texture and args.init in ("noise", "content"):
+        raise UsageError(f"--init {args.init} needs a content image: with --texture use random or style")
+    content_paths = [None] if args.texture else content_files(args.content)
+    names = [os.path.splitext(os.path.basename(path))[0] for path in content_paths] if len(content_paths) > 1 \
+        else [None]
+    twice = sorted({name for name in names if name is not None and names.count(name) > 1})
+    if twice:
+        raise UsageError(f"several content images are named {twice[0]}: their outputs would mix; rename one")
+    schedule = Schedule(args.iterations, args.save_every, args.log_every, args.keep, args.keep_best,
+                        args.preserve_colors, args.restart)
+    folders = Folders(args.checkpoint_dir, args.log_dir, args.output_dir, args.output)
+    jobs, weights = [], None
+    for path, name in zip(content_paths, names):
+        jobs.append(prepare_job(args, path, name, schedule, folders if name is None else folders.for_item(name),
+                                weights))
+        weights = jobs[-1].weights  # read once, shared by all
+    return jobs
+
+
+def content_files(paths):
+    """--content as image files: files as given, folders expanded to the images in them, by name."""
+    extensions = set(Image.registered_extensions())
+    files = []
+    for path in paths:
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        found = sorted(os.path.join(path, name) for name in os.listdir(path)
+                       if os.path.splitext(name)[1].lower() in extensions)
+        if not found:
+            raise UsageError(f"content folder {path} holds no image files: pass images or another folder")
+        files += found
+    return files
+
+
+def prepare_job(args, content_path, name, schedule, folders, weights=None):
+    """Check everything one run needs and read its inputs; `weights` already read may be passed in."""
+    if content_path is not None:
+        utils.fetch_if_missing(content_path, "content image", "--content")
+    content_layers, content_weight = ((), 0.0) if args.texture else (tuple(args.content_layers), args.content_weight)
+    init = args.init or ("random" if args.texture else "noise")
+    width, height = output_size(args, content_path)
+    style_counts = args.style_weight > 0 and any(args.style_layer_weights)
+    if content_weight == 0 and args.tv_weight == 0 and not style_counts:
+        raise UsageError("every loss weight is 0: nothing to optimise; raise --style-weight or --content-weight")
+    check_memory(width, height, content_layers, args.style_layers)
+    for path in args.style:
+        utils.fetch_if_missing(path, "style image", "--style")
+    files = ImageFiles(content_path, tuple(args.style), args.style_scale, init)
+    images = files.read_at(width, height)
+    utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")  # last: 535 MB, not for a run refused anyway
+    weights = weights or load_vgg.load_weights(args.vgg, load_vgg.deepest_layer_used(content_layers,
+                                                                                      args.style_layers))
+    blends = args.style_blend_weights or [1.0] * len(args.style)
+    problem = Problem(
+        content=None if content_path is None else utils.file_identity(content_path),
+        style=tuple(utils.file_identity(path) for path in args.style),
+        style_blend_weights=tuple(blend / sum(blends) for blend in blends), style_scale=args.style_scale,
+        weights=weights.fingerprint, width=width, height=height, pooling=args.pooling,
+        content_layers=content_layers, style_layers=tuple(args.style_layers),
+        style_layer_weights=tuple(args.style_layer_weights), content_weight=content_weight,
+        style_weight=args.style_weight, tv_weight=args.tv_weight, init=init,
+        noise_ratio=args.noise_ratio if init == "noise" else None, optimizer=args.optimizer,
+        learning_rate=args.lr if args.optimizer == "adam" else None, seed=args.seed,
+        scales=tuple(args.scales), scale_steps=coarse_scale_steps(args))
+    resume = not args.restart and run_folder.holds_run_of(folders.checkpoint_dir, problem)
+    for folder in folders.all():
+        check_writable_folder(folder)
+    return Job(name, problem, schedule, folders, files, images, weights, resume)
+
+
+def output_size(args, content_path):
+    """(width, height): as given; CS20's 333x250 if neither is; the content's (or with --texture the first
+    style's) aspect ratio fills in one."""
+    if args.width and args.height:
+        return args.width, args.height
+    if not args.width and not args.height:
+        return 333, 250
+    if content_path is None:
+        utils.fetch_if_missing(args.style[0], "style image", "--style")
+    shape_source = args.style[0] if content_path is None else content_path
+    source_width, source_height = utils.image_size(shape_source, "style image" if content_path is None
+                                                   else "content image")
+    if args.width:
+        return args.width, max(1, round(args.width * source_height / source_width))
+    return max(1, round(args.height * source_width / source_height)), args.height
+
+
+def check_memory(width, height, content_layers, style_layers):
+    """Refuse a size whose estimated memory exceeds what is available, and say what size would fit."""
+    available = utils.available_memory()
+    deepest = load_vgg.deepest_layer_used(content_layers, style_layers)
+    per_image = MEMORY_PER_ACTIVATION * load_vgg.activation_count(width, height, deepest)
+    if available is None or MEMORY_FIXED + per_image <= available:
+        return
+    scale = math.sqrt(max(available - MEMORY_FIXED, 0) / per_image)
+    fits = f"at most about {int(width * scale)}x{int(height * scale)}" if scale * min(width, height) >= 1 \
+        else "no image at all"
+    raise UsageError(f"--width {width} --height {height} needs about {(MEMORY_FIXED + per_image) / 1e9:.1f} GB of "
+                     f"memory and {available / 1e9:.1f} GB is available: {fits} fits")
+
+
+def check_writable_folder(folder):
+    """Refuse a folder that could not be created or written into, without creating anything yet."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UsageError(f"cannot create folder {folder}: {existing} is a file; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write into {existing} (for {folder}): choose another path or fix its permissions")

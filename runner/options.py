@@ -1,0 +1,161 @@
+"""The command line: every option, its default and its help, in one place; argparse only, no files read.
+
+parse_args returns the options checked against each other (a bad value is one line on stderr, exit code 2).
+runner.inputs turns them into typed jobs; nothing past that reads or changes the options.
+"""
+
+import argparse
+import math
+import os
+
+DEFAULT_SCALE_STEPS = 100  # steps at each scale before the last
+
+
+def _whole_number(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _finite_number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number")
+    return value
+
+
+def _checked(parse, is_valid, requirement):
+    """An argparse type: `parse` the text, then refuse a value that is not `is_valid`, saying the requirement."""
+    def convert(text):
+        value = parse(text)
+        if not is_valid(value):
+            raise argparse.ArgumentTypeError(f"{text} must be {requirement}")
+        return value
+    return convert
+
+
+positive_int = _checked(_whole_number, lambda value: value >= 1, "at least 1")
+non_negative_int = _checked(_whole_number, lambda value: value >= 0, "0 or more")
+positive_float = _checked(_finite_number, lambda value: value > 0, "greater than 0")
+non_negative_float = _checked(_finite_number, lambda value: value >= 0, "0 or more")
+fraction = _checked(_finite_number, lambda value: 0 <= value <= 1, "between 0 and 1")
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each default, except where there is none to show (None, or off for a flag)."""
+
+    def _get_help_string(self, action):
+        return action.help if action.default in (None, False) else super()._get_help_string(action)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line on stderr (not the usage block) and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_args(argv=None):
+    parser = OneLineParser(
+        prog="style_transfer.py",
+        description="Neural style transfer (Gatys et al.) as in Stanford CS20 assignment 2. "
+                    "Resumes from the latest checkpoint in --checkpoint-dir.",
+        formatter_class=DefaultsHelpFormatter)
+    files = parser.add_argument_group("images and weights (the defaults are downloaded on first use)")
+    files.add_argument("--content", nargs="+", default=[os.path.join("content", "deadpool.jpg")],
+                       help="content image; or several, or folders of them: each gets its own subfolder of "
+                            "--checkpoint-dir, --log-dir and --output-dir, named after the image")
+    files.add_argument("--style", nargs="+", default=[os.path.join("styles", "guernica.jpg")],
+                       help="style image, or several to blend")
+    files.add_argument("--vgg", default="imagenet-vgg-verydeep-19.mat",
+                       help="VGG-19 weights: MatConvNet's .mat, or Keras' vgg19 notop .h5")
+
+    problem = parser.add_argument_group("what is optimised (a checkpoint resumes only the same problem)")
+    problem.add_argument("--width", type=positive_int,
+                         help="output width in pixels (CS20: 333 by 250; give only one of --width and --height "
+                              "and the other follows the content image's aspect ratio)")
+    problem.add_argument("--height", type=positive_int, help="output height in pixels")
+    problem.add_argument("--content-layers", "--content-layer", nargs="+", default=["conv4_2"],
+                         help="layers whose features the result keeps (their content losses add up)")
+    problem.add_argument("--style-layers", nargs="+", default=["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"],
+                         help="layers whose Gram matrices carry the style")
+    problem.add_argument("--style-layer-weights", nargs="+", type=non_negative_float,
+                         default=[0.5, 1.0, 1.5, 3.0, 4.0], help="one weight per style layer")
+    problem.add_argument("--style-blend-weights", nargs="+", type=non_negative_float,
+                         help="with several styles: one weight each, normalised to sum 1 (default: equal)")
+    problem.add_argument("--style-scale", type=positive_float,
+                         help="keep each style image's own aspect and make it this many times the output's width "
+                              "(default: fit it to the output size, as CS20)")
+    problem.add_argument("--content-weight", type=non_negative_float, default=0.01, help="weight of the content loss")
+    problem.add_argument("--style-weight", type=non_negative_float, default=1.0, help="weight of the style loss")
+    problem.add_argument("--tv-weight", type=non_negative_float, default=0.0,
+                         help="weight of a total-variation loss, which smooths the result (CS20: none)")
+    problem.add_argument("--pooling", choices=["avg", "max"], default="avg", help="VGG's pooling")
+    problem.add_argument("--init", choices=["noise", "content", "style", "random"],
+                         help="the starting image: noise mixed into the content (the default, as CS20), the "
+                              "content, the style, or noise alone (the default with --texture)")
+    problem.add_argument("--noise-ratio", type=fraction, default=0.6,
+                         help="with --init noise: the share of noise (uniform in [-20, 20]) in the mix")
+    problem.add_argument("--texture", action="store_true",
+                         help="texture synthesis: no content image, only the style, from noise")
+    problem.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
+                         help="adam, as CS20; or scipy's L-BFGS-B (one step = one loss-and-gradient evaluation)")
+    problem.add_argument("--lr", type=positive_float, default=2.0, help="Adam's learning rate")
+    problem.add_argument("--scales", nargs="+", type=positive_float, default=[1.0],
+                         help="optimise coarse to fine: at these fractions of the output size in turn (e.g. 0.25 "
+                              "0.5 1, rising, ending at 1), each result upsampled to start the next")
+    problem.add_argument("--scale-steps", nargs="+", type=positive_int,
+                         help="with --scales: the steps at each scale but the last, one number for all or one "
+                              "per scale (default: 100); the last scale takes the steps left up to --iterations")
+    problem.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial noise")
+
+    schedule = parser.add_argument_group("how long, and what is written (may change when resuming)")
+    schedule.add_argument("--iterations", type=positive_int, default=300, help="train up to this step")
+    schedule.add_argument("--save-every", type=positive_int, default=20, help="checkpoint and image every N steps")
+    schedule.add_argument("--log-every", type=positive_int, default=10,
+                          help="summaries and a progress line every N steps")
+    schedule.add_argument("--keep", type=positive_int, default=3, help="how many checkpoints to keep")
+    schedule.add_argument("--checkpoint-dir", default=os.path.join("checkpoints", "style_transfer"),
+                          help="checkpoints and the run record")
+    schedule.add_argument("--log-dir", default=os.path.join("graphs", "style_transfer"), help="TensorBoard logs")
+    schedule.add_argument("--output-dir", default="outputs", help="the image at each checkpoint, as STEP.png")
+    schedule.add_argument("--output", default=os.path.join("outputs", "final.png"), help="the final image")
+    schedule.add_argument("--preserve-colors", action="store_true",
+                          help="save images with the content's colours: the result's luminance, the content's chroma")
+    schedule.add_argument("--keep-best", action="store_true",
+                          help="also write the lowest-loss image seen, as <output>-best.png (Adam's loss can rise "
+                               "again late in a run)")
+    schedule.add_argument("--restart", action="store_true",
+                          help="start over, replacing the checkpoint in --checkpoint-dir")
+    args = parser.parse_args(argv)
+    if args.style_blend_weights is not None and len(args.style_blend_weights) != len(args.style):
+        parser.error(f"--style-blend-weights has {len(args.style_blend_weights)} values for {len(args.style)} --style")
+    if args.style_blend_weights is not None and sum(args.style_blend_weights) == 0:
+        parser.error("--style-blend-weights are all 0: give at least one style some weight")
+    if args.scales[-1] != 1 or any(low >= high for low, high in zip(args.scales, args.scales[1:])):
+        parser.error(f"--scales {' '.join(map(str, args.scales))}: give fractions of the output size that rise "
+                     f"and end at 1, e.g. 0.25 0.5 1")
+    coarse_scales = len(args.scales) - 1
+    if args.scale_steps is not None and not coarse_scales:
+        parser.error("--scale-steps needs several --scales (e.g. --scales 0.25 0.5 1)")
+    if args.scale_steps is not None and len(args.scale_steps) not in (1, coarse_scales):
+        parser.error(f"--scale-steps has {len(args.scale_steps)} values for {coarse_scales} scales before the last: "
+                     f"give one for all, or one each")
+    if sum(coarse_scale_steps(args)) >= args.iterations:
+        parser.error(f"--iterations {args.iterations} leaves no step for the last scale, which starts after step "
+                     f"{sum(coarse_scale_steps(args))}: raise --iterations or lower --scale-steps")
+    if len(args.style_layer_weights) != len(args.style_layers):
+        parser.error(f"--style-layer-weights has {len(args.style_layer_weights)} values for "
+                     f"{len(args.style_layers)} --style-layers")
+    return args
+
+
+def coarse_scale_steps(args):
+    """--scale-steps as one step count per scale before the last (100 each when not given)."""
+    steps = args.scale_steps or [DEFAULT_SCALE_STEPS]
+    coarse_scales = len(args.scales) - 1
+    return tuple(steps * coarse_scales if len(steps) == 1 else steps)

@@ -1,0 +1,143 @@
+"""What a run writes as it goes. The training loop hands over a report after each step; this decides and writes.
+
+- At the log cadence (every --log-every steps, step 1, the first step at a new scale, a scale's last step):
+  the loss summaries (already fetched with the step) and a progress line.
+- At the save cadence (every --save-every steps, a scale's last step, and when a signal stops the run): the
+  image as <output-dir>/<step>.png and in TensorBoard, then a checkpoint.
+- With --keep-best, the lowest-loss image seen, as <output>-best.png with its loss in best.json.
+- At the end, the final image.
+"""
+
+import json
+import os
+import signal
+
+import numpy as np
+
+import utils
+from runner import scales as scale_plan
+from runner.tf_setup import tf
+
+
+class Outputs:
+    """The writes of one scale of one run (a new scale is a new graph, and gets a new Outputs)."""
+
+    def __init__(self, sess, model, run_folder, job, scales, index, start_step, log_first, content_image):
+        """start_step: the global step the loop starts from; log_first: log the first step taken here (a new
+        scale's); content_image: at this scale's size, for --preserve-colors."""
+        self.sess, self.model, self.run_folder, self.job = sess, model, run_folder, job
+        self.schedule, self.folders = job.schedule, job.folders
+        self.scales, self.index, self.scale = scales, index, scales[index]
+        self.content_image = content_image
+        self.step = self.saved_step = start_step
+        self.first_logged = start_step + 1 if log_first else 1
+        self.keep_best = self.schedule.keep_best and index == len(scales) - 1  # losses at other sizes do not compare
+        self.best_loss, self.best_step = run_folder.best()
+        self.best_image = None  # a better image than the one at best_output, not yet written
+        self.timings = []  # seconds per step in this process
+        self.saved = None  # (checkpoint, image) last written
+        self.writer = tf.summary.FileWriter(self.folders.log_dir)
+        if start_step == 0:  # the graph and the configuration, once per run
+            self.writer.add_graph(None, graph_def=graph_without_weights(model.graph))
+            self.writer.add_summary(text_summary("configuration", job.problem.as_record()), 0)
+
+    def after_step(self, report):
+        self.step = report.step
+        self.timings.append(report.seconds)
+        if self.keep_best:
+            self.consider_best(report)
+        if report.step % self.schedule.log_every == 0 or report.step in (1, self.first_logged, self.scale.last_step):
+            self.log(report)
+        if report.step % self.schedule.save_every == 0 or report.step == self.scale.last_step:
+            self.save()
+
+    def consider_best(self, report):
+        """--keep-best: remember the report's image if its loss is the lowest yet."""
+        loss = float(report.losses["total_loss"])
+        if loss < self.best_loss:
+            self.best_loss, self.best_step, self.best_image = loss, report.step, report.image
+
+    def log(self, report):
+        self.writer.add_summary(report.summary, report.step)
+        recent = self.timings[1:][-self.schedule.log_every:] or self.timings  # the process's first step warms up
+        seconds_per_step = sum(recent) / len(recent)
+        line = progress_line(report, self.schedule.iterations, seconds_per_step,
+                             scale_plan.steps_left(self.scales, self.index, report.step))
+        if self.keep_best:
+            best = tf.Summary(value=[tf.Summary.Value(tag="best_total_loss", simple_value=self.best_loss)])
+            self.writer.add_summary(best, report.step)
+            line += f"  best {self.best_loss:.4g} (step {self.best_step})"
+        print(line, flush=True)
+
+    def save(self):
+        """The image as <output-dir>/<step>.png and in TensorBoard, then the checkpoint."""
+        step = self.step
+        image_path = os.path.join(self.folders.output_dir, f"{step}.png")
+        with self.run_folder.saving(step):
+            pixels, image_summary = self.sess.run([self.model.pixels, self.model.image_summary])
+            utils.save_image(image_path, self.shown(pixels[0]))
+            self.writer.add_summary(image_summary, step)
+            self.writer.flush()  # events up to this step are on disk before the checkpoint that says we got here
+            self.write_best()
+            self.saved = self.run_folder.save(self.sess, step), image_path
+        self.saved_step = step
+
+    def write_best(self):
+        if self.best_image is not None:
+            pixels = np.clip(self.best_image[0] + self.model.weights.mean_pixel, 0, 255)
+            utils.save_image(self.folders.best_output, self.shown(pixels))
+            self.run_folder.record_best(self.best_loss, self.best_step)
+            self.best_image = None
+
+    def stopped(self, signal_number):
+        """A signal stopped the run: save where it is, and say where that is."""
+        if self.saved_step != self.step:
+            self.save()
+        self.writer.close()
+        checkpoint, image = self.saved
+        print(f"Stopped by {signal.Signals(signal_number).name} at step {self.step}: checkpoint {checkpoint}, image {image}. Run the same "
+              f"command to resume.", flush=True)
+
+    def finish_scale(self):
+        """Save the scale's last step (if the steps ended early), and after the last scale the final image."""
+        if self.saved_step != self.step:
+            self.save()
+        self.writer.close()
+        if self.index == len(self.scales) - 1:
+            with self.run_folder.saving(self.step, what=f"the final image {self.folders.output}"):
+                utils.save_image(self.folders.output, self.shown(self.sess.run(self.model.pixels)[0]))
+                self.write_best()
+
+    def shown(self, pixels):
+        """The image as saved: with the content's colours under --preserve-colors."""
+        return utils.with_colors_of(pixels, self.content_image) if self.schedule.preserve_colors else pixels
+
+
+def progress_line(report, last_step, seconds_per_step, steps_left):
+    """steps_left: the steps still to take, counted in steps of the current size."""
+    losses = "  ".join(f"{name.replace('_loss', '')} {report.losses[name]:.4g}"
+                       for name in ("total_loss", "content_loss", "style_loss", "tv_loss") if name in report.losses)
+    left = format_duration(seconds_per_step * steps_left)
+    step = f"{report.step:>{len(str(last_step))}}/{last_step}"
+    return f"step {step}  {losses}  {seconds_per_step:.3f} s/step  {left} left"
+
+
+def format_duration(seconds):
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def graph_without_weights(graph):
+    """The GraphDef with large constants' values dropped: TensorBoard shows the structure, not 80 MB."""
+    graph_def = graph.as_graph_def(add_shapes=True)
+    for node in graph_def.node:
+        if node.op == "Const" and len(node.attr["value"].tensor.tensor_content) > 1024:
+            node.attr["value"].tensor.ClearField("tensor_content")
+    return graph_def
+
+
+def text_summary(tag, record):
+    """A JSON record as a TensorBoard text summary (shown as a code block)."""
+    text = "```\n" + json.dumps(record, indent=2) + "\n```"
+    metadata = tf.SummaryMetadata(plugin_data=tf.SummaryMetadata.PluginData(plugin_name="text"))
+    return tf.Summary(value=[tf.Summary.Value(tag=tag, metadata=metadata, tensor=tf.make_tensor_proto(text))])

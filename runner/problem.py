@@ -1,0 +1,57 @@
+"""Problem: what is optimised. A run's checkpoint folder records it (run.json); a resume must pose the same one.
+
+Standard library only: the record is plain JSON, comparable field by field.
+"""
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    content: dict  # the content image's SHA-256 and size; None with --texture
+    style: tuple  # each style image's SHA-256 and size
+    style_blend_weights: tuple  # one per style image, summing to 1
+    style_scale: float  # style width / output width, each style keeping its aspect; None: fitted as CS20
+    weights: str  # fingerprint of the VGG-19 weights used
+    width: int
+    height: int
+    pooling: str
+    content_layers: tuple  # empty with --texture
+    style_layers: tuple
+    style_layer_weights: tuple
+    content_weight: float
+    style_weight: float
+    tv_weight: float
+    init: str
+    noise_ratio: float
+    optimizer: str  # "adam" or "lbfgs"
+    learning_rate: float  # Adam's; None for L-BFGS
+    seed: int
+    scales: tuple = (1.0,)  # fractions of the output size, optimised in turn
+    scale_steps: tuple = ()  # steps at each scale but the last
+
+    def at_size(self, width, height):
+        """The same problem at another image size (one of its scales)."""
+        return dataclasses.replace(self, width=width, height=height)
+
+    def as_record(self):
+        return json.loads(json.dumps(asdict(self)))  # lists for tuples, as JSON gives them back
+
+    def differences_from(self, record):
+        """'field: recorded then, current now' for each field where a run record differs from this problem.
+
+        A record written before a field existed (scales, say) counts as holding that field's default.
+        """
+        defaults = {field.name: field.default for field in dataclasses.fields(self)
+                    if field.default is not dataclasses.MISSING}
+        recorded = {**json.loads(json.dumps(defaults)), **record}
+        current = self.as_record()
+        return [f"{key}: {recorded.get(key)} then, {current[key]} now"
+                for key in current if recorded.get(key) != current[key]]
+
+    def style_key(self):
+        """What the style Gram targets depend on: problems that agree on it share them."""
+        return json.dumps([self.style, self.style_blend_weights, self.style_scale, self.width, self.height,
+                           self.pooling, self.style_layers, self.weights])

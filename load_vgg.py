@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.io
-import tensorflow.compat.v1 as tf
 
+from runner.tf_setup import tf  # TensorFlow as the tool sets it up
 from utils import UsageError, atomic_output
 
 WEIGHTS_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"

@@ -17,20 +17,19 @@ import sys
 import time
 from dataclasses import dataclass
 
-from runner.tf_setup import ONE_RUN_CONFIG, SESSION_CONFIG, tf  # first: it sets TensorFlow up
+import numpy as np
 
-import numpy as np  # noqa: E402 (after TensorFlow's set-up, as every import below)
-
-import lbfgs  # noqa: E402
-import load_vgg  # noqa: E402
-import utils  # noqa: E402
-from runner import options, scales as scale_plan  # noqa: E402
-from runner.inputs import prepare_jobs  # noqa: E402
-from runner.outputs import Outputs  # noqa: E402
-from runner.run_folder import RunFolder, latest_step  # noqa: E402
-from runner.signals import StopSignals  # noqa: E402
-from utils import UsageError  # noqa: E402
-
+import lbfgs
+import load_vgg
+import utils
+from runner import options
+from runner import scales as scale_plan
+from runner.inputs import prepare_jobs
+from runner.outputs import Outputs
+from runner.run_folder import RunFolder, latest_step
+from runner.signals import StopSignals
+from runner.tf_setup import ONE_RUN_CONFIG, SESSION_CONFIG, tf
+from utils import UsageError
 
 # ---------------------------------------------------------------------------------------------------
 # 1. The losses, as CS20 defines them.

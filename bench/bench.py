@@ -34,9 +34,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from runner.tf_setup import SESSION_CONFIG, tf  # noqa: E402  (first: it sets TensorFlow up as the script does)
 import load_vgg  # noqa: E402
 import matconvnet  # noqa: E402
+from runner.tf_setup import SESSION_CONFIG, tf  # noqa: E402
 
 CS20_LAYERS = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
 

@@ -95,8 +95,8 @@ class Outputs:
             self.save()
         self.writer.close()
         checkpoint, image = self.saved
-        print(f"Stopped by {signal.Signals(signal_number).name} at step {self.step}: checkpoint {checkpoint}, image {image}. Run the same "
-              f"command to resume.", flush=True)
+        print(f"Stopped by {signal.Signals(signal_number).name} at step {self.step}: checkpoint {checkpoint}, "
+              f"image {image}. Run the same command to resume.", flush=True)
 
     def finish_scale(self):
         """Save the scale's last step (if the steps ended early), and after the last scale the final image."""

@@ -2,8 +2,8 @@
 
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as style_transfer.py sets it, for tests importing TF first
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -11,14 +11,13 @@ import threading
 
 import numpy as np
 import pytest
+import tensorflow.compat.v1 as tf
 from PIL import Image
 
 import utils
 from conftest import run_main, run_script
 from test_cli import assert_refused
 from test_run import CHECKPOINT_DIR
-
-import tensorflow.compat.v1 as tf
 
 
 def encoded(image, format, **options):
@@ -137,6 +136,7 @@ def test_odd_images_run_end_to_end(workdir, capsys, base_args, odd, name):
 # ---------------------------------------------------------------------------------------------------
 # Full disks: earlier checkpoints and images stay intact.
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, vgg19_mat, images):
     args = ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"],
             "--width", "128", "--height", "96", "--save-every", "2"]
@@ -149,6 +149,7 @@ def test_a_full_disk_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, 
 
     import subprocess
     import sys
+
     from conftest import SCRIPT
     process = subprocess.run([sys.executable, SCRIPT, *args, "--iterations", "4"], cwd=tmp_path, text=True,
                              capture_output=True, preexec_fn=small_file_limit, timeout=300)

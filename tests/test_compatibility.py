@@ -9,12 +9,15 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
 import matconvnet
 from conftest import PROJECT, run_script
 from test_run import scalar_series
+
+pytestmark = pytest.mark.slow
 
 FIXTURE = os.path.join(PROJECT, "tests", "data", "run-made-before-restructure")
 

@@ -45,6 +45,7 @@ def test_lbfgs_resumes_from_the_saved_image_and_keeps_its_own_record(workdir, ca
     assert code == 2 and "optimizer: lbfgs then, adam now" in err
 
 
+@pytest.mark.slow
 def test_lbfgs_stops_cleanly_on_sigterm(tmp_path, vgg19_mat, images):
     args = ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"], "--width", "40",
             "--height", "32", "--optimizer", "lbfgs", "--iterations", "100000", "--save-every", "1000"]
@@ -59,3 +60,67 @@ def test_lbfgs_stops_cleanly_on_sigterm(tmp_path, vgg19_mat, images):
     assert process.returncode == 143, err
     step = int(out.split("at step ")[1].split(":")[0])
     assert os.path.basename(tf.train.latest_checkpoint(str(tmp_path / CHECKPOINT_DIR))) == f"ckpt-{step}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# lbfgs.py on its own: a function that is not a network.
+
+def rosenbrock(x):
+    """The Rosenbrock function of two variables (minimum 0 at (1, 1)) and its gradient, in NumPy."""
+    import numpy as np
+
+    a, b = x
+    loss = (1 - a) ** 2 + 100 * (b - a * a) ** 2
+    gradient = np.array([-2 * (1 - a) - 400 * a * (b - a * a), 200 * (b - a * a)])
+    return loss, gradient
+
+
+def test_lbfgs_steps_minimise_a_plain_function_one_evaluation_per_step():
+    import lbfgs
+
+    seen = []
+
+    def evaluate(x):
+        loss, gradient = rosenbrock(x)
+        seen.append(x.copy())
+        return loss, gradient, (len(seen), loss, x.copy())
+
+    reports = list(lbfgs.steps(evaluate, [-1.2, 1.0], max_steps=500))
+    assert [number for number, _, _ in reports] == list(range(1, len(seen) + 1))  # one report per evaluation
+    assert len(reports) < 500  # it converged before running out of steps
+    best = min(reports, key=lambda report: report[1])
+    assert best[1] < 1e-8 and abs(best[2] - 1).max() < 1e-4
+
+
+def test_lbfgs_steps_stop_at_max_steps_and_when_the_consumer_stops():
+    import threading
+
+    import lbfgs
+
+    def evaluate(x):
+        loss, gradient = rosenbrock(x)
+        return loss, gradient, loss
+
+    assert len(list(lbfgs.steps(evaluate, [-1.2, 1.0], max_steps=7))) == 7
+    threads = threading.active_count()
+    steps = lbfgs.steps(evaluate, [-1.2, 1.0], max_steps=100)
+    first = [next(steps) for _ in range(3)]
+    steps.close()  # as a loop left early on a signal: the worker thread ends too
+    assert len(first) == 3 and threading.active_count() == threads
+
+
+def test_an_error_in_the_evaluation_reaches_the_consumer():
+    import lbfgs
+
+    def evaluate(x):
+        if evaluate.calls == 2:
+            raise ValueError("the evaluation failed")
+        evaluate.calls += 1
+        loss, gradient = rosenbrock(x)
+        return loss, gradient, loss
+    evaluate.calls = 0
+
+    steps = lbfgs.steps(evaluate, [-1.2, 1.0], max_steps=10)
+    assert len([next(steps), next(steps)]) == 2
+    with pytest.raises(ValueError, match="the evaluation failed"):
+        next(steps)

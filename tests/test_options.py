@@ -91,8 +91,9 @@ def test_blended_styles_give_the_blended_gram_targets(vgg19_mat):
 
 
 def test_several_styles_and_style_scale_run_and_are_recorded(workdir, capsys, vgg19_mat, images, tmp_path_factory):
-    from conftest import write_image
     import json
+
+    from conftest import write_image
 
     wide = write_image(tmp_path_factory.mktemp("styles") / "wide.png", 120, 40, seed=9)
     def args(blend):
@@ -170,6 +171,7 @@ def test_keep_best_writes_the_lowest_loss_image_seen(workdir, capsys, vgg19_mat,
 def test_several_content_images_each_get_their_own_folders(workdir, tmp_path_factory, capsys, monkeypatch, vgg19_mat,
                                                           images):
     import os
+
     import style_transfer
     from conftest import write_image
 

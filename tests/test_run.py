@@ -18,6 +18,8 @@ from PIL import Image
 
 from conftest import run_main, run_script, start_script
 
+pytestmark = pytest.mark.slow  # every test here starts the script in a process of its own, or reads such a run
+
 LOG_DIR = os.path.join("graphs", "style_transfer")
 CHECKPOINT_DIR = os.path.join("checkpoints", "style_transfer")
 

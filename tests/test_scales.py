@@ -63,6 +63,7 @@ def rewind(folder, step):
     tf.train.update_checkpoint_state(checkpoint_dir, kept[-1], all_model_checkpoint_paths=kept)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_step", [3, 6, 8])  # within the first scale, at its end, within the second
 def test_a_resume_at_any_scale_ends_with_the_uninterrupted_image(tmp_path, base_args, capsys, monkeypatch,
                                                                  crash_step):

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.io
 
 from runner.tf_setup import tf  # TensorFlow as the tool sets it up
-from utils import UsageError, atomic_output
+from utils import FixableError, atomic_output
 
 WEIGHTS_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -74,7 +74,7 @@ def kernel_shape(name):
 def feature_layer(name):
     """The table name of the tensor a loss reads for `name`: a conv layer is read after its ReLU."""
     if name not in VGG19_LAYERS:
-        raise UsageError(f"unknown VGG-19 layer {name!r}: use one of {', '.join(VGG19_LAYERS)}")
+        raise FixableError(f"unknown VGG-19 layer {name!r}: use one of {', '.join(VGG19_LAYERS)}")
     return name.replace("conv", "relu") if layer_kind(name) == "conv" else name
 
 
@@ -127,7 +127,7 @@ def _mean_pixel(mat, path):
         normalization = mat.get("normalization")
     average = None if normalization is None else _field(normalization[0, 0], "averageImage")
     if average is None:
-        raise UsageError(f"{path}: no mean pixel (normalization.averageImage) found: "
+        raise FixableError(f"{path}: no mean pixel (normalization.averageImage) found: "
                          f"not MatConvNet's VGG-19; get {WEIGHTS_URL}")
     average = np.asarray(average, dtype=np.float64)
     return average.reshape(-1, 3).mean(axis=0).astype(np.float32)
@@ -146,15 +146,15 @@ def _read_mat(path):
     try:
         mat = scipy.io.loadmat(path, variable_names=("layers", "meta", "normalization"))
     except FileNotFoundError:
-        raise UsageError(f"weights file {path} not found: get {WEIGHTS_URL} or pass --vgg PATH") from None
+        raise FixableError(f"weights file {path} not found: get {WEIGHTS_URL} or pass --vgg PATH") from None
     except Exception as error:  # scipy raises many kinds for a truncated or foreign file
-        raise UsageError(f"weights file {path} is not a readable MATLAB .mat file ({error}): "
+        raise FixableError(f"weights file {path} is not a readable MATLAB .mat file ({error}): "
                          f"download it again from {WEIGHTS_URL}") from None
     if "layers" not in mat:
-        raise UsageError(f"{path} has no 'layers': not MatConvNet's VGG-19; get {WEIGHTS_URL}")
+        raise FixableError(f"{path} has no 'layers': not MatConvNet's VGG-19; get {WEIGHTS_URL}")
     layers = np.asarray(mat["layers"]).reshape(-1)
     if len(layers) < len(VGG19_LAYERS):
-        raise UsageError(f"{path} has {len(layers)} layers, VGG-19 has {len(VGG19_LAYERS)} up to pool5: "
+        raise FixableError(f"{path} has {len(layers)} layers, VGG-19 has {len(VGG19_LAYERS)} up to pool5: "
                          f"not VGG-19 weights; get {WEIGHTS_URL}")
 
     kernels = {}
@@ -162,13 +162,13 @@ def _read_mat(path):
         layer = np.asarray(layers[index]).reshape(-1)[0]
         found = _text(_field(layer, "name")) if _field(layer, "name") is not None else "(no name)"
         if found != name:
-            raise UsageError(f"{path}: layer {index} is {found!r} where VGG-19 has {name!r}: "
+            raise FixableError(f"{path}: layer {index} is {found!r} where VGG-19 has {name!r}: "
                              f"not VGG-19 weights; get {WEIGHTS_URL}")
         if layer_kind(name) != "conv":
             continue
         arrays = _field(layer, "weights")
         if arrays is None or np.asarray(arrays).size < 2:
-            raise UsageError(f"{path}: layer {name} has no kernel and bias: not VGG-19 weights; get {WEIGHTS_URL}")
+            raise FixableError(f"{path}: layer {name} has no kernel and bias: not VGG-19 weights; get {WEIGHTS_URL}")
         kernels[name] = _checked_kernel(path, name, *np.asarray(arrays).reshape(-1)[:2])
     return _with_fingerprint(kernels, _mean_pixel(mat, path))
 
@@ -183,15 +183,15 @@ def _read_keras_h5(path):
             for name in (name for name in VGG19_LAYERS if layer_kind(name) == "conv"):
                 keras_name = f"block{name[4]}_conv{name[6]}"  # conv3_2 is Keras' block3_conv2
                 if keras_name not in file:
-                    raise UsageError(f"{path} has no layer {keras_name} (VGG-19's {name}): not Keras' VGG-19 "
+                    raise FixableError(f"{path} has no layer {keras_name} (VGG-19's {name}): not Keras' VGG-19 "
                                      f"weights; get {WEIGHTS_URL}")
                 group = file[keras_name]
                 names = [item.decode() if isinstance(item, bytes) else item for item in group.attrs["weight_names"]]
                 kernels[name] = _checked_kernel(path, name, group[names[0]][()], group[names[1]][()])
-    except UsageError:
+    except FixableError:
         raise
     except Exception as error:  # h5py raises many kinds for a truncated or foreign file
-        raise UsageError(f"weights file {path} is not a readable Keras weights file ({error}): "
+        raise FixableError(f"weights file {path} is not a readable Keras weights file ({error}): "
                          f"download it again, or use {WEIGHTS_URL}") from None
     kernel, bias = kernels["conv1_1"]
     kernels["conv1_1"] = (np.ascontiguousarray(kernel[:, :, ::-1, :]), bias)  # BGR input channels to RGB
@@ -203,7 +203,7 @@ def _checked_kernel(path, name, kernel, bias):
     kernel, bias = np.asarray(kernel, dtype=np.float32), np.asarray(bias, dtype=np.float32).reshape(-1)
     expected = kernel_shape(name)
     if kernel.shape != expected or bias.shape != expected[-1:]:
-        raise UsageError(f"{path}: layer {name} has kernel {kernel.shape} and bias {bias.shape} where "
+        raise FixableError(f"{path}: layer {name} has kernel {kernel.shape} and bias {bias.shape} where "
                          f"VGG-19 has {expected} and ({expected[-1]},): not VGG-19 weights; get {WEIGHTS_URL}")
     return kernel, bias
 
@@ -252,9 +252,9 @@ def _read_file(path):
         with open(path, "rb") as file:
             signature = file.read(len(HDF5_SIGNATURE))
     except FileNotFoundError:
-        raise UsageError(f"weights file {path} not found: get {WEIGHTS_URL} or pass --vgg PATH") from None
+        raise FixableError(f"weights file {path} not found: get {WEIGHTS_URL} or pass --vgg PATH") from None
     except OSError as error:
-        raise UsageError(f"weights file {path} cannot be read ({error.strerror}): pass another --vgg") from None
+        raise FixableError(f"weights file {path} cannot be read ({error.strerror}): pass another --vgg") from None
     return _read_keras_h5(path) if signature == HDF5_SIGNATURE else _read_mat(path)
 
 

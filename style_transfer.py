@@ -29,7 +29,7 @@ from runner.outputs import Outputs
 from runner.run_folder import RunFolder, latest_step
 from runner.signals import StopSignals
 from runner.tf_setup import ONE_RUN_CONFIG, SESSION_CONFIG, tf
-from utils import UsageError
+from utils import FixableError
 
 # ---------------------------------------------------------------------------------------------------
 # 1. The losses, as CS20 defines them.
@@ -67,15 +67,15 @@ class Targets:
     style_grams: list  # the style's Gram matrix, per style layer
 
 
-def compute_targets(weights, problem, content_image, style_images, style_grams=None):
+def compute_targets(weights, problem, content_image, style_images, known_style_grams=None):
     """What the losses compare against, computed in a throwaway graph.
 
     One network on each image, sharing the weight constants, evaluated in a single run: each distinct
     run of a new graph costs TensorFlow most of a second of set-up. With several style images, the target
     Gram matrix of a layer is their blend; a Gram matrix is a sum over positions, so each is first scaled
     to the number of positions the generated image has at that layer (1 when the style is fitted to it).
-    style_grams: Gram targets computed before for the same Problem.style_key() (then only the content
-    features are computed).
+    known_style_grams: Gram targets computed before for the same Problem.style_key() (then only the
+    content features are computed).
     """
     graph = tf.Graph()
     with graph.as_default():
@@ -88,7 +88,7 @@ def compute_targets(weights, problem, content_image, style_images, style_grams=N
                                       problem.pooling)
             content_ops = [layers[load_vgg.feature_layer(name)] for name in problem.content_layers]
         gram_ops = []  # per style image, per style layer: (Gram, its positions)
-        for style_image in style_images if style_grams is None else []:
+        for style_image in style_images if known_style_grams is None else []:
             style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
             feeds[style_input] = [style_image - weights.mean_pixel]
             layers = load_vgg.vgg_net(style_input, constants, load_vgg.deepest_layer_used([], problem.style_layers),
@@ -98,12 +98,13 @@ def compute_targets(weights, problem, content_image, style_images, style_grams=N
         with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
             gram_fetches = [[gram for gram, _ in ops] for ops in gram_ops]
             content_features, grams = sess.run([content_ops, gram_fetches], feeds)
-    if style_grams is None:
-        style_grams = []
-        for index, name in enumerate(problem.style_layers):
-            height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
-            style_grams.append(sum(blend * grams[style][index] * (height * width / gram_ops[style][index][1])
-                                   for style, blend in enumerate(problem.style_blend_weights)))
+    if known_style_grams is not None:
+        return Targets(content_features, known_style_grams)
+    style_grams = []
+    for index, name in enumerate(problem.style_layers):
+        height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
+        style_grams.append(sum(blend * grams[style][index] * (height * width / gram_ops[style][index][1])
+                               for style, blend in enumerate(problem.style_blend_weights)))
     return Targets(content_features, style_grams)
 
 
@@ -254,33 +255,34 @@ class StyleTransfer:
 # ---------------------------------------------------------------------------------------------------
 # 4. train(): one scale of one image in one Session; run(): the scales; main(): the images.
 
-def train(job, scales, index, style_grams, resume, previous_image):
+def train(job, scales, index, gram_cache, restore, previous_image):
     """Optimise at scales[index] up to its last step; return (exit code, the step and the image reached).
 
-    style_grams: {Problem.style_key(): Gram targets} shared by the runs of one process; filled in here.
+    gram_cache: {Problem.style_key(): style Gram targets} shared by the runs of one process; filled in here.
+    restore: this scale starts from the checkpoint in the run's folder.
     previous_image: the previous scale's result (None at the first scale), upsampled to start this one.
     """
     scale, is_last = scales[index], index == len(scales) - 1
     problem = job.problem.at_size(scale.width, scale.height)
     images = job.images if is_last else job.files.read_at(scale.width, scale.height)
-    targets = compute_targets(job.weights, problem, images.content, images.styles, style_grams.get(problem.style_key()))
-    style_grams[problem.style_key()] = targets.style_grams
+    targets = compute_targets(job.weights, problem, images.content, images.styles, gram_cache.get(problem.style_key()))
+    gram_cache[problem.style_key()] = targets.style_grams
     if previous_image is None:
         start_image = initial_image(problem, images.content, images.start_style, job.weights.mean_pixel)
     else:
         start_image = utils.resized(previous_image[0], scale.width, scale.height)[np.newaxis]
     model = StyleTransfer(problem, job.weights, targets, start_image).build()
     first_step = scale_plan.first_step(scales, index)
-    if len(scales) > 1 and not resume:
+    if len(scales) > 1 and not restore:
         print(f"Scale {index + 1}/{len(scales)}: {scale.width}x{scale.height}, steps {first_step + 1} to "
               f"{scale.last_step}", flush=True)
 
     with model.graph.as_default(), tf.Session(graph=model.graph, config=SESSION_CONFIG) as sess:
         run_folder = RunFolder(job.folders.checkpoint_dir, job.folders.log_dir, job.schedule.keep)
-        step = run_folder.start_or_resume(sess, job.problem, model.global_step, first_step, resume,
+        step = run_folder.start_or_resume(sess, job.problem, model.global_step, first_step, restore,
                                           job.schedule.restart)
         model.graph.finalize()  # nothing below may grow the graph
-        outputs = Outputs(sess, model, run_folder, job, scales, index, start_step=step, log_first=not resume,
+        outputs = Outputs(sess, model, run_folder, job, scales, index, start_step=step, log_first=not restore,
                           content_image=images.content)
         with StopSignals() as stop:
             for report in model.steps(sess, scale.last_step, with_images=outputs.keep_best):
@@ -297,17 +299,17 @@ def train(job, scales, index, style_grams, resume, previous_image):
         return 0, outputs.step, sess.run(model.image)
 
 
-def run(job, style_grams):
+def run(job, gram_cache):
     """Train job's image to its last step, scale by scale; return the exit code (0, or 128 + a signal's number)."""
     scales = scale_plan.plan(job.problem, job.schedule.iterations)
-    restored_step = latest_step(job.folders.checkpoint_dir) if job.resume else None
-    first = scale_plan.index_at(scales, restored_step)
+    restored_step = latest_step(job.folders.checkpoint_dir) if job.resumable else None
+    first_index = scale_plan.index_at(scales, restored_step)
     for folder in job.folders.all():
         os.makedirs(folder, exist_ok=True)
     image = None  # the previous scale's result
-    for index in range(first, len(scales)):
-        code, step, image = train(job, scales, index, style_grams, resume=restored_step is not None and index == first,
-                            previous_image=image)
+    for index in range(first_index, len(scales)):
+        restore = restored_step is not None and index == first_index
+        code, step, image = train(job, scales, index, gram_cache, restore, previous_image=image)
         if code:
             return code
     print(f"Done: step {step}; image {job.folders.output}; checkpoints in "
@@ -319,15 +321,15 @@ def main(argv=None):
     args = options.parse_args(argv)
     try:
         jobs = prepare_jobs(args)
-        style_grams = {}
+        gram_cache = {}
         for job in jobs:
             if job.name is not None:
                 print(f"== {job.files.content}: images in {job.folders.output_dir}", flush=True)
-            code = run(job, style_grams)
+            code = run(job, gram_cache)
             if code:
                 return code
         return 0
-    except UsageError as error:
+    except FixableError as error:
         print(f"style_transfer.py: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 
-class UsageError(Exception):
+class FixableError(Exception):
     """A problem the user has to fix (bad input, a full disk): the command line prints it on one line, exits 2."""
 
 
@@ -60,7 +60,7 @@ def fetch_if_missing(path, what, option):
         return
     source = DEFAULT_DOWNLOADS.get(os.path.normpath(path))
     if source is None:
-        raise UsageError(f"{what} {path} not found: pass an existing file with {option}")
+        raise FixableError(f"{what} {path} not found: pass an existing file with {option}")
     folder = os.path.dirname(os.path.abspath(path))
     created_folder = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
@@ -81,7 +81,7 @@ def fetch_if_missing(path, what, option):
         if created_folder and not os.listdir(folder):
             os.rmdir(folder)
         reason = one_line(error, limit=300)
-        raise UsageError(f"could not download {what} {path} from {source.url} ({reason}): fetch it by hand "
+        raise FixableError(f"could not download {what} {path} from {source.url} ({reason}): fetch it by hand "
                          f"(expected {source.size} bytes, {source.hash_algorithm} {source.file_hash}) "
                          f"or pass another file with {option}") from None
 
@@ -92,16 +92,17 @@ def fetch_if_missing(path, what, option):
 def _read_upright_image(path, what):
     """The decoded image at `path`, turned upright as its EXIF orientation says; refuse what Pillow cannot read."""
     if os.path.isdir(path):
-        raise UsageError(f"{what} {path} is a folder, not an image file")
+        raise FixableError(f"{what} {path} is a folder, not an image file")
     if not os.path.exists(path):
-        raise UsageError(f"{what} {path} not found: check the path")
+        raise FixableError(f"{what} {path} not found: check the path")
     try:
         with Image.open(path) as image:
             image.load()
             return ImageOps.exif_transpose(image)
     except Exception as error:  # Pillow raises many kinds for a truncated, corrupt or foreign file
         reason = one_line(error)
-        raise UsageError(f"{what} {path} is not a readable image ({reason}): use an intact JPEG or PNG file") from None
+        raise FixableError(f"{what} {path} is not a readable image ({reason}): use an intact JPEG or PNG "
+                           f"file") from None
 
 
 def image_size(path, what="image"):

@@ -82,16 +82,19 @@ def import_seconds():
     return time.perf_counter() - started
 
 
-def start_style_transfer(argv, cwd):
+SCRIPT = os.path.join(PROJECT, "style_transfer.py")
+
+
+def start_style_transfer(argv, cwd, script=SCRIPT):
     """style_transfer.py as a user runs it, in its own process, its output lines readable as they come."""
-    return subprocess.Popen([sys.executable, os.path.join(PROJECT, "style_transfer.py"), *argv], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, script, *argv], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
-def timed_run(argv, cwd):
+def timed_run(argv, cwd, script=SCRIPT):
     """Run style_transfer.py; return ({line: seconds since start}, peak RSS in bytes)."""
     started = time.perf_counter()
-    process = start_style_transfer(argv, cwd)
+    process = start_style_transfer(argv, cwd, script)
     lines = {}
     for line in process.stdout:
         lines[line.strip()] = time.perf_counter() - started
@@ -123,20 +126,21 @@ def seconds_per_step(lines, steps):
     return (step_times[steps] - step_times[1]) / (steps - 1), step_times[1]
 
 
-def bench_size(width, height, steps, vgg, images, peak):
+def bench_size(width, height, steps, vgg, images, peak, script=SCRIPT):
     argv = ["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", str(width),
             "--height", str(height), "--iterations", str(steps)]
     with tempfile.TemporaryDirectory() as folder:  # without checkpoints, images and summaries between
         quiet_seconds, _ = seconds_per_step(timed_run([*argv, "--save-every", "1000000", "--log-every", "1000000"],
-                                                      folder)[0], steps)
+                                                      folder, script)[0], steps)
     with tempfile.TemporaryDirectory() as folder:  # at the default cadence
-        lines, rss = timed_run(argv, folder)
+        lines, rss = timed_run(argv, folder, script)
         step_seconds, first_step_seconds = seconds_per_step(lines, steps)
         checkpoint_bytes = sum(os.path.getsize(path) for path in
                                glob.glob(os.path.join(folder, "checkpoints", "style_transfer", f"ckpt-{steps}.*")))
         events, log_bytes = summary_event_bytes(os.path.join(folder, "graphs", "style_transfer"))
     gflop = step_gflop(width, height)
-    return {"size": f"{width}x{height}", "steps": steps, "s/step": step_seconds, "GFLOP/step": gflop,
+    return {"script": os.path.relpath(script, PROJECT), "size": f"{width}x{height}", "steps": steps,
+            "s/step": step_seconds, "GFLOP/step": gflop,
             "GFLOP/s": gflop / step_seconds, "of peak": gflop / step_seconds / peak,
             "outputs' cost": f"{step_seconds / quiet_seconds - 1:+.1%}",
             "start to step 1 (s)": first_step_seconds, "peak RSS (GB)": rss / 1e9,
@@ -242,6 +246,9 @@ def main():
     parser.add_argument("--style", help="style image (default: styles/guernica.jpg if present)")
     parser.add_argument("--sizes", nargs="+", default=["333x250", "512x384", "1024x768"])
     parser.add_argument("--steps", type=int, nargs="+", default=[40, 20, 6], help="steps per size")
+    parser.add_argument("--scripts", nargs="+", default=[SCRIPT],
+                        help="style_transfer.py of each checkout to time, size by size in turn (to compare two "
+                             "versions in one run)")
     parser.add_argument("--optimizers", action="store_true",
                         help="also compare Adam (300 steps) with L-BFGS (30 steps) at the CS20 defaults")
     parser.add_argument("--scales", action="store_true",
@@ -260,8 +267,9 @@ def main():
         cold_start = timed_run(["--vgg", vgg, "--content", images[0], "--style", images[1], "--iterations", "1"],
                                folder)
         cold_seconds, cold_rss = max(cold_start[0].values()), cold_start[1]
-    rows = [bench_size(*map(int, size.split("x")), steps, vgg, images, peak)
-            for size, steps in zip(args.sizes, args.steps + args.steps[-1:] * len(args.sizes))]
+    rows = [bench_size(*map(int, size.split("x")), steps, vgg, images, peak, os.path.abspath(script))
+            for size, steps in zip(args.sizes, args.steps + args.steps[-1:] * len(args.sizes))
+            for script in args.scripts]
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"Machine: {os.cpu_count()} cores ({cpu}), TensorFlow {tf.__version__}; weights file "

@@ -20,7 +20,7 @@ import utils
 from runner import run_folder
 from runner.options import coarse_scale_steps
 from runner.problem import Problem
-from utils import UsageError
+from utils import FixableError
 
 # Memory a run needs: a fixed part (TensorFlow, the weights as read and as graph constants) and a part per
 # activation float of the network (its value, its gradient, the convolutions' scratch space). Measured here:
@@ -108,21 +108,21 @@ class Job:
     files: ImageFiles
     images: Images  # at the output size
     weights: load_vgg.VGGWeights
-    resume: bool  # the checkpoint folder holds this problem's run
+    resumable: bool  # the checkpoint folder holds a run of this problem to resume
 
 
 def prepare_jobs(args):
     """A Job per content image (one with --texture), every one checked before any runs."""
     if args.texture and args.preserve_colors:
-        raise UsageError("--preserve-colors needs a content image: drop it, or --texture")
+        raise FixableError("--preserve-colors needs a content image: drop it, or --texture")
     if args.texture and args.init in ("noise", "content"):
-        raise UsageError(f"--init {args.init} needs a content image: with --texture use random or style")
+        raise FixableError(f"--init {args.init} needs a content image: with --texture use random or style")
     content_paths = [None] if args.texture else content_files(args.content)
     names = [os.path.splitext(os.path.basename(path))[0] for path in content_paths] if len(content_paths) > 1 \
         else [None]
     twice = sorted({name for name in names if name is not None and names.count(name) > 1})
     if twice:
-        raise UsageError(f"several content images are named {twice[0]}: their outputs would mix; rename one")
+        raise FixableError(f"several content images are named {twice[0]}: their outputs would mix; rename one")
     schedule = Schedule(args.iterations, args.save_every, args.log_every, args.keep, args.keep_best,
                         args.preserve_colors, args.restart)
     folders = Folders(args.checkpoint_dir, args.log_dir, args.output_dir, args.output)
@@ -145,7 +145,7 @@ def content_files(paths):
         found = sorted(os.path.join(path, name) for name in os.listdir(path)
                        if os.path.splitext(name)[1].lower() in extensions)
         if not found:
-            raise UsageError(f"content folder {path} holds no image files: pass images or another folder")
+            raise FixableError(f"content folder {path} holds no image files: pass images or another folder")
         files += found
     return files
 
@@ -159,7 +159,7 @@ def prepare_job(args, content_path, name, schedule, folders, weights=None):
     width, height = output_size(args, content_path)
     style_counts = args.style_weight > 0 and any(args.style_layer_weights)
     if content_weight == 0 and args.tv_weight == 0 and not style_counts:
-        raise UsageError("every loss weight is 0: nothing to optimise; raise --style-weight or --content-weight")
+        raise FixableError("every loss weight is 0: nothing to optimise; raise --style-weight or --content-weight")
     check_memory(width, height, content_layers, args.style_layers)
     for path in args.style:
         utils.fetch_if_missing(path, "style image", "--style")
@@ -180,10 +180,10 @@ def prepare_job(args, content_path, name, schedule, folders, weights=None):
         noise_ratio=args.noise_ratio if init == "noise" else None, optimizer=args.optimizer,
         learning_rate=args.lr if args.optimizer == "adam" else None, seed=args.seed,
         scales=tuple(args.scales), scale_steps=coarse_scale_steps(args))
-    resume = not args.restart and run_folder.holds_run_of(folders.checkpoint_dir, problem)
+    resumable = not args.restart and run_folder.holds_run_of(folders.checkpoint_dir, problem)
     for folder in folders.all():
         check_writable_folder(folder)
-    return Job(name, problem, schedule, folders, files, images, weights, resume)
+    return Job(name, problem, schedule, folders, files, images, weights, resumable)
 
 
 def output_size(args, content_path):
@@ -213,7 +213,7 @@ def check_memory(width, height, content_layers, style_layers):
     scale = math.sqrt(max(available - MEMORY_FIXED, 0) / per_image)
     fits = f"at most about {int(width * scale)}x{int(height * scale)}" if scale * min(width, height) >= 1 \
         else "no image at all"
-    raise UsageError(f"--width {width} --height {height} needs about {(MEMORY_FIXED + per_image) / 1e9:.1f} GB of "
+    raise FixableError(f"--width {width} --height {height} needs about {(MEMORY_FIXED + per_image) / 1e9:.1f} GB of "
                      f"memory and {available / 1e9:.1f} GB is available: {fits} fits")
 
 
@@ -223,6 +223,6 @@ def check_writable_folder(folder):
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        raise UsageError(f"cannot create folder {folder}: {existing} is a file; choose another path")
+        raise FixableError(f"cannot create folder {folder}: {existing} is a file; choose another path")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write into {existing} (for {folder}): choose another path or fix its permissions")
+        raise FixableError(f"cannot write into {existing} (for {folder}): choose another path or fix its permissions")

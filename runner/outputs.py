@@ -73,9 +73,9 @@ class Outputs:
         """The image as <output-dir>/<step>.png and in TensorBoard, then the checkpoint."""
         step = self.step
         image_path = os.path.join(self.folders.output_dir, f"{step}.png")
-        with self.run_folder.saving(step):
+        with self.run_folder.explaining_write_failure(step):
             pixels, image_summary = self.sess.run([self.model.pixels, self.model.image_summary])
-            utils.save_image(image_path, self.shown(pixels[0]))
+            utils.save_image(image_path, self.as_saved(pixels[0]))
             self.writer.add_summary(image_summary, step)
             self.writer.flush()  # events up to this step are on disk before the checkpoint that says we got here
             self.write_best()
@@ -85,7 +85,7 @@ class Outputs:
     def write_best(self):
         if self.best_image is not None:
             pixels = np.clip(self.best_image[0] + self.model.weights.mean_pixel, 0, 255)
-            utils.save_image(self.folders.best_output, self.shown(pixels))
+            utils.save_image(self.folders.best_output, self.as_saved(pixels))
             self.run_folder.record_best(self.best_loss, self.best_step)
             self.best_image = None
 
@@ -104,11 +104,11 @@ class Outputs:
             self.save()
         self.writer.close()
         if self.index == len(self.scales) - 1:
-            with self.run_folder.saving(self.step, what=f"the final image {self.folders.output}"):
-                utils.save_image(self.folders.output, self.shown(self.sess.run(self.model.pixels)[0]))
+            with self.run_folder.explaining_write_failure(self.step, what=f"the final image {self.folders.output}"):
+                utils.save_image(self.folders.output, self.as_saved(self.sess.run(self.model.pixels)[0]))
                 self.write_best()
 
-    def shown(self, pixels):
+    def as_saved(self, pixels):
         """The image as saved: with the content's colours under --preserve-colors."""
         return utils.with_colors_of(pixels, self.content_image) if self.schedule.preserve_colors else pixels
 

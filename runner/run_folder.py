@@ -2,7 +2,7 @@
 
     holds_run_of(checkpoint_dir, problem)   # before anything runs: resume (True), a new run (False), or refuse
     folder = RunFolder(checkpoint_dir, log_dir, keep)   # in the training graph: its Saver needs the variables
-    step = folder.start_or_resume(sess, problem, global_step, first_step, resume, restart)
+    step = folder.start_or_resume(sess, problem, global_step, first_step, restore, restart)
     folder.save(sess, step)
 
 Checkpoints are TensorFlow's own (`Saver`, without MetaGraphs: those would embed every weight constant).
@@ -20,7 +20,7 @@ import time
 
 import utils
 from runner.tf_setup import tf
-from utils import UsageError
+from utils import FixableError
 
 RUN_RECORD = "run.json"  # what the run was made from: its Problem
 BEST_RECORD = "best.json"  # with --keep-best: the lowest loss seen and its step
@@ -53,11 +53,11 @@ def holds_run_of(checkpoint_dir, problem):
         with open(os.path.join(checkpoint_dir, RUN_RECORD)) as file:
             recorded = json.load(file)
     except (OSError, ValueError):
-        raise UsageError(f"{checkpoint_dir} holds a checkpoint without a readable {RUN_RECORD}: pass --restart "
+        raise FixableError(f"{checkpoint_dir} holds a checkpoint without a readable {RUN_RECORD}: pass --restart "
                          f"to replace it, or another --checkpoint-dir") from None
     differences = problem.differences_from(recorded)
     if differences:
-        raise UsageError(f"{checkpoint_dir} holds a run of another problem ({'; '.join(differences)}): pass "
+        raise FixableError(f"{checkpoint_dir} holds a run of another problem ({'; '.join(differences)}): pass "
                          f"--restart to start over, or another --checkpoint-dir")
     return True
 
@@ -110,10 +110,10 @@ class RunFolder:
         self.best_record = os.path.join(checkpoint_dir, BEST_RECORD)
         self.saver = tf.train.Saver(max_to_keep=keep, save_relative_paths=True)
 
-    def start_or_resume(self, sess, problem, global_step, first_step, resume, restart):
+    def start_or_resume(self, sess, problem, global_step, first_step, restore, restart):
         """Restore the run in the folder, start a new one, or carry it on at its next scale from first_step
         (the graph's start image is then the previous scale's result); return the step the loop starts from."""
-        restored_step = self.restore(sess) if resume else None
+        restored_step = self.restore(sess) if restore else None
         if restored_step is not None:
             truncate_events(self.log_dir, restored_step)
             print(f"Resuming from step {restored_step} (checkpoint in {self.checkpoint_dir})", flush=True)
@@ -143,7 +143,7 @@ class RunFolder:
             self.saver.recover_last_checkpoints(paths[:index + 1])
             return int(sess.run(tf.train.get_global_step()))
         if paths:
-            raise UsageError(f"no checkpoint in {self.checkpoint_dir} can be read: pass --restart to start over")
+            raise FixableError(f"no checkpoint in {self.checkpoint_dir} can be read: pass --restart to start over")
         return None
 
     def clear(self):
@@ -177,7 +177,7 @@ class RunFolder:
         return self.saver.save(sess, self.prefix, global_step=step, write_meta_graph=False)
 
     @contextlib.contextmanager
-    def saving(self, step, what=None):
+    def explaining_write_failure(self, step, what=None):
         """Turn a failed write (a full disk, say) into one line saying what is still intact."""
         try:
             yield
@@ -191,6 +191,6 @@ class RunFolder:
                         shutil.rmtree(leftover) if os.path.isdir(leftover) else os.remove(leftover)
             reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
             intact = f"checkpoint {latest} is intact" if latest else "no checkpoint was written"
-            raise UsageError(f"could not write {what or f'the checkpoint and image of step {step}'} "
+            raise FixableError(f"could not write {what or f'the checkpoint and image of step {step}'} "
                              f"({utils.one_line(reason)}); {intact}, and earlier images are unchanged: "
                              f"free some space and run the same command to resume") from None

@@ -240,7 +240,7 @@ def test_a_bad_download_leaves_nothing_and_says_what_was_expected(workdir, monke
     data = os.urandom(300_000)
     serve_default(monkeypatch, file_server, data, "cut/weights.mat" if fault == "cut" else "weights.mat",
                   file_hash="0" * 64 if fault == "checksum" else None, size=12345 if fault == "size" else None)
-    with pytest.raises(utils.UsageError) as refused:
+    with pytest.raises(utils.FixableError) as refused:
         utils.fetch_if_missing("imagenet-vgg-verydeep-19.mat", "VGG-19 weights", "--vgg")
     message = str(refused.value)
     assert "could not download VGG-19 weights" in message and "--vgg" in message

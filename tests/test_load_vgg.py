@@ -8,7 +8,7 @@ import tensorflow.compat.v1 as tf
 
 import load_vgg
 import matconvnet
-from utils import UsageError
+from utils import FixableError
 
 
 def test_current_layout_loads_every_conv_layer_as_written(vgg19_mat):
@@ -36,7 +36,7 @@ def test_older_layout_gives_the_same_weights_and_mean(tmp_path, vgg19_mat):
 def test_vgg16_is_refused_at_its_first_differing_layer(tmp_path):
     path = str(tmp_path / "vgg16.mat")
     matconvnet.write_vgg_mat(path, blocks=matconvnet.VGG16_BLOCKS)
-    with pytest.raises(UsageError, match=r"layer 16 is 'pool3' where VGG-19 has 'conv3_4'"):
+    with pytest.raises(FixableError, match=r"layer 16 is 'pool3' where VGG-19 has 'conv3_4'"):
         load_vgg.load_weights(path, "pool5")
 
 
@@ -45,7 +45,7 @@ def test_a_kernel_of_the_wrong_shape_is_refused(tmp_path):
     specs[5] = ("conv2_1", "conv", (3, 3, 64, 96))
     path = str(tmp_path / "odd.mat")
     matconvnet.write_vgg_mat(path, specs=specs)
-    with pytest.raises(UsageError, match=r"conv2_1 has kernel \(3, 3, 64, 96\).*\(3, 3, 64, 128\)"):
+    with pytest.raises(FixableError, match=r"conv2_1 has kernel \(3, 3, 64, 96\).*\(3, 3, 64, 128\)"):
         load_vgg.load_weights(path, "conv5_1")
 
 
@@ -55,12 +55,12 @@ def test_unreadable_files_are_refused(tmp_path, vgg19_mat, content):
     if content == "truncated":
         content = open(vgg19_mat[0], "rb").read()[:3_000_000]
     path.write_bytes(content)
-    with pytest.raises(UsageError, match="weights.mat"):
+    with pytest.raises(FixableError, match="weights.mat"):
         load_vgg.load_weights(str(path), "conv5_1")
 
 
 def test_missing_file_is_refused(tmp_path):
-    with pytest.raises(UsageError, match="not found"):
+    with pytest.raises(FixableError, match="not found"):
         load_vgg.load_weights(str(tmp_path / "nothing.mat"))
 
 
@@ -107,7 +107,7 @@ def test_max_pooling_is_available(vgg19_mat):
 def test_feature_layer_reads_conv_layers_after_their_relu():
     assert load_vgg.feature_layer("conv4_2") == "relu4_2"
     assert load_vgg.feature_layer("pool3") == "pool3"
-    with pytest.raises(UsageError, match="unknown VGG-19 layer 'conv6_1'"):
+    with pytest.raises(FixableError, match="unknown VGG-19 layer 'conv6_1'"):
         load_vgg.feature_layer("conv6_1")
 
 
@@ -129,7 +129,7 @@ def test_the_conv_weights_are_cached_until_the_file_changes(tmp_path, vgg19_mat,
     np.testing.assert_array_equal(cached.kernels["conv3_2"][0], first.kernels["conv3_2"][0])
 
     os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns + 10**9))  # the file changed: read it again
-    with pytest.raises(UsageError, match="not a readable MATLAB .mat file"):
+    with pytest.raises(FixableError, match="not a readable MATLAB .mat file"):
         load_vgg.load_weights(path, "relu5_1")
 
 
@@ -152,7 +152,7 @@ def test_keras_vgg16_h5_is_refused(tmp_path):
     specs = matconvnet.layer_specs(matconvnet.VGG16_BLOCKS)
     path = str(tmp_path / "vgg16.h5")
     write_keras_vgg_h5(path, matconvnet.random_weights(specs), blocks=matconvnet.VGG16_BLOCKS)
-    with pytest.raises(UsageError, match="has no layer block3_conv4"):
+    with pytest.raises(FixableError, match="has no layer block3_conv4"):
         load_vgg.load_weights(path, "pool5")
 
 
@@ -162,5 +162,5 @@ def test_a_truncated_h5_is_refused(tmp_path, vgg19_mat):
     path = tmp_path / "cut.h5"
     write_keras_vgg_h5(str(path), vgg19_mat[1])
     path.write_bytes(path.read_bytes()[:1_000_000])
-    with pytest.raises(UsageError, match="not a readable Keras weights file"):
+    with pytest.raises(FixableError, match="not a readable Keras weights file"):
         load_vgg.load_weights(str(path), "pool5")

@@ -20,11 +20,13 @@ Which format a file is in is told from its first bytes, not its name.
 
 import hashlib
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.io
 
+import utils
 from runner.tf_setup import tf  # TensorFlow as the tool sets it up
 from utils import FixableError, atomic_output
 
@@ -199,12 +201,15 @@ def _read_keras_h5(path):
 
 
 def _checked_kernel(path, name, kernel, bias):
-    """(kernel, bias) as float32, refused unless they have VGG-19's shapes for this layer."""
+    """(kernel, bias) as float32, refused unless they have VGG-19's shapes for this layer and finite values."""
     kernel, bias = np.asarray(kernel, dtype=np.float32), np.asarray(bias, dtype=np.float32).reshape(-1)
     expected = kernel_shape(name)
     if kernel.shape != expected or bias.shape != expected[-1:]:
         raise FixableError(f"{path}: layer {name} has kernel {kernel.shape} and bias {bias.shape} where "
-                         f"VGG-19 has {expected} and ({expected[-1]},): not VGG-19 weights; get {WEIGHTS_URL}")
+                           f"VGG-19 has {expected} and ({expected[-1]},): not VGG-19 weights; get {WEIGHTS_URL}")
+    if not (np.isfinite(kernel).all() and np.isfinite(bias).all()):
+        raise FixableError(f"{path}: layer {name} has NaN or infinite weights: the file is damaged; download it "
+                           f"again from {WEIGHTS_URL}")
     return kernel, bias
 
 
@@ -234,15 +239,27 @@ def _file_stamp(path):
 
 
 def _read_cache(path):
-    """The weights cached for this very file (same size and modification time), or None."""
+    """The weights cached for this very file (same size and modification time), or None.
+
+    Never trusted blindly: each layer's shape and values are checked as the file's were, and the fingerprint
+    written with them (a SHA-256 of them all) must match them. A damaged cache is read past with a warning.
+    """
+    cache = _cache_file(path)
+    if not os.path.exists(cache):
+        return None
     try:
-        with np.load(_cache_file(path)) as cached:
+        with np.load(cache) as cached:
             if str(cached["stamp"]) != _file_stamp(path):
                 return None
-            kernels = {name: (cached[f"{name}/kernel"], cached[f"{name}/bias"])
+            kernels = {name: _checked_kernel(cache, name, cached[f"{name}/kernel"], cached[f"{name}/bias"])
                        for name in VGG19_LAYERS if layer_kind(name) == "conv"}
-            return VGGWeights(kernels, cached["mean_pixel"], str(cached["fingerprint"]))
-    except (OSError, KeyError, ValueError, EOFError):  # no cache yet, or one cut short: read the .mat
+            weights = _with_fingerprint(kernels, np.asarray(cached["mean_pixel"], dtype=np.float32).reshape(3))
+            if weights.fingerprint != str(cached["fingerprint"]):
+                raise ValueError("its checksum does not match its contents")
+            return weights
+    except Exception as error:  # truncated, bit-flipped, foreign: numpy and zipfile raise many kinds
+        print(f"warning: the weights cache {cache} is damaged ({utils.one_line(error)}); reading {path} again",
+              file=sys.stderr)
         return None
 
 

@@ -22,11 +22,10 @@ import numpy as np
 import lbfgs
 import load_vgg
 import utils
-from runner import options
+from runner import options, run_folder
 from runner import scales as scale_plan
 from runner.inputs import prepare_jobs
 from runner.outputs import Outputs
-from runner.run_folder import RunFolder, latest_step
 from runner.signals import StopSignals
 from runner.tf_setup import ONE_RUN_CONFIG, SESSION_CONFIG, tf
 from utils import FixableError
@@ -156,6 +155,7 @@ class StyleTransfer:
         # The image lives in mean-subtracted space: the network's own input space.
         self.image = tf.get_variable("generated_image", initializer=self.start_image, trainable=True)
         self.pixels = tf.clip_by_value(self.image + self.weights.mean_pixel, 0.0, 255.0, name="pixels")
+        self.image_is_finite = tf.reduce_all(tf.math.is_finite(self.image))  # clipping would hide a NaN
         self.global_step = tf.train.get_or_create_global_step()
 
     def load_vgg(self):
@@ -255,11 +255,11 @@ class StyleTransfer:
 # ---------------------------------------------------------------------------------------------------
 # 4. train(): one scale of one image in one Session; run(): the scales; main(): the images.
 
-def train(job, scales, index, gram_cache, restore, previous_image):
+def train(job, scales, index, gram_cache, checkpoint, previous_image):
     """Optimise at scales[index] up to its last step; return (exit code, the step and the image reached).
 
     gram_cache: {Problem.style_key(): style Gram targets} shared by the runs of one process; filled in here.
-    restore: this scale starts from the checkpoint in the run's folder.
+    checkpoint: the checkpoint this scale starts from, or None.
     previous_image: the previous scale's result (None at the first scale), upsampled to start this one.
     """
     scale, is_last = scales[index], index == len(scales) - 1
@@ -273,16 +273,16 @@ def train(job, scales, index, gram_cache, restore, previous_image):
         start_image = utils.resized(previous_image[0], scale.width, scale.height)[np.newaxis]
     model = StyleTransfer(problem, job.weights, targets, start_image).build()
     first_step = scale_plan.first_step(scales, index)
-    if len(scales) > 1 and not restore:
+    if len(scales) > 1 and checkpoint is None:
         print(f"Scale {index + 1}/{len(scales)}: {scale.width}x{scale.height}, steps {first_step + 1} to "
               f"{scale.last_step}", flush=True)
 
     with model.graph.as_default(), tf.Session(graph=model.graph, config=SESSION_CONFIG) as sess:
-        run_folder = RunFolder(job.folders.checkpoint_dir, job.folders.log_dir, job.schedule.keep)
-        step = run_folder.start_or_resume(sess, job.problem, model.global_step, first_step, restore,
-                                          job.schedule.restart)
+        folder = run_folder.RunFolder(job.folders.checkpoint_dir, job.folders.log_dir, job.schedule.keep)
+        step = folder.start_or_resume(sess, job.problem, model.global_step, first_step, checkpoint,
+                                      job.schedule.restart)
         model.graph.finalize()  # nothing below may grow the graph
-        outputs = Outputs(sess, model, run_folder, job, scales, index, start_step=step, log_first=not restore,
+        outputs = Outputs(sess, model, folder, job, scales, index, start_step=step, log_first=checkpoint is None,
                           content_image=images.content)
         with StopSignals() as stop:
             for report in model.steps(sess, scale.last_step, with_images=outputs.keep_best):
@@ -302,16 +302,18 @@ def train(job, scales, index, gram_cache, restore, previous_image):
 def run(job, gram_cache):
     """Train job's image to its last step, scale by scale; return the exit code (0, or 128 + a signal's number)."""
     scales = scale_plan.plan(job.problem, job.schedule.iterations)
-    restored_step = latest_step(job.folders.checkpoint_dir) if job.resumable else None
-    first_index = scale_plan.index_at(scales, restored_step)
-    for folder in job.folders.all():
-        os.makedirs(folder, exist_ok=True)
-    image = None  # the previous scale's result
-    for index in range(first_index, len(scales)):
-        restore = restored_step is not None and index == first_index
-        code, step, image = train(job, scales, index, gram_cache, restore, previous_image=image)
-        if code:
-            return code
+    with run_folder.locked(job.folders.checkpoint_dir):  # one process at a time in a run folder
+        found = run_folder.newest_readable_checkpoint(job.folders.checkpoint_dir) if job.resumable else None
+        checkpoint, restored_step = found or (None, None)
+        first_index = scale_plan.index_at(scales, restored_step)  # the scale of that checkpoint's image
+        for folder in job.folders.all():
+            os.makedirs(folder, exist_ok=True)
+        image = None  # the previous scale's result
+        for index in range(first_index, len(scales)):
+            code, step, image = train(job, scales, index, gram_cache, checkpoint if index == first_index else None,
+                                      previous_image=image)
+            if code:
+                return code
     print(f"Done: step {step}; image {job.folders.output}; checkpoints in "
           f"{job.folders.checkpoint_dir}; TensorBoard: tensorboard --logdir {job.folders.log_dir}", flush=True)
     return 0
@@ -331,6 +333,10 @@ def main(argv=None):
         return 0
     except FixableError as error:
         print(f"style_transfer.py: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a folder or file the run cannot write (a full disk, say) where none was expected
+        print(f"style_transfer.py: error: cannot write {error.filename or 'a file'} ({error.strerror or error}): "
+              f"free some space or fix the folder's permissions, and run the same command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("style_transfer.py: interrupted before the first step; nothing was saved", file=sys.stderr)

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,13 +97,25 @@ def _read_upright_image(path, what):
     if not os.path.exists(path):
         raise FixableError(f"{what} {path} not found: check the path")
     try:
-        with Image.open(path) as image:
-            image.load()
-            return ImageOps.exif_transpose(image)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                upright = ImageOps.exif_transpose(image)
     except Exception as error:  # Pillow raises many kinds for a truncated, corrupt or foreign file
         reason = one_line(error)
         raise FixableError(f"{what} {path} is not a readable image ({reason}): use an intact JPEG or PNG "
                            f"file") from None
+    if any(issubclass(warning.category, Image.DecompressionBombWarning) for warning in caught) and \
+            path not in _large_images_told:  # Pillow's own two-line warning, said once in our words
+        _large_images_told.add(path)
+        print(f"warning: {what} {path} is {upright.width}x{upright.height}, "
+              f"{upright.width * upright.height / 1e6:.1f} megapixels: reading it takes time and memory",
+              file=sys.stderr)
+    return upright
+
+
+_large_images_told = set()  # the paths warned about, so each is told once
 
 
 def image_size(path, what="image"):
@@ -144,11 +157,29 @@ def with_colors_of(pixels, colors):
     return np.asarray(Image.merge("YCbCr", (luminance, blue, red)).convert("RGB"), dtype=np.float32)
 
 
+# Every image this tool writes names it as its software (EXIF tag 0x0131, which PNG, JPEG, WebP and TIFF keep):
+# the tool replaces an existing file only if it carries this mark, so it never writes over a user's own file.
+SOFTWARE_TAG = 0x0131
+WRITTEN_BY = "style_transfer.py (neural style transfer, CS20)"
+
+
 def save_image(path, pixels):
     """Write float RGB pixels in 0..255 as an 8-bit image, atomically (a crash leaves the old file)."""
     image = _as_image(pixels)
+    mark = Image.Exif()
+    mark[SOFTWARE_TAG] = WRITTEN_BY
     with atomic_output(path) as temporary:
-        image.save(temporary, format=Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG"))
+        image.save(temporary, format=Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG"),
+                   exif=mark)
+
+
+def written_by_this_tool(path):
+    """True if the image file at `path` carries the mark save_image writes."""
+    try:
+        with Image.open(path) as image:
+            return image.getexif().get(SOFTWARE_TAG) == WRITTEN_BY
+    except Exception:  # not an image Pillow reads: not ours
+        return False
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ the weights are read once for all of them. Default files that are missing are do
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,6 +184,7 @@ def prepare_job(args, content_path, name, schedule, folders, weights=None):
     resumable = not args.restart and run_folder.holds_run_of(folders.checkpoint_dir, problem)
     for folder in folders.all():
         check_writable_folder(folder)
+    check_nothing_overwritten(folders, schedule, [path for path in (content_path, *args.style, args.vgg) if path])
     return Job(name, problem, schedule, folders, files, images, weights, resumable)
 
 
@@ -215,6 +217,29 @@ def check_memory(width, height, content_layers, style_layers):
         else "no image at all"
     raise FixableError(f"--width {width} --height {height} needs about {(MEMORY_FIXED + per_image) / 1e9:.1f} GB of "
                      f"memory and {available / 1e9:.1f} GB is available: {fits} fits")
+
+
+def check_nothing_overwritten(folders, schedule, inputs):
+    """Refuse a run that would write over one of its inputs, or over a file this tool did not write.
+
+    What a run writes: the final image (and with --keep-best the best one beside it), and step images
+    <output-dir>/<step>.png for steps up to --iterations (which steps depends on the cadence, signals and
+    L-BFGS's convergence, so every such name counts). An existing file of those names is replaced only if
+    it carries the mark this tool writes into its images (utils.written_by_this_tool).
+    """
+    planned = [folders.output, *([folders.best_output] if schedule.keep_best else [])]
+    for name in sorted(os.listdir(folders.output_dir)) if os.path.isdir(folders.output_dir) else []:
+        step = re.fullmatch(r"(\d+)\.png", name)
+        if step and 1 <= int(step.group(1)) <= schedule.iterations:
+            planned.append(os.path.join(folders.output_dir, name))
+    inputs = {os.path.realpath(path): path for path in inputs}
+    for path in planned:
+        if os.path.realpath(path) in inputs:
+            raise FixableError(f"{path} is the input {inputs[os.path.realpath(path)]}: the run would write over it; "
+                               f"choose another --output or --output-dir")
+        if os.path.lexists(path) and not utils.written_by_this_tool(path):
+            raise FixableError(f"{path} exists and was not written by style_transfer.py: the run would replace it; "
+                               f"move it, or choose another --output or --output-dir")
 
 
 def check_writable_folder(folder):

@@ -9,6 +9,7 @@
 """
 
 import json
+import math
 import os
 import signal
 
@@ -17,6 +18,7 @@ import numpy as np
 import utils
 from runner import scales as scale_plan
 from runner.tf_setup import tf
+from utils import FixableError
 
 
 class Outputs:
@@ -42,6 +44,9 @@ class Outputs:
             self.writer.add_summary(text_summary("configuration", job.problem.as_record()), 0)
 
     def after_step(self, report):
+        loss = float(report.losses["total_loss"])
+        if not math.isfinite(loss):  # before anything of this step is written
+            raise self.diverged(report.step, f"its loss is {loss}")
         self.step = report.step
         self.timings.append(report.seconds)
         if self.keep_best:
@@ -73,14 +78,26 @@ class Outputs:
         """The image as <output-dir>/<step>.png and in TensorBoard, then the checkpoint."""
         step = self.step
         image_path = os.path.join(self.folders.output_dir, f"{step}.png")
+        pixels, image_summary, finite = self.sess.run([self.model.pixels, self.model.image_summary,
+                                                       self.model.image_is_finite])
+        if not finite:
+            raise self.diverged(step, "its image holds NaN or infinite values")
         with self.run_folder.explaining_write_failure(step):
-            pixels, image_summary = self.sess.run([self.model.pixels, self.model.image_summary])
             utils.save_image(image_path, self.as_saved(pixels[0]))
             self.writer.add_summary(image_summary, step)
             self.writer.flush()  # events up to this step are on disk before the checkpoint that says we got here
             self.write_best()
             self.saved = self.run_folder.save(self.sess, step), image_path
         self.saved_step = step
+
+    def diverged(self, step, what):
+        """The error that stops a run whose step `step` went non-finite: nothing of that step is saved."""
+        latest = self.run_folder.latest_checkpoint()
+        kept = f"checkpoint {latest}, the last good one, is kept" if latest else "no checkpoint was written"
+        change = f"lower --lr (now {self.job.problem.learning_rate:g})" if self.job.problem.optimizer == "adam" \
+            else "lower the loss weights"
+        return FixableError(f"step {step} diverged ({what}); nothing of it was saved, and {kept}: {change} and start "
+                            f"over with --restart, or use another --checkpoint-dir")
 
     def write_best(self):
         if self.best_image is not None:

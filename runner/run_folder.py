@@ -1,9 +1,11 @@
 """A run's folders: its record and checkpoints in --checkpoint-dir, its TensorBoard events in --log-dir.
 
     holds_run_of(checkpoint_dir, problem)   # before anything runs: resume (True), a new run (False), or refuse
-    folder = RunFolder(checkpoint_dir, log_dir, keep)   # in the training graph: its Saver needs the variables
-    step = folder.start_or_resume(sess, problem, global_step, first_step, restore, restart)
-    folder.save(sess, step)
+    with locked(checkpoint_dir):            # one process at a time in a run folder
+        found = newest_readable_checkpoint(checkpoint_dir)   # (path, step) to resume from, or None
+        folder = RunFolder(checkpoint_dir, log_dir, keep)    # in the training graph: its Saver needs the variables
+        step = folder.start_or_resume(sess, problem, global_step, first_step, found and found[0], restart)
+        folder.save(sess, step)
 
 Checkpoints are TensorFlow's own (`Saver`, without MetaGraphs: those would embed every weight constant).
 TensorFlow writes a checkpoint's files before it replaces the `checkpoint` pointer file, so a crash mid-save
@@ -11,10 +13,13 @@ leaves the previous pointer; a checkpoint that cannot be read is skipped for the
 """
 
 import contextlib
+import fcntl
 import json
 import math
 import os
+import re
 import shutil
+import socket
 import sys
 import time
 
@@ -26,12 +31,36 @@ RUN_RECORD = "run.json"  # what the run was made from: its Problem
 BEST_RECORD = "best.json"  # with --keep-best: the lowest loss seen and its step
 CHECKPOINT_PREFIX = "ckpt"  # checkpoints are ckpt-<step>.index and ckpt-<step>.data-*
 EVENTS_PREFIX = "events.out.tfevents."
+LOCK_FILE = "run.lock"  # held (flock) by the process running in the folder; names it
 
 
 def checkpoint_paths(checkpoint_dir):
-    """The checkpoints the folder's pointer file lists, oldest first (each a path prefix, ckpt-<step>)."""
-    state = tf.train.get_checkpoint_state(checkpoint_dir)
-    return list(state.all_model_checkpoint_paths) if state else []
+    """The folder's checkpoints, oldest first (each a path prefix, ckpt-<step>): as its `checkpoint` pointer file
+    lists them or, when that file is missing, empty or garbled, the ckpt-<step>.index files in the folder."""
+    try:
+        state = tf.train.get_checkpoint_state(checkpoint_dir)
+    except (ValueError, OSError, tf.errors.OpError):  # an empty pointer file raises; a garbled one gives None
+        state = None
+    if state is not None and state.all_model_checkpoint_paths:
+        return list(state.all_model_checkpoint_paths)
+    found = sorted((int(name[len(CHECKPOINT_PREFIX) + 1:-len(".index")]), os.path.join(checkpoint_dir, name[:-6]))
+                   for name in _names_in(checkpoint_dir) if re.fullmatch(rf"{CHECKPOINT_PREFIX}-\d+\.index", name))
+    pointer = os.path.join(checkpoint_dir, "checkpoint")
+    told = (os.path.realpath(pointer), os.path.getmtime(pointer) if os.path.exists(pointer) else None)
+    if found and told not in _pointer_warned:
+        _pointer_warned.add(told)
+        print(f"warning: {pointer} cannot be read; using the checkpoint files found beside it", file=sys.stderr)
+    return [path for _, path in found]
+
+
+_pointer_warned = set()  # (pointer file, its time) told about: each unreadable pointer is told once
+
+
+def _names_in(folder):
+    try:
+        return os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
 
 
 def step_of(checkpoint_path):
@@ -39,10 +68,31 @@ def step_of(checkpoint_path):
     return int(checkpoint_path.rsplit("-", 1)[1])
 
 
-def latest_step(checkpoint_dir):
-    """The step of the latest checkpoint in checkpoint_dir, or None."""
+def newest_readable_checkpoint(checkpoint_dir):
+    """(path, step) of the newest checkpoint whose every tensor reads back, or None if the folder has none.
+
+    Each newer one that cannot be read (cut short, bit-flipped: TensorFlow checks each tensor's checksum) is
+    passed over with a warning; a folder none of whose checkpoints can be read is refused.
+    """
     paths = checkpoint_paths(checkpoint_dir)
-    return step_of(paths[-1]) if paths else None
+    for path in reversed(paths):
+        try:
+            reader = tf.train.load_checkpoint(path)
+            for name in reader.get_variable_to_shape_map():
+                reader.get_tensor(name)
+            return path, int(reader.get_tensor("global_step"))
+        except Exception as error:  # TensorFlow's reader raises many kinds for a damaged file
+            print(f"warning: checkpoint {path} cannot be read ({_first_line(error)}); trying the one before",
+                  file=sys.stderr)
+    if paths:
+        raise FixableError(f"no checkpoint in {checkpoint_dir} can be read: pass --restart to start over")
+    return None
+
+
+def _first_line(error):
+    """An error's message without TensorFlow's appended op stack ("Detected at node ... defined at ...")."""
+    message = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
+    return utils.one_line(str(message).split("\n")[0])
 
 
 def holds_run_of(checkpoint_dir, problem):
@@ -62,13 +112,31 @@ def holds_run_of(checkpoint_dir, problem):
     return True
 
 
+@contextlib.contextmanager
+def locked(checkpoint_dir):
+    """Hold the run folder's lock while a run works in it: a second process on the same folder is refused,
+    naming the holder. The kernel drops the lock when its holder ends, however it ends (SIGKILL included)."""
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    with open(os.path.join(checkpoint_dir, LOCK_FILE), "a+") as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "another process"
+            raise FixableError(f"{checkpoint_dir} is in use by {holder}: wait for that run to end, or pass another "
+                               f"--checkpoint-dir") from None
+        file.truncate(0)
+        file.write(f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        file.flush()
+        try:
+            yield
+        finally:
+            file.truncate(0)
+
+
 def event_files(log_dir):
     """The TensorBoard event files directly in log_dir, by name (listed, not globbed: [ in a name is no pattern)."""
-    try:
-        names = os.listdir(log_dir)
-    except FileNotFoundError:
-        return []
-    return sorted(os.path.join(log_dir, name) for name in names if name.startswith(EVENTS_PREFIX))
+    return sorted(os.path.join(log_dir, name) for name in _names_in(log_dir) if name.startswith(EVENTS_PREFIX))
 
 
 def truncate_events(log_dir, last_step):
@@ -110,11 +178,15 @@ class RunFolder:
         self.best_record = os.path.join(checkpoint_dir, BEST_RECORD)
         self.saver = tf.train.Saver(max_to_keep=keep, save_relative_paths=True)
 
-    def start_or_resume(self, sess, problem, global_step, first_step, restore, restart):
-        """Restore the run in the folder, start a new one, or carry it on at its next scale from first_step
-        (the graph's start image is then the previous scale's result); return the step the loop starts from."""
-        restored_step = self.restore(sess) if restore else None
-        if restored_step is not None:
+    def start_or_resume(self, sess, problem, global_step, first_step, checkpoint, restart):
+        """Restore `checkpoint` (a path from newest_readable_checkpoint), start a new run, or carry the run on at
+        its next scale from first_step (the graph's start image is then the previous scale's result); return the
+        step the loop starts from."""
+        if checkpoint is not None:
+            self.saver.restore(sess, checkpoint)
+            paths = checkpoint_paths(self.checkpoint_dir)
+            self.saver.recover_last_checkpoints(paths[:paths.index(checkpoint) + 1])  # keep rotating them
+            restored_step = int(sess.run(global_step))
             truncate_events(self.log_dir, restored_step)
             print(f"Resuming from step {restored_step} (checkpoint in {self.checkpoint_dir})", flush=True)
             return restored_step
@@ -130,25 +202,9 @@ class RunFolder:
             self.saver.recover_last_checkpoints(checkpoint_paths(self.checkpoint_dir))  # keep rotating them
         return first_step
 
-    def restore(self, sess):
-        """Restore the latest readable checkpoint; return its step, or None if there is none."""
-        paths = checkpoint_paths(self.checkpoint_dir)
-        for index in reversed(range(len(paths))):
-            try:
-                self.saver.restore(sess, paths[index])
-            except (tf.errors.OpError, ValueError) as error:
-                print(f"warning: checkpoint {paths[index]} cannot be read ({utils.one_line(error)}); trying the "
-                      f"one before", file=sys.stderr)
-                continue
-            self.saver.recover_last_checkpoints(paths[:index + 1])
-            return int(sess.run(tf.train.get_global_step()))
-        if paths:
-            raise FixableError(f"no checkpoint in {self.checkpoint_dir} can be read: pass --restart to start over")
-        return None
-
     def clear(self):
         """Remove this tool's checkpoint files and records (for --restart)."""
-        names = [name for name in os.listdir(self.checkpoint_dir) if name.startswith(CHECKPOINT_PREFIX + "-")]
+        names = [name for name in _names_in(self.checkpoint_dir) if name.startswith(CHECKPOINT_PREFIX + "-")]
         for path in [*(os.path.join(self.checkpoint_dir, name) for name in names),
                      os.path.join(self.checkpoint_dir, "checkpoint"), self.run_record, self.best_record]:
             if os.path.exists(path):
@@ -172,6 +228,11 @@ class RunFolder:
     def record_best(self, loss, step):
         utils.write_text_atomically(self.best_record, json.dumps({"loss": loss, "step": step}) + "\n")
 
+    def latest_checkpoint(self):
+        """The path of the newest checkpoint in the folder, or None."""
+        paths = checkpoint_paths(self.checkpoint_dir)
+        return paths[-1] if paths else None
+
     def save(self, sess, step):
         """Save a checkpoint of the variables at `step`; return its path."""
         return self.saver.save(sess, self.prefix, global_step=step, write_meta_graph=False)
@@ -182,15 +243,14 @@ class RunFolder:
         try:
             yield
         except (OSError, tf.errors.OpError) as error:
-            latest = tf.train.latest_checkpoint(self.checkpoint_dir)
+            latest = self.latest_checkpoint()
             if latest is None or step_of(latest) != step:  # drop what the failed save left
                 for name in os.listdir(self.checkpoint_dir):
                     if name.startswith(f"{CHECKPOINT_PREFIX}-{step}.") or \
                             name.startswith(f"{CHECKPOINT_PREFIX}-{step}_temp"):
                         leftover = os.path.join(self.checkpoint_dir, name)
                         shutil.rmtree(leftover) if os.path.isdir(leftover) else os.remove(leftover)
-            reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
             intact = f"checkpoint {latest} is intact" if latest else "no checkpoint was written"
             raise FixableError(f"could not write {what or f'the checkpoint and image of step {step}'} "
-                             f"({utils.one_line(reason)}); {intact}, and earlier images are unchanged: "
-                             f"free some space and run the same command to resume") from None
+                               f"({_first_line(error)}); {intact}, and earlier images are unchanged: "
+                               f"free some space and run the same command to resume") from None

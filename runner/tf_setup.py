@@ -5,14 +5,19 @@ resumed run ends where an uninterrupted one would), and the Session configuratio
 """
 
 import os
+import sys
 
 import utils
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ log lines (errors reach us as exceptions)
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # oneDNN convolutions: off by default on some CPUs, ~30% faster
-with utils.quiet_stderr():  # ...and the GPU-probe lines it prints at import, before any log level applies
-    import tensorflow as tf2
-    import tensorflow.compat.v1 as tf
+try:
+    with utils.quiet_stderr():  # ...and the GPU-probe lines it prints at import, before any log level applies
+        import tensorflow as tf2
+        import tensorflow.compat.v1 as tf
+except KeyboardInterrupt:  # Ctrl-C in the seconds the import takes: one line, not a traceback from inside it
+    print("style_transfer.py: interrupted while starting; nothing was written", file=sys.stderr)
+    raise SystemExit(130) from None
 
 tf.get_logger().setLevel("ERROR")  # the compat.v1 deprecation notices are not for our users
 tf.disable_v2_behavior()

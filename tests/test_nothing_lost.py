@@ -1,0 +1,284 @@
+"""Nothing of the user's is overwritten, no bad state is saved over a good one, no traceback from a damaged file:
+the promises of the README's "What is guaranteed" section, one test (at least) each."""
+
+import glob
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+from PIL import Image
+
+import load_vgg
+import matconvnet
+from conftest import SCRIPT, run_main, run_script, start_script, write_image
+from test_cli import assert_refused
+from test_run import CHECKPOINT_DIR, LOG_DIR, scalar_series, wait_for
+
+# ---------------------------------------------------------------------------------------------------
+# 1. The user's files are never written over.
+
+
+@pytest.mark.parametrize("which", ["content", "style", "vgg", "a link to the content"])
+def test_an_output_that_is_an_input_is_refused(workdir, capsys, base_args, images, vgg19_mat, which):
+    own = {"content": str(shutil.copy(images["content"], workdir / "photo.jpg")),
+           "style": str(shutil.copy(images["style"], workdir / "style.png"))}
+    target = {"content": own["content"], "style": own["style"], "vgg": vgg19_mat[0]}.get(which)
+    if which == "a link to the content":
+        target = str(workdir / "result.jpg")
+        os.symlink(own["content"], target)
+    before = {path: open(path, "rb").read() for path in [*own.values(), vgg19_mat[0]]}
+    code, out, err = run_main([*base_args, "--content", own["content"], "--style", own["style"], "--output", target,
+                               "--iterations", "1"], capsys)
+    assert_refused(code, out, err, target, "is the input", "--output")
+    assert {path: open(path, "rb").read() for path in before} == before
+    assert not os.path.exists("checkpoints") and not os.path.exists("outputs")
+
+
+def test_files_in_the_output_folder_that_the_tool_did_not_write_are_refused(workdir, capsys, base_args):
+    os.makedirs("holiday")
+    for name in ("5.png", "10.png"):
+        write_image(workdir / "holiday" / name, 20, 20, seed=int(name[:-4]))
+    before = {name: open(os.path.join("holiday", name), "rb").read() for name in os.listdir("holiday")}
+    code, out, err = run_main([*base_args, "--output-dir", "holiday", "--iterations", "10", "--save-every", "5"],
+                              capsys)
+    assert_refused(code, out, err, os.path.join("holiday", "10.png"), "not written by style_transfer.py", "move it")
+    assert {name: open(os.path.join("holiday", name), "rb").read() for name in os.listdir("holiday")} == before
+    assert not os.path.exists("checkpoints")
+
+    # Files the tool wrote itself are replaced: a rerun after --restart writes over them.
+    code, _, err = run_main([*base_args, "--output-dir", "outputs", "--iterations", "2", "--save-every", "1"], capsys)
+    assert code == 0, err
+    code, _, err = run_main([*base_args, "--output-dir", "outputs", "--iterations", "2", "--save-every", "1",
+                             "--style-weight", "2", "--restart"], capsys)
+    assert code == 0, err
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. A diverging run stops before it saves anything non-finite.
+
+def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(workdir, capsys, base_args):
+    code, out, err = run_main([*base_args, "--lr", "1e30", "--iterations", "30", "--save-every", "1", "--keep", "3",
+                               "--keep-best"], capsys)
+    assert_refused(code, out, err, "diverged", "lower --lr (now 1e+30)", "--restart")
+    kept = err.split("checkpoint ")[1].split(",")[0]
+    assert os.path.basename(kept).startswith("ckpt-") and os.path.exists(kept + ".index")
+    for path in glob.glob(os.path.join(CHECKPOINT_DIR, "ckpt-*.index")):
+        reader = tf.train.load_checkpoint(path[:-len(".index")])
+        for name in reader.get_variable_to_shape_map():
+            assert np.isfinite(reader.get_tensor(name)).all(), (path, name)
+    assert not os.path.exists("outputs/final.png")
+    steps_saved = sorted(int(name[:-4]) for name in os.listdir("outputs") if name[:-4].isdigit())
+    assert steps_saved and steps_saved[-1] < 30
+    assert all(np.isfinite(value) for _, value in scalar_series(LOG_DIR, "total_loss"))
+    best = json.load(open(os.path.join(CHECKPOINT_DIR, "best.json")))
+    assert np.isfinite(best["loss"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3 and 4. Damaged weights are refused at load; a damaged weights cache is rebuilt.
+
+def damaged_weights(clean, layer="conv3_1", value=np.nan):
+    weights = {name: (kernel.copy(), bias.copy()) for name, (kernel, bias) in clean.items()}
+    weights[layer][0][1, 1, 0, 0] = value
+    return weights
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_weights_with_nan_or_inf_are_refused_naming_the_layer(workdir, capsys, base_args, vgg19_mat, value):
+    path = str(workdir / "damaged.mat")
+    matconvnet.write_vgg_mat(path, weights=damaged_weights(vgg19_mat[1], value=value))
+    code, out, err = run_main([*base_args, "--vgg", path], capsys)
+    assert_refused(code, out, err, path, "conv3_1", "NaN or infinite")
+    assert os.listdir(workdir) == ["damaged.mat"]
+
+
+def test_keras_weights_with_nan_are_refused_naming_the_layer(workdir, capsys, base_args, vgg19_mat):
+    from keras_weights import write_keras_vgg_h5
+
+    path = str(workdir / "damaged.h5")
+    write_keras_vgg_h5(path, damaged_weights(vgg19_mat[1], layer="conv4_2"))
+    code, out, err = run_main([*base_args, "--vgg", path], capsys)
+    assert_refused(code, out, err, "conv4_2", "NaN or infinite")
+
+
+def cached_arrays(cache):
+    with np.load(cache) as cached:
+        return {key: cached[key] for key in cached.files}
+
+
+def truncate(cache, arrays):
+    data = open(cache, "rb").read()
+    open(cache, "wb").write(data[:len(data) // 2])
+
+
+def flip_a_bit(cache, arrays):
+    data = bytearray(open(cache, "rb").read())
+    data[len(data) // 2] ^= 0x10
+    open(cache, "wb").write(bytes(data))
+
+
+def wrong_shape(cache, arrays):
+    arrays["conv2_1/kernel"] = arrays["conv2_1/kernel"][:, :, :32, :]
+    np.savez(cache, **arrays)
+
+
+def nan_value(cache, arrays):
+    arrays["conv5_1/bias"][3] = np.nan
+    np.savez(cache, **arrays)
+
+
+def another_checksum(cache, arrays):
+    arrays["conv1_1/bias"][0] += 1  # a readable cache whose values no longer match what was written
+    np.savez(cache, **arrays)
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_a_bit, wrong_shape, nan_value, another_checksum])
+def test_a_damaged_weights_cache_is_read_past_and_rebuilt(workdir, capsys, base_args, vgg19_mat, damage):
+    path = str(shutil.copy(vgg19_mat[0], workdir / "vgg19.mat"))  # a weights file of its own: a cache of its own
+    expected = load_vgg.load_weights(path)
+    cache = load_vgg._cache_file(path)
+    damage(cache, cached_arrays(cache))
+    code, out, err = run_main([*base_args, "--vgg", path, "--iterations", "1"], capsys)
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "warning: the weights cache" in lines[0] and "damaged" in lines[0], err
+    rebuilt = load_vgg.load_weights(path)  # the cache written again, and read back whole
+    assert rebuilt.fingerprint == expected.fingerprint
+    assert cached_arrays(cache)["fingerprint"] == expected.fingerprint
+    assert capsys.readouterr().err == ""  # no warning the second time
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5 and 6. A damaged checkpoint pointer, and an unreadable full-size checkpoint with coarse ones before it.
+
+@pytest.mark.parametrize("pointer", [b"", b"garbage \x00\x01\x02 not a checkpoint state\n"])
+def test_an_unreadable_checkpoint_pointer_falls_back_to_the_checkpoint_files(workdir, capsys, base_args, pointer):
+    args = [*base_args, "--save-every", "2", "--log-every", "2"]
+    code, _, err = run_main([*args, "--iterations", "6"], capsys)
+    assert code == 0, err
+    open(os.path.join(CHECKPOINT_DIR, "checkpoint"), "wb").write(pointer)
+    code, out, err = run_main([*args, "--iterations", "8"], capsys)
+    assert code == 0, err
+    assert "Resuming from step 6" in out and "cannot be read" in err and "Traceback" not in err
+    assert [step for step, _ in scalar_series(LOG_DIR, "total_loss")] == [1, 2, 4, 6, 8]
+    assert not glob.glob(os.path.join(LOG_DIR, "replaced-*"))
+    assert os.path.basename(tf.train.latest_checkpoint(CHECKPOINT_DIR)) == "ckpt-8"
+
+
+@pytest.mark.slow
+def test_an_unreadable_full_size_checkpoint_resumes_from_the_coarse_one_before(tmp_path, base_args, capsys,
+                                                                               monkeypatch):
+    from test_scales import SCALED, pixels, rewind
+
+    straight, damaged = tmp_path / "straight", tmp_path / "damaged"
+    straight.mkdir()
+    monkeypatch.chdir(straight)
+    code, _, err = run_main([*base_args, *SCALED], capsys)
+    assert code == 0, err
+    shutil.copytree(straight, damaged)
+    rewind(damaged, 7)  # as if it crashed after the first full-size checkpoint...
+    data = glob.glob(str(damaged / CHECKPOINT_DIR / "ckpt-7.data-*"))[0]
+    open(data, "r+b").truncate(100)  # ...whose data the disk then lost
+    monkeypatch.chdir(damaged)
+    code, out, err = run_main([*base_args, *SCALED], capsys)
+    assert code == 0, err
+    assert "ckpt-7 cannot be read" in err and "Resuming from step 6" in out
+    np.testing.assert_array_equal(pixels(damaged / "outputs/final.png"), pixels(straight / "outputs/final.png"))
+
+
+# ---------------------------------------------------------------------------------------------------
+# 7. Faults at start-up and during saves: one line, no traceback.
+
+@pytest.mark.slow
+def test_a_full_disk_at_start_is_one_line(tmp_path, vgg19_mat, images):
+    def nearly_full_disk():  # any file write past 100 bytes fails (EFBIG): run.json is the first to
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+
+    args = ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"], "--width", "40",
+            "--height", "32", "--iterations", "2"]
+    process = subprocess.run([sys.executable, SCRIPT, *args], cwd=tmp_path, text=True, capture_output=True,
+                             preexec_fn=nearly_full_disk, timeout=300)
+    assert process.returncode == 2, process.stderr
+    assert len(process.stderr.strip().splitlines()) == 1 and "Traceback" not in process.stderr
+    assert "cannot write" in process.stderr or "could not write" in process.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_tensorflow_loads_is_one_line(tmp_path, base_args):
+    process = start_script(base_args, cwd=tmp_path)
+    maps = f"/proc/{process.pid}/maps"
+    wait_for(lambda: process.poll() is not None or "tensorflow" in open(maps).read(), 60, "TensorFlow to load")
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "interrupted" in err
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_a_very_large_image_is_one_warning_in_our_words(workdir, capsys, base_args, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4500)  # the content's 80x60 counts as very large (the style's
+    #                                                      64x64 does not), yet below Pillow's refusal at twice that
+    code, out, err = run_main([*base_args, "--iterations", "1"], capsys)
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: content image") and "megapixels" in lines[0], err
+
+
+# ---------------------------------------------------------------------------------------------------
+# 8. One process at a time in a run folder.
+
+@pytest.mark.slow
+def test_a_second_process_on_the_same_folder_is_refused_and_a_dead_holders_lock_is_taken_over(tmp_path, base_args):
+    args = [*base_args, "--iterations", "100000", "--save-every", "2", "--log-every", "1000"]
+    first = start_script(args, cwd=tmp_path)
+    try:
+        wait_for(lambda: first.poll() is not None or glob.glob(str(tmp_path / CHECKPOINT_DIR / "ckpt-*.index")), 120,
+                 "a checkpoint")
+        code, out, err = run_script(args, cwd=tmp_path)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"in use by process {first.pid}" in err and "--checkpoint-dir" in err
+    finally:
+        first.kill()  # SIGKILL: the lock is never released by the holder itself
+        first.communicate()
+    latest = int(tf.train.latest_checkpoint(str(tmp_path / CHECKPOINT_DIR)).rsplit("-", 1)[1])
+    code, out, err = run_script([*args[:-6], "--iterations", str(latest + 1), "--save-every", "2"], cwd=tmp_path)
+    assert code == 0, err
+    assert f"Resuming from step {latest}" in out
+
+
+# ---------------------------------------------------------------------------------------------------
+# 9. Folder names with glob characters.
+
+def bracket_series(log_dir):
+    found = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(log_dir), "events.out.tfevents.*"))):
+        for event in tf.train.summary_iterator(path):
+            found += [event.step for value in event.summary.value if value.tag == "total_loss"]
+    return found
+
+
+def test_a_log_folder_named_like_a_pattern_restarts_and_resumes_cleanly(workdir, capsys, base_args):
+    log_dir = os.path.join("runs", "run[1]")
+    args = [*base_args, "--log-dir", log_dir, "--save-every", "2", "--log-every", "1"]
+    code, _, err = run_main([*args, "--iterations", "2"], capsys)
+    assert code == 0, err
+    code, _, err = run_main([*args, "--iterations", "2", "--restart"], capsys)
+    assert code == 0, err
+    assert bracket_series(log_dir) == [1, 2]  # the earlier run's events moved aside: no step twice
+    assert glob.glob(os.path.join(glob.escape(log_dir), "replaced-*", "events.out.tfevents.*"))
+
+    code, _, err = run_main([*args, "--iterations", "4"], capsys)
+    assert code == 0, err
+    for path in glob.glob(os.path.join(CHECKPOINT_DIR, "ckpt-4.*")):
+        os.remove(path)
+    tf.train.update_checkpoint_state(CHECKPOINT_DIR, os.path.join(CHECKPOINT_DIR, "ckpt-2"))
+    code, out, err = run_main([*args, "--iterations", "4"], capsys)
+    assert code == 0 and "Resuming from step 2" in out, err
+    assert bracket_series(log_dir) == [1, 2, 3, 4]  # steps 3 and 4 of the crashed try dropped, then run again

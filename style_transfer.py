@@ -22,9 +22,11 @@ import numpy as np
 import lbfgs
 import load_vgg
 import utils
-from runner import options, run_folder
+from runner import batch, options, run_folder
 from runner import scales as scale_plan
-from runner.inputs import prepare_jobs
+from runner.batch import ItemResult
+from runner.inputs import JobMaker
+from runner.items import find_items
 from runner.outputs import Outputs
 from runner.signals import StopSignals
 from runner.tf_setup import ONE_RUN_CONFIG, SESSION_CONFIG, tf
@@ -256,7 +258,7 @@ class StyleTransfer:
 # 4. train(): one scale of one image in one Session; run(): the scales; main(): the images.
 
 def train(job, scales, index, gram_cache, checkpoint, previous_image):
-    """Optimise at scales[index] up to its last step; return (exit code, the step and the image reached).
+    """Optimise at scales[index] up to its last step; return (exit code, its Outputs, the image reached).
 
     gram_cache: {Problem.style_key(): style Gram targets} shared by the runs of one process; filled in here.
     checkpoint: the checkpoint this scale starts from, or None.
@@ -289,18 +291,19 @@ def train(job, scales, index, gram_cache, checkpoint, previous_image):
                 outputs.after_step(report)
                 if stop.received:
                     outputs.stopped(stop.received)
-                    return 128 + stop.received, outputs.step, None
+                    return 128 + stop.received, outputs, None
         if outputs.step < scale.last_step:
             print(f"L-BFGS converged at step {outputs.step}", flush=True)
         outputs.finish_scale()
         if is_last and outputs.keep_best:
             print(f"Best: loss {outputs.best_loss:.4g} at step {outputs.best_step}, image "
                   f"{job.folders.best_output}", flush=True)
-        return 0, outputs.step, sess.run(model.image)
+        return 0, outputs, sess.run(model.image)
 
 
 def run(job, gram_cache):
-    """Train job's image to its last step, scale by scale; return the exit code (0, or 128 + a signal's number)."""
+    """Train job's image to its last step, scale by scale; return an ItemResult (its code: 0, or 128 + a signal's
+    number)."""
     scales = scale_plan.plan(job.problem, job.schedule.iterations)
     with run_folder.locked(job.folders.checkpoint_dir):  # one process at a time in a run folder
         found = run_folder.newest_readable_checkpoint(job.folders.checkpoint_dir) if job.resumable else None
@@ -310,27 +313,31 @@ def run(job, gram_cache):
             os.makedirs(folder, exist_ok=True)
         image = None  # the previous scale's result
         for index in range(first_index, len(scales)):
-            code, step, image = train(job, scales, index, gram_cache, checkpoint if index == first_index else None,
-                                      previous_image=image)
+            code, outputs, image = train(job, scales, index, gram_cache,
+                                         checkpoint if index == first_index else None, previous_image=image)
             if code:
-                return code
-    print(f"Done: step {step}; image {job.folders.output}; checkpoints in "
+                return ItemResult(code, None, None, outputs.step)
+    print(f"Done: step {outputs.step}; image {job.folders.output}; checkpoints in "
           f"{job.folders.checkpoint_dir}; TensorBoard: tensorboard --logdir {job.folders.log_dir}", flush=True)
-    return 0
+    return ItemResult(0, job.folders.output, outputs.last_loss, outputs.step)
 
 
 def main(argv=None):
     args = options.parse_args(argv)
     try:
-        jobs = prepare_jobs(args)
-        gram_cache = {}
-        for job in jobs:
-            if job.name is not None:
-                print(f"== {job.files.content}: images in {job.folders.output_dir}", flush=True)
-            code = run(job, gram_cache)
-            if code:
-                return code
-        return 0
+        items = find_items(args.content, args.texture)
+        shard = batch.shard_from(args.shard, args.shard_count)
+        make_job, gram_cache = JobMaker(args), {}
+        if len(items) == 1 and shard.count == 1 and not args.output_tfrecord:  # one image: the folders as given
+            if items[0].failure:
+                raise FixableError(items[0].failure)
+            return run(make_job(items[0], own_folders=False), gram_cache).code
+        code = batch.run_items(items, shard, args.output_dir,
+                               lambda item: run(make_job(item, own_folders=True), gram_cache),
+                               lambda item: make_job.folders.for_item(item.name).checkpoint_dir)
+        if args.output_tfrecord and code in (0, 2):
+            batch.write_results(args.output_tfrecord, shard, args.output_dir)
+        return code
     except FixableError as error:
         print(f"style_transfer.py: error: {error}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ Nothing here imports TensorFlow (Keras, for a download, only when one is needed)
 
 import contextlib
 import hashlib
+import io
 import os
 import sys
 import warnings
@@ -57,7 +58,7 @@ def fetch_if_missing(path, what, option):
     The download goes to `<path>.part`, is checked against its size and checksum, and only then is
     renamed to `path`, so an interrupted or corrupted download never leaves a file that looks complete.
     """
-    if os.path.exists(path):
+    if isinstance(path, ImageBytes) or os.path.exists(path):
         return
     source = DEFAULT_DOWNLOADS.get(os.path.normpath(path))
     if source is None:
@@ -90,16 +91,27 @@ def fetch_if_missing(path, what, option):
 # ---------------------------------------------------------------------------------------------------
 # Images.
 
+@dataclass(frozen=True)
+class ImageBytes:
+    """An encoded image (JPEG, PNG, ...) held in memory, such as a TFRecord's record; read like a file."""
+    label: str  # where it came from, for messages: "data-0.tfrecord, record 3"
+    data: bytes
+
+    def __str__(self):
+        return self.label
+
+
 def _read_upright_image(path, what):
-    """The decoded image at `path`, turned upright as its EXIF orientation says; refuse what Pillow cannot read."""
-    if os.path.isdir(path):
+    """The decoded image at `path` (a file's path, or ImageBytes), turned upright as its EXIF orientation says;
+    refuse what Pillow cannot read."""
+    if not isinstance(path, ImageBytes) and os.path.isdir(path):
         raise FixableError(f"{what} {path} is a folder, not an image file")
-    if not os.path.exists(path):
+    if not isinstance(path, ImageBytes) and not os.path.exists(path):
         raise FixableError(f"{what} {path} not found: check the path")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(path.data) if isinstance(path, ImageBytes) else path) as image:
                 image.load()
                 upright = ImageOps.exif_transpose(image)
     except Exception as error:  # Pillow raises many kinds for a truncated, corrupt or foreign file
@@ -236,7 +248,9 @@ def write_text_atomically(path, text):
 
 
 def file_identity(path):
-    """{'sha256', 'bytes'} of a file: what a run was made from, whatever the file is called."""
+    """{'sha256', 'bytes'} of a file (or ImageBytes): what a run was made from, whatever the file is called."""
+    if isinstance(path, ImageBytes):
+        return {"sha256": hashlib.sha256(path.data).hexdigest(), "bytes": len(path.data)}
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):

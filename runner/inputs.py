@@ -1,11 +1,12 @@
 """From the parsed options to typed jobs. Everything that can refuse a run does so here, before anything is written.
 
-    jobs = prepare_jobs(args)   # one Job per content image (one with --texture), every one checked first
+    make_job = JobMaker(args)
+    job = make_job(item, own_folders)   # an item of runner.items: one content image
 
 A Job carries what one run needs and nothing of argparse: its Problem (the run's identity), its Schedule (how
 long, what is written), its Folders, its images read at the output size, the weights, and whether its
-checkpoint folder holds a run to resume. Several content images each get subfolders named after the image;
-the weights are read once for all of them. Default files that are missing are downloaded here.
+checkpoint folder holds a run to resume. With several items each gets subfolders named after it; the weights
+are read once for all of them. Default files that are missing are downloaded here.
 """
 
 import math
@@ -14,7 +15,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
 import load_vgg
 import utils
@@ -102,7 +102,7 @@ class ImageFiles:
 @dataclass(frozen=True)
 class Job:
     """One run: everything it needs, checked."""
-    name: str  # the content image's name, with several content images; else None
+    name: str  # the item's name, with several items; else None
     problem: Problem
     schedule: Schedule
     folders: Folders
@@ -112,47 +112,34 @@ class Job:
     resumable: bool  # the checkpoint folder holds a run of this problem to resume
 
 
-def prepare_jobs(args):
-    """A Job per content image (one with --texture), every one checked before any runs."""
-    if args.texture and args.preserve_colors:
-        raise FixableError("--preserve-colors needs a content image: drop it, or --texture")
-    if args.texture and args.init in ("noise", "content"):
-        raise FixableError(f"--init {args.init} needs a content image: with --texture use random or style")
-    content_paths = [None] if args.texture else content_files(args.content)
-    names = [os.path.splitext(os.path.basename(path))[0] for path in content_paths] if len(content_paths) > 1 \
-        else [None]
-    twice = sorted({name for name in names if name is not None and names.count(name) > 1})
-    if twice:
-        raise FixableError(f"several content images are named {twice[0]}: their outputs would mix; rename one")
-    schedule = Schedule(args.iterations, args.save_every, args.log_every, args.keep, args.keep_best,
-                        args.preserve_colors, args.restart)
-    folders = Folders(args.checkpoint_dir, args.log_dir, args.output_dir, args.output)
-    jobs, weights = [], None
-    for path, name in zip(content_paths, names):
-        jobs.append(prepare_job(args, path, name, schedule, folders if name is None else folders.for_item(name),
-                                weights))
-        weights = jobs[-1].weights  # read once, shared by all
-    return jobs
+class JobMaker:
+    """Makes each item's Job from the options: `make_job(item, own_folders)`. The weights are read once."""
 
+    def __init__(self, args):
+        if args.texture and args.preserve_colors:
+            raise FixableError("--preserve-colors needs a content image: drop it, or --texture")
+        if args.texture and args.init in ("noise", "content"):
+            raise FixableError(f"--init {args.init} needs a content image: with --texture use random or style")
+        self.args = args
+        self.schedule = Schedule(args.iterations, args.save_every, args.log_every, args.keep, args.keep_best,
+                                 args.preserve_colors, args.restart)
+        self.folders = Folders(args.checkpoint_dir, args.log_dir, args.output_dir, args.output)
+        self.weights = None
 
-def content_files(paths):
-    """--content as image files: files as given, folders expanded to the images in them, by name."""
-    extensions = set(Image.registered_extensions())
-    files = []
-    for path in paths:
-        if not os.path.isdir(path):
-            files.append(path)
-            continue
-        found = sorted(os.path.join(path, name) for name in os.listdir(path)
-                       if os.path.splitext(name)[1].lower() in extensions)
-        if not found:
-            raise FixableError(f"content folder {path} holds no image files: pass images or another folder")
-        files += found
-    return files
+    def __call__(self, item, own_folders):
+        """The checked Job of one item (runner.items.Item); own_folders: in subfolders named after it."""
+        folders = self.folders.for_item(item.name) if own_folders else self.folders
+        job = prepare_job(self.args, item.image, item.name if own_folders else None, self.schedule, folders,
+                          self.weights)
+        self.weights = job.weights
+        return job
 
 
 def prepare_job(args, content_path, name, schedule, folders, weights=None):
-    """Check everything one run needs and read its inputs; `weights` already read may be passed in."""
+    """Check everything one run needs and read its inputs; `weights` already read may be passed in.
+
+    content_path: a file's path, ImageBytes (a TFRecord's record), or None with --texture.
+    """
     if content_path is not None:
         utils.fetch_if_missing(content_path, "content image", "--content")
     content_layers, content_weight = ((), 0.0) if args.texture else (tuple(args.content_layers), args.content_weight)
@@ -184,7 +171,8 @@ def prepare_job(args, content_path, name, schedule, folders, weights=None):
     resumable = not args.restart and run_folder.holds_run_of(folders.checkpoint_dir, problem)
     for folder in folders.all():
         check_writable_folder(folder)
-    check_nothing_overwritten(folders, schedule, [path for path in (content_path, *args.style, args.vgg) if path])
+    check_nothing_overwritten(folders, schedule, [path for path in (content_path, *args.style, args.vgg)
+                                                  if isinstance(path, str)])
     return Job(name, problem, schedule, folders, files, images, weights, resumable)
 
 

@@ -45,6 +45,18 @@ non_negative_float = _checked(_finite_number, lambda value: value >= 0, "0 or mo
 fraction = _checked(_finite_number, lambda value: 0 <= value <= 1, "between 0 and 1")
 
 
+def shard_spec(text):
+    """--shard INDEX/COUNT, as (index, count)."""
+    index, _, count = text.partition("/")
+    try:
+        index, count = int(index), int(count)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not INDEX/COUNT, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise argparse.ArgumentTypeError(f"{text}: INDEX must run from 0 to COUNT - 1")
+    return index, count
+
+
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """--help shows each default, except where there is none to show (None, or off for a flag)."""
 
@@ -67,8 +79,9 @@ def parse_args(argv=None):
         formatter_class=DefaultsHelpFormatter)
     files = parser.add_argument_group("images and weights (the defaults are downloaded on first use)")
     files.add_argument("--content", nargs="+", default=[os.path.join("content", "deadpool.jpg")],
-                       help="content image; or several, or folders of them: each gets its own subfolder of "
-                            "--checkpoint-dir, --log-dir and --output-dir, named after the image")
+                       help="content image; or several: image files, folders of them, text files listing image "
+                            "paths, TFRecord files or globs (data-*.tfrecord); each item gets its own subfolder of "
+                            "--checkpoint-dir, --log-dir and --output-dir, named after it")
     files.add_argument("--style", nargs="+", default=[os.path.join("styles", "guernica.jpg")],
                        help="style image, or several to blend")
     files.add_argument("--vgg", default="imagenet-vgg-verydeep-19.mat",
@@ -129,6 +142,15 @@ def parse_args(argv=None):
     schedule.add_argument("--keep-best", action="store_true",
                           help="also write the lowest-loss image seen, as <output>-best.png (Adam's loss can rise "
                                "again late in a run)")
+    many = parser.add_argument_group("many items (see runner/batch.py)")
+    many.add_argument("--shard", type=shard_spec,
+                      help="INDEX/COUNT: run items INDEX, INDEX+COUNT, ... of the sorted items (default: from a Slurm "
+                           "job array, or JOB_COMPLETION_INDEX with --shard-count, else all)")
+    many.add_argument("--shard-count", type=positive_int,
+                      help="with a Kubernetes Indexed Job: the number of shards (the Job's completions)")
+    many.add_argument("--output-tfrecord", metavar="PREFIX",
+                      help="also write the finished items as PREFIX-<INDEX>-of-<COUNT>.tfrecord (image/encoded PNG, "
+                           "image/filename, ...)")
     schedule.add_argument("--restart", action="store_true",
                           help="start over, replacing the checkpoint in --checkpoint-dir")
     args = parser.parse_args(argv)

@@ -32,6 +32,7 @@ class Outputs:
         self.scales, self.index, self.scale = scales, index, scales[index]
         self.content_image = content_image
         self.step = self.saved_step = start_step
+        self.last_loss = None  # the total loss of the last step taken here
         self.first_logged = start_step + 1 if log_first else 1
         self.keep_best = self.schedule.keep_best and index == len(scales) - 1  # losses at other sizes do not compare
         self.best_loss, self.best_step = run_folder.best()
@@ -47,7 +48,7 @@ class Outputs:
         loss = float(report.losses["total_loss"])
         if not math.isfinite(loss):  # before anything of this step is written
             raise self.diverged(report.step, f"its loss is {loss}")
-        self.step = report.step
+        self.step, self.last_loss = report.step, loss
         self.timings.append(report.seconds)
         if self.keep_best:
             self.consider_best(report)

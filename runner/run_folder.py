@@ -34,6 +34,10 @@ EVENTS_PREFIX = "events.out.tfevents."
 LOCK_FILE = "run.lock"  # held (flock) by the process running in the folder; names it
 
 
+class FolderInUse(FixableError):
+    """Another process holds the run folder's lock."""
+
+
 def checkpoint_paths(checkpoint_dir):
     """The folder's checkpoints, oldest first (each a path prefix, ckpt-<step>): as its `checkpoint` pointer file
     lists them or, when that file is missing, empty or garbled, the ckpt-<step>.index files in the folder."""
@@ -115,23 +119,33 @@ def holds_run_of(checkpoint_dir, problem):
 @contextlib.contextmanager
 def locked(checkpoint_dir):
     """Hold the run folder's lock while a run works in it: a second process on the same folder is refused,
-    naming the holder. The kernel drops the lock when its holder ends, however it ends (SIGKILL included)."""
+    naming the holder. The kernel drops the lock when its holder ends, however it ends (SIGKILL included).
+    Within one process the lock may be taken again (an item's lock, then its run's)."""
     os.makedirs(checkpoint_dir, exist_ok=True)
+    key = os.path.realpath(checkpoint_dir)
+    if key in _held:
+        yield
+        return
     with open(os.path.join(checkpoint_dir, LOCK_FILE), "a+") as file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             file.seek(0)
             holder = file.read().strip() or "another process"
-            raise FixableError(f"{checkpoint_dir} is in use by {holder}: wait for that run to end, or pass another "
-                               f"--checkpoint-dir") from None
+            raise FolderInUse(f"{checkpoint_dir} is in use by {holder}: wait for that run to end, or pass another "
+                              f"--checkpoint-dir") from None
         file.truncate(0)
         file.write(f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
         file.flush()
+        _held.add(key)
         try:
             yield
         finally:
+            _held.discard(key)
             file.truncate(0)
+
+
+_held = set()  # the folders whose lock this process holds
 
 
 def event_files(log_dir):

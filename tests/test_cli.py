@@ -1,6 +1,7 @@
 """The command line: defaults, and refusals that are one line on stderr, exit code 2, and write nothing."""
 
 import os
+import shutil
 
 import pytest
 
@@ -70,6 +71,10 @@ def test_bad_images_are_refused(workdir, tmp_path_factory, capsys, base_args, im
     for kind, path in bad_images(folder, images["content"]).items():
         code, out, err = run_main([*base_args, option, path], capsys)
         assert_refused(code, out, err, path)
+        if option == "--content" and kind == "a folder":  # several items: each fails alone, in the manifest
+            assert "3 of 3 items failed" in err
+            assert sorted(os.listdir(workdir / "outputs")) == ["items-0-of-1.json", "manifest-0-of-1.jsonl"]
+            shutil.rmtree(workdir / "outputs"), shutil.rmtree(workdir / "checkpoints")
         assert os.listdir(workdir) == [], kind
 
 

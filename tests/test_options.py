@@ -198,15 +198,19 @@ def test_several_content_images_each_get_their_own_folders(workdir, tmp_path_fac
     assert not os.path.exists("outputs/final.png")
 
 
-def test_several_contents_are_all_checked_before_any_runs(workdir, tmp_path_factory, capsys, vgg19_mat, images):
+def test_several_contents_a_bad_one_fails_alone(workdir, tmp_path_factory, capsys, vgg19_mat, images):
+    import json
     import os
 
     folder = tmp_path_factory.mktemp("mixed")
     (folder / "broken.jpg").write_text("not a picture\n")
     code, _, err = run_main(["--vgg", vgg19_mat[0], "--content", images["content"], str(folder / "broken.jpg"),
-                             "--style", images["style"], "--width", "40", "--height", "32"], capsys)
-    assert code == 2 and "broken.jpg" in err
-    assert os.listdir(workdir) == []
+                             "--style", images["style"], "--width", "40", "--height", "32", "--iterations", "1"],
+                            capsys)
+    assert code == 2 and "broken.jpg" in err and len(err.strip().splitlines()) == 1
+    entries = [json.loads(line) for line in open("outputs/manifest-0-of-1.jsonl")]
+    assert [(entry["name"], entry["status"]) for entry in entries] == [("broken", "failed"), ("content", "done")]
+    assert os.path.exists("outputs/content/final.png") and not os.path.exists("outputs/broken")
     code, _, err = run_main(["--vgg", vgg19_mat[0], "--content", images["content"], images["content"],
                              "--style", images["style"]], capsys)
     assert code == 2 and "several content images are named content" in err

@@ -1,0 +1,228 @@
+"""Many items: split over shards, a manifest per shard, finished items skipped, a bad item failing alone.
+
+    python style_transfer.py --content photos/ --shard 0/4     # or the index and count from the scheduler
+
+Items (sorted by name) go to shards by position: item k to shard k mod COUNT. Without --shard, a Slurm job
+array's task (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT) or a Kubernetes Indexed
+Job's pod (JOB_COMPLETION_INDEX of --shard-count) says which shard this is. Each shard appends one JSON line
+per finished or failed item to <output-dir>/manifest-<INDEX>-of-<COUNT>.jsonl. A rerun skips the items any
+manifest records as done (whose image is there), resumes an interrupted one from its checkpoint and retries
+failed ones. Two workers never run one item at once: an item's checkpoint folder is locked while it runs, and
+a worker that finds it locked leaves it to the holder. Summarise a run's manifests with
+
+    python -m runner.batch OUTPUT_DIR
+"""
+
+import argparse
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from PIL import Image
+
+import utils
+from runner import run_folder, tfrecords
+from runner.run_folder import FolderInUse
+from utils import FixableError
+
+MANIFEST = "manifest-{index}-of-{count}.jsonl"
+ITEMS = "items-{index}-of-{count}.json"  # the names a shard was given, for the summary's "left"
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    def __str__(self):
+        return f"{self.index}-of-{self.count}"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What a finished item's run reports to the manifest."""
+    code: int  # 0, or 128 + the signal that stopped it
+    output: str
+    loss: float
+    steps: int
+
+
+def shard_from(given, shard_count, environ=os.environ):
+    """The Shard this worker runs: --shard INDEX/COUNT, else a Slurm array task, else a Kubernetes Indexed Job's
+    pod (with --shard-count), else the only one."""
+    if given is not None:
+        index, count = given
+        source = "--shard"
+    elif "SLURM_ARRAY_TASK_ID" in environ:
+        index = int(environ["SLURM_ARRAY_TASK_ID"]) - int(environ.get("SLURM_ARRAY_TASK_MIN", 0))
+        count = int(environ.get("SLURM_ARRAY_TASK_COUNT", 1))
+        source = "the Slurm job array"
+    elif "JOB_COMPLETION_INDEX" in environ:
+        if shard_count is None:
+            raise FixableError("JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but --shard-count is not: "
+                               "pass --shard-count with the Job's completions")
+        index, count, source = int(environ["JOB_COMPLETION_INDEX"]), shard_count, "JOB_COMPLETION_INDEX"
+    else:
+        return Shard(0, 1)
+    if not 0 <= index < count:
+        raise FixableError(f"shard {index} of {count} (from {source}) does not exist: the index runs from 0 to "
+                           f"{count - 1}")
+    return Shard(index, count)
+
+
+def done_items(output_dir):
+    """{name: its last 'done' manifest line} over every shard's manifest in output_dir whose image is there."""
+    done = {}
+    for path in sorted(_manifests(output_dir)):
+        for entry in _entries(path):
+            if entry.get("status") == "done" and os.path.exists(entry.get("output", "")):
+                done[entry["name"]] = entry
+    return done
+
+
+def _manifests(output_dir):
+    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    return [os.path.join(output_dir, name) for name in names
+            if name.startswith("manifest-") and name.endswith(".jsonl")]
+
+
+def _entries(path):
+    with open(path) as file:
+        for line in file:
+            try:
+                yield json.loads(line)
+            except ValueError:  # a line cut short by a crash mid-append: as if never written
+                continue
+
+
+def append_entry(path, entry):
+    """Append one line to a manifest, on disk before this returns (a line under 4 kB is appended whole)."""
+    with open(path, "a") as file:
+        file.write(json.dumps(entry) + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def run_items(items, shard, output_dir, run_item, item_folder):
+    """Run this shard's items with run_item(item) -> ItemResult; return the exit code: 0, 2 if any item failed,
+    or 128 + the signal that stopped the run. item_folder(item): the item's checkpoint folder, locked while the
+    item runs; whether the item is done is looked up again once the lock is held, so no worker redoes an item
+    another finished meanwhile."""
+    mine = items[shard.index::shard.count]
+    os.makedirs(output_dir, exist_ok=True)
+    utils.write_text_atomically(os.path.join(output_dir, ITEMS.format(index=shard.index, count=shard.count)),
+                                json.dumps([item.name for item in mine]) + "\n")
+    manifest = os.path.join(output_dir, MANIFEST.format(index=shard.index, count=shard.count))
+    done = done_items(output_dir)
+    todo = [item for item in mine if item.name not in done]
+    print(f"Shard {shard}: {len(mine)} of {len(items)} items; {len(mine) - len(todo)} finished before, skipped; "
+          f"{len(todo)} to run", flush=True)
+    counts = {"done": 0, "failed": 0, "left": 0}
+    failures = []
+    started = time.monotonic()
+    for number, item in enumerate(todo, start=1):
+        print(f"== item {number}/{len(todo)}: {item.name} ({item.source})", flush=True)
+        item_started = time.monotonic()
+        entry = {"name": item.name, "source": item.source, "output": None, "status": "failed", "reason": None,
+                 "loss": None, "steps": None, "seconds": None}
+        try:
+            with run_folder.locked(item_folder(item)):
+                if item.name in done_items(output_dir):  # another worker finished it since this one started
+                    print(f"item {item.name} was finished by another worker meanwhile", flush=True)
+                    counts["left"] += 1
+                    continue
+                if item.failure:
+                    raise FixableError(item.failure)
+                result = run_item(item)
+        except FolderInUse as error:  # another worker has it: leave it to that one
+            print(f"item {item.name} left to the worker already on it ({error})", flush=True)
+            counts["left"] += 1
+            continue
+        except (FixableError, OSError) as error:
+            entry["reason"] = utils.one_line(error, limit=500)
+            print(f"item {item.name} failed: {entry['reason']}", flush=True)
+            failures.append(entry)
+        else:
+            if result.code:  # a signal stopped it: saved, and resumed by the next run
+                return result.code
+            entry.update(status="done", output=result.output, loss=result.loss, steps=result.steps)
+        entry["seconds"] = round(time.monotonic() - item_started, 3)
+        append_entry(manifest, entry)
+        counts[entry["status"]] += 1
+        finished = counts["done"] + counts["failed"]
+        left = (time.monotonic() - started) / finished * (len(todo) - number)
+        print(f"Shard {shard}: {finished}/{len(todo)} items ({counts['done']} done, {counts['failed']} failed), "
+              f"about {left / 60:.1f} min left", flush=True)
+    print(f"Shard {shard} finished: {counts['done']} done, {counts['failed']} failed, {counts['left']} left to "
+          f"other workers, {len(mine) - len(todo)} skipped as done before; manifest {manifest}", flush=True)
+    if failures:  # one line on stderr for them all
+        print(f"style_transfer.py: error: {len(failures)} of {len(todo)} items failed (first {failures[0]['name']}: "
+              f"{failures[0]['reason']}); every reason is in {manifest}: mend them and run the same command to retry "
+              f"them", file=sys.stderr, flush=True)
+    return 2 if failures else 0
+
+
+def write_results(prefix, shard, output_dir):
+    """This shard's finished items as PREFIX-<INDEX>-of-<COUNT>.tfrecord in the common layout (image/encoded PNG,
+    image/filename = the item's name, its size, the final loss and steps), written whole each time: a record
+    for every item the shard's manifest has as done, and for no other."""
+    entries = {}
+    manifest = os.path.join(output_dir, MANIFEST.format(index=shard.index, count=shard.count))
+    for entry in _entries(manifest) if os.path.exists(manifest) else []:
+        if entry.get("status") == "done" and os.path.exists(entry["output"]):
+            entries[entry["name"]] = entry
+    records = []
+    for name, entry in sorted(entries.items()):
+        with Image.open(entry["output"]) as image:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            records.append(tfrecords.common_example(name, buffer.getvalue(), "png", image.width, image.height,
+                                                    **{"style_transfer/loss": float(entry["loss"] or 0.0),
+                                                       "style_transfer/steps": int(entry["steps"] or 0)}))
+    path = f"{prefix}-{shard.index}-of-{shard.count}.tfrecord"
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tfrecords.write_records(path, records)
+    print(f"Results of shard {shard}: {len(records)} records in {path}", flush=True)
+    return path
+
+
+def summary(output_dir):
+    """Per run (all shards' manifests in output_dir): items done, failed and left, and the seconds spent."""
+    given = set()
+    for name in os.listdir(output_dir):
+        if name.startswith("items-") and name.endswith(".json"):
+            with open(os.path.join(output_dir, name)) as file:
+                given |= set(json.load(file))
+    last, seconds = {}, 0.0  # each item's last line, except that once done it stays done
+    for path in sorted(_manifests(output_dir)):
+        for entry in _entries(path):
+            if last.get(entry["name"], {}).get("status") != "done":
+                last[entry["name"]] = entry
+            seconds += entry.get("seconds") or 0.0
+    done = sorted(name for name, entry in last.items() if entry["status"] == "done")
+    failed = sorted(name for name, entry in last.items() if entry["status"] != "done")
+    return {"items": len(given | set(last)), "done": len(done), "failed": len(failed),
+            "left": len(given - set(last)), "seconds": round(seconds, 1),
+            "failures": {name: last[name].get("reason") for name in failed}}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m runner.batch", description="Summarise a run's manifests.")
+    parser.add_argument("output_dir", help="the --output-dir of the run")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.output_dir):
+        print(f"runner.batch: error: {args.output_dir} is not a folder", file=sys.stderr)
+        return 2
+    report = summary(args.output_dir)
+    print(f"{report['items']} items: {report['done']} done, {report['failed']} failed, {report['left']} left; "
+          f"{report['seconds'] / 60:.1f} min of work")
+    for name, reason in report["failures"].items():
+        print(f"failed: {name}: {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The items a run stylises: each content image, however --content gave it.
+
+--content takes image files, folders of them, text files listing image paths (one a line; blank lines and
+lines starting with # are skipped; relative paths are taken from the list's folder), and TFRecord files or
+globs of them (`data-*.tfrecord`, either layout: runner.tfrecords). Each item gets a stable name: the image's
+file name without its extension, a record's image/filename or image/source_id, else <file stem>-<record index>.
+Items are sorted by name. A record that cannot be read or has an unknown layout becomes an item that fails
+alone, with its reason; the others go on.
+"""
+
+import glob
+import os
+from dataclasses import dataclass
+
+from PIL import Image
+
+from runner import tfrecords
+from utils import FixableError
+
+TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords")
+LIST_EXTENSIONS = (".txt", ".lst")
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str  # its outputs' subfolder, its line in the manifest
+    source: str  # where it came from: a path, or "<TFRecord file>#<record index>"
+    image: object  # a path, or ImageBytes; None for texture synthesis
+    failure: str = None  # why it cannot be run at all (a damaged record), or None
+
+
+def find_items(content, texture=False):
+    """The items of --content (a list of paths and patterns), sorted by name; one nameless item with --texture."""
+    if texture:
+        return [Item(None, "(texture)", None)]
+    found = []
+    for given in content:
+        found += _items_of(given)
+    found.sort(key=lambda item: item.name)
+    names = [item.name for item in found]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise FixableError(f"several content images are named {twice[0]}: their outputs would mix; rename one")
+    return found
+
+
+def _items_of(given):
+    if not os.path.exists(given) and glob.has_magic(given):
+        matches = sorted(glob.glob(given))
+        if not matches:
+            raise FixableError(f"--content {given} matches no file: check the pattern")
+        return [item for path in matches for item in _items_of(path)]
+    if os.path.isdir(given):
+        extensions = set(Image.registered_extensions())
+        names = sorted(name for name in os.listdir(given) if os.path.splitext(name)[1].lower() in extensions)
+        if not names:
+            raise FixableError(f"content folder {given} holds no image files: pass images or another folder")
+        return [_file_item(os.path.join(given, name)) for name in names]
+    extension = os.path.splitext(given)[1].lower()
+    if extension in TFRECORD_EXTENSIONS:
+        return _record_items(given)
+    if extension in LIST_EXTENSIONS:
+        return _listed_items(given)
+    return [_file_item(given)]
+
+
+def _file_item(path):
+    return Item(os.path.splitext(os.path.basename(path))[0], path, path)
+
+
+def _listed_items(path):
+    try:
+        with open(path) as file:
+            lines = [line.strip() for line in file]
+    except (OSError, UnicodeDecodeError) as error:
+        raise FixableError(f"content list {path} cannot be read ({error}): pass a text file of image paths") from None
+    folder = os.path.dirname(path)
+    return [_file_item(os.path.join(folder, line)) for line in lines if line and not line.startswith("#")]
+
+
+def _record_items(path):
+    """The records of a TFRecord file as items; a record that cannot be used becomes a failed item."""
+    if not os.path.isfile(path):
+        raise FixableError(f"TFRecord file {path} not found: check the path")
+    items, index = [], 0
+    stem = os.path.basename(path).split(".")[0]
+    try:
+        for index, serialized in tfrecords.serialized_records(path):
+            try:
+                record = tfrecords.image_record(path, index, serialized)
+                items.append(Item(record.name, record.source, record.image))
+            except FixableError as error:
+                items.append(Item(f"{stem}-{index}", f"{os.path.basename(path)}#{index}", None, str(error)))
+    except FixableError as error:  # the file itself is damaged from this record on
+        index = len(items)
+        items.append(Item(f"{stem}-{index}", f"{os.path.basename(path)}#{index}", None, str(error)))
+    return items
+

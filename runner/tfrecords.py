@@ -1,0 +1,166 @@
+"""TFRecord files of images in the two layouts people publish: read with tf.data, written with TFRecordWriter.
+
+- CS20's (lecture 8): `image` (the raw uint8 pixels as bytes), `shape` (the array's shape as int32 bytes), `label`.
+- The common one (tensorflow/models' image_to_tfexample): `image/encoded` (JPEG or PNG bytes), `image/format`,
+  optional `image/filename` or `image/source_id`, `image/height`, `image/width`.
+
+Packing a folder of images into shards, in either layout:
+
+    python -m runner.tfrecords photos/ data --layout common --shards 4   # data-0-of-4.tfrecord ... data-3-of-4
+"""
+
+import argparse
+import io
+import os
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+import utils
+from runner.tf_setup import tf
+from utils import FixableError, ImageBytes
+
+CS20_KEYS = ("image", "shape")
+COMMON_KEYS = ("image/encoded",)
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One record of a TFRecord file: its name (for outputs and manifests) and its image."""
+    name: str
+    source: str  # "data-0-of-4.tfrecord#3": the file and the record's index in it
+    image: ImageBytes
+
+
+def serialized_records(path):
+    """(index, serialized record) for each record of a TFRecord file, read with tf.data.TFRecordDataset.
+
+    A damaged record (cut short, bad checksum) raises FixableError naming its index: the records after it cannot
+    be found, since a TFRecord file has no index of its own.
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.set_random_seed(0)  # op determinism (tf_setup) wants a seed for the iterator's ops, though none is random
+        next_record = tf.data.make_one_shot_iterator(tf.data.TFRecordDataset(path)).get_next()
+        with tf.Session(graph=graph) as sess:
+            index = 0
+            while True:
+                try:
+                    record = sess.run(next_record)
+                except tf.errors.OutOfRangeError:
+                    return
+                except tf.errors.OpError as error:
+                    reason = utils.one_line(str(getattr(error, "message", error)).split("\n")[0])
+                    raise FixableError(f"{path}: record {index} and any after it cannot be read ({reason}): write "
+                                       f"the file again") from None
+                yield index, record
+                index += 1
+
+
+def image_record(path, index, serialized):
+    """The ImageRecord of one serialized tf.train.Example, in either layout; refuse an unknown layout."""
+    source = f"{os.path.basename(path)}#{index}"
+    try:
+        features = tf.train.Example.FromString(serialized).features.feature
+    except Exception as error:  # not a tf.train.Example at all
+        raise FixableError(f"{path}: record {index} is not a tf.train.Example ({utils.one_line(error)})") from None
+    keys = set(features.keys())
+    stem = os.path.basename(path).split(".")[0]
+    if set(COMMON_KEYS) <= keys:
+        data = features["image/encoded"].bytes_list.value[0]
+        named = [features[key].bytes_list.value[0].decode("utf-8", "replace")
+                 for key in ("image/filename", "image/source_id") if key in keys and features[key].bytes_list.value]
+        name = os.path.splitext(os.path.basename(named[0]))[0] if named else f"{stem}-{index}"
+    elif set(CS20_KEYS) <= keys:
+        shape = np.frombuffer(features["shape"].bytes_list.value[0], dtype=np.int32)
+        pixels = np.frombuffer(features["image"].bytes_list.value[0], dtype=np.uint8)
+        if shape.size not in (2, 3) or np.prod(shape) != pixels.size:
+            raise FixableError(f"{path}: record {index} has {pixels.size} pixel bytes for shape {shape.tolist()}: "
+                               f"write the file again")
+        buffer = io.BytesIO()
+        Image.fromarray(pixels.reshape(shape).squeeze()).save(buffer, format="PNG")
+        data, name = buffer.getvalue(), f"{stem}-{index}"
+    else:
+        raise FixableError(f"{path}: record {index} has the features {', '.join(sorted(keys)) or 'none'}: not a "
+                           f"known image layout (CS20's image and shape, or image/encoded)")
+    return ImageRecord(name, source, ImageBytes(f"{path}, record {index}", data))
+
+
+def read_image_records(path):
+    """Every ImageRecord of a TFRecord file, in order."""
+    return [image_record(path, index, serialized) for index, serialized in serialized_records(path)]
+
+
+def example(features):
+    """A serialized tf.train.Example from {key: bytes, str or int}."""
+    def feature(value):
+        if isinstance(value, int):
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        if isinstance(value, float):
+            return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode() if isinstance(value, str)
+                                                                     else value]))
+    return tf.train.Example(features=tf.train.Features(
+        feature={key: feature(value) for key, value in features.items()})).SerializeToString()
+
+
+def common_example(name, encoded, image_format, width, height, **extra):
+    """A record in the common layout."""
+    return example({"image/encoded": encoded, "image/format": image_format, "image/filename": name,
+                    "image/height": height, "image/width": width, **extra})
+
+
+def write_records(path, records):
+    """Write serialized records as a TFRecord file, atomically (a crash leaves any earlier file as it was)."""
+    with utils.atomic_output(path) as temporary, tf.io.TFRecordWriter(temporary) as writer:
+        for record in records:
+            writer.write(record)
+
+
+def pack(folder, prefix, layout, shards):
+    """Pack the images of a folder (by name) into `shards` TFRecord files PREFIX-<i>-of-<shards>.tfrecord,
+    image k in shard k mod shards; return their paths."""
+    extensions = set(Image.registered_extensions())
+    names = sorted(name for name in os.listdir(folder) if os.path.splitext(name)[1].lower() in extensions)
+    if not names:
+        raise FixableError(f"{folder} holds no image files: nothing to pack")
+    paths = []
+    for shard in range(shards):
+        records = []
+        for name in names[shard::shards]:
+            path = os.path.join(folder, name)
+            if layout == "cs20":
+                pixels = np.asarray(Image.open(path).convert("RGB"))
+                records.append(example({"image": pixels.tobytes(), "shape": np.array(pixels.shape, np.int32).tobytes(),
+                                        "label": name}))
+            else:
+                with Image.open(path) as image:
+                    width, height, image_format = image.width, image.height, (image.format or "png").lower()
+                records.append(common_example(name, open(path, "rb").read(), image_format, width, height))
+        paths.append(f"{prefix}-{shard}-of-{shards}.tfrecord")
+        write_records(paths[-1], records)
+    return paths
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m runner.tfrecords",
+                                     description="Pack a folder of images into TFRecord shards.")
+    parser.add_argument("folder", help="the folder of images")
+    parser.add_argument("prefix", help="the shards are written as PREFIX-<i>-of-<shards>.tfrecord")
+    parser.add_argument("--layout", choices=["common", "cs20"], default="common",
+                        help="common: image/encoded (the file's own bytes), image/filename, ...; cs20: raw pixels")
+    parser.add_argument("--shards", type=int, default=1, help="how many files to spread the images over")
+    args = parser.parse_args(argv)
+    try:
+        for path in pack(args.folder, args.prefix, args.layout, max(1, args.shards)):
+            print(path)
+    except FixableError as error:
+        print(f"runner.tfrecords: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Data sets: TFRecord in (both layouts, read with tf.data) and out, text lists, shards from the command line and
+from schedulers' variables, manifests, skipping what is done, a bad item failing alone, workers killed and rerun."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+from PIL import Image
+
+from conftest import run_main, run_script, start_script, write_image
+from runner import batch, items, tfrecords
+from test_cli import assert_refused
+from test_run import wait_for
+
+FAST = ["--width", "40", "--height", "32", "--iterations", "2", "--save-every", "1"]
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for seed, name in enumerate(["beach.jpg", "city.png", "dog.png", "forest.jpg"]):
+        write_image(folder / name, 60 + 4 * seed, 48, seed=20 + seed)
+    return folder
+
+
+def read_back(path):
+    """Every record of a TFRecord file as {key: first value}, read with tf.data."""
+    records = []
+    for _, serialized in tfrecords.serialized_records(path):
+        features = tf.train.Example.FromString(serialized).features.feature
+        records.append({key: (feature.bytes_list.value or feature.int64_list.value or feature.float_list.value)[0]
+                        for key, feature in features.items()})
+    return records
+
+
+@pytest.mark.parametrize("layout", ["common", "cs20"])
+def test_pack_and_read_both_layouts(photos, tmp_path, layout):
+    paths = tfrecords.pack(str(photos), str(tmp_path / "data"), layout, shards=2)
+    assert [os.path.basename(path) for path in paths] == ["data-0-of-2.tfrecord", "data-1-of-2.tfrecord"]
+    found = items.find_items([str(tmp_path / "data-*.tfrecord")])
+    if layout == "common":  # named by image/filename
+        assert [item.name for item in found] == ["beach", "city", "dog", "forest"]
+    else:  # CS20's layout has no file name: <file stem>-<record index>
+        assert [item.name for item in found] == ["data-0-of-2-0", "data-0-of-2-1", "data-1-of-2-0", "data-1-of-2-1"]
+    first = next(item for item in found if item.source == "data-0-of-2.tfrecord#0")
+    decoded = np.asarray(Image.open(__import__("io").BytesIO(first.image.data)).convert("RGB"))
+    np.testing.assert_array_equal(decoded, np.asarray(Image.open(photos / "beach.jpg").convert("RGB")))
+
+
+def test_an_unknown_layout_is_refused_naming_its_keys(workdir, capsys, base_args):
+    tfrecords.write_records("odd.tfrecord", [tfrecords.example({"pixels": b"123", "label": 3})])
+    code, out, err = run_main([*base_args, "--content", "odd.tfrecord"], capsys)
+    assert_refused(code, out, err, "odd.tfrecord", "label, pixels", "not a known image layout")
+
+
+def test_a_text_file_lists_images(photos, tmp_path):
+    listing = tmp_path / "list.txt"
+    listing.write_text("# my picks\nphotos/dog.png\n\nphotos/beach.jpg\n")
+    found = items.find_items([str(listing)])
+    assert [(item.name, item.image) for item in found] == [("beach", str(tmp_path / "photos/beach.jpg")),
+                                                           ("dog", str(tmp_path / "photos/dog.png"))]
+
+
+def manifest_entries(output_dir):
+    entries = []
+    for name in sorted(os.listdir(output_dir)):
+        if name.startswith("manifest-"):
+            entries += [json.loads(line) for line in open(os.path.join(output_dir, name))]
+    return entries
+
+
+def test_a_bad_item_fails_alone_and_a_rerun_skips_what_is_done(workdir, capsys, base_args, photos):
+    (photos / "broken.jpg").write_text("not a picture\n")
+    args = [*base_args, "--content", str(photos), *FAST, "--output-tfrecord", "results/styled"]
+    code, out, err = run_main(args, capsys)
+    assert_refused(code, out, err, "1 of 5 items failed", "first broken", "manifest-0-of-1.jsonl")
+    assert "item broken failed" in out
+    entries = manifest_entries("outputs")
+    assert sorted((entry["name"], entry["status"]) for entry in entries) == [
+        ("beach", "done"), ("broken", "failed"), ("city", "done"), ("dog", "done"), ("forest", "done")]
+    failed = next(entry for entry in entries if entry["status"] == "failed")
+    assert "not a readable image" in failed["reason"] and failed["source"].endswith("broken.jpg")
+    done = [entry for entry in entries if entry["status"] == "done"]
+    assert all(entry["steps"] == 2 and entry["loss"] > 0 and entry["seconds"] > 0 for entry in done)
+    for entry in done:
+        assert entry["output"] == os.path.join("outputs", entry["name"], "final.png")
+        assert Image.open(entry["output"]).size == (40, 32)
+
+    records = read_back("results/styled-0-of-1.tfrecord")  # finished items only, as a tf.data pipeline reads them
+    assert [record["image/filename"] for record in records] == [b"beach", b"city", b"dog", b"forest"]
+    beach = np.asarray(Image.open(__import__("io").BytesIO(records[0]["image/encoded"])))
+    np.testing.assert_array_equal(beach, np.asarray(Image.open("outputs/beach/final.png")))
+    assert records[0]["image/width"] == 40 and records[0]["style_transfer/steps"] == 2
+
+    assert batch.summary("outputs")["failed"] == 1 and batch.summary("outputs")["done"] == 4
+    write_image(photos / "broken.jpg", 50, 40, seed=9)  # mended: the rerun retries it and skips the rest
+    code, out, err = run_main(args, capsys)
+    assert code == 0, err
+    assert "4 finished before, skipped; 1 to run" in out
+    assert [entry["name"] for entry in manifest_entries("outputs")].count("beach") == 1
+    assert batch.summary("outputs") == {"items": 5, "done": 5, "failed": 0, "left": 0,
+                                        "seconds": batch.summary("outputs")["seconds"], "failures": {}}
+    assert len(read_back("results/styled-0-of-1.tfrecord")) == 5
+
+
+def test_a_damaged_record_fails_alone(workdir, capsys, base_args, photos):
+    good = tfrecords.pack(str(photos), "good", "common", shards=1)[0]
+    data = open(tfrecords.pack(str(photos), "raw", "cs20", shards=1)[0], "rb").read()  # 4 records of raw pixels
+    open("cut.tfrecord", "wb").write(data[:len(data) * 3 // 8])  # cut short inside its second record
+    code, out, err = run_main([*base_args, "--content", good, "cut.tfrecord", *FAST, "--checkpoint-dir", "c",
+                               "--log-dir", "g", "--output-dir", "o"], capsys)
+    assert code == 2
+    entries = {entry["name"]: entry for entry in manifest_entries("o")}
+    assert entries["cut-1"]["status"] == "failed" and "record 1" in entries["cut-1"]["reason"]
+    assert [entries[name]["status"] for name in ("cut-0", "beach", "city", "dog", "forest")] == ["done"] * 5
+
+
+def test_shards_from_the_command_line_and_the_schedulers():
+    assert batch.shard_from((1, 4), None, {}) == batch.Shard(1, 4)
+    slurm = {"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_COUNT": "3"}
+    assert batch.shard_from(None, None, slurm) == batch.Shard(2, 3)
+    assert batch.shard_from(None, 5, {"JOB_COMPLETION_INDEX": "4"}) == batch.Shard(4, 5)
+    assert batch.shard_from(None, None, {}) == batch.Shard(0, 1)
+    with pytest.raises(Exception, match="--shard-count"):
+        batch.shard_from(None, None, {"JOB_COMPLETION_INDEX": "0"})
+    with pytest.raises(Exception, match="does not exist"):
+        batch.shard_from(None, 2, {"JOB_COMPLETION_INDEX": "2"})
+
+
+def test_the_shards_split_the_sorted_items(workdir, capsys, base_args, photos):
+    for index in range(2):
+        code, out, err = run_main([*base_args, "--content", str(photos), *FAST, "--shard", f"{index}/2"], capsys)
+        assert code == 0, err
+    by_shard = {}
+    for name in ("manifest-0-of-2.jsonl", "manifest-1-of-2.jsonl"):
+        by_shard[name] = [json.loads(line)["name"] for line in open(os.path.join("outputs", name))]
+    assert by_shard == {"manifest-0-of-2.jsonl": ["beach", "dog"], "manifest-1-of-2.jsonl": ["city", "forest"]}
+
+
+@pytest.mark.slow
+def test_concurrent_overlapping_and_killed_workers_do_each_item_once(tmp_path, base_args, photos):
+    args = [*base_args, "--content", str(photos), "--width", "40", "--height", "32", "--iterations", "30",
+            "--save-every", "5", "--log-every", "100"]
+    # Two shards and a repeat of shard 0, all at once: the item locks keep the repeat off the items in hand.
+    workers = [start_script([*args, "--shard", shard], cwd=tmp_path) for shard in ("0/2", "1/2", "0/2")]
+    wait_for(lambda: any(os.path.exists(tmp_path / "checkpoints/style_transfer" / name / "checkpoint")
+                         for name in ("beach", "city", "dog", "forest")), 120, "a first checkpoint")
+    workers[0].send_signal(signal.SIGKILL)  # killed mid-item: the others go on, its item stays resumable
+    for worker in workers:
+        worker.communicate(timeout=600)
+    code, out, err = run_script([*args, "--shard", "0/2"], cwd=tmp_path)  # the killed worker's rerun
+    assert code == 0, err
+    entries = manifest_entries(tmp_path / "outputs")
+    done = [entry["name"] for entry in entries if entry["status"] == "done"]
+    assert sorted(done) == ["beach", "city", "dog", "forest"]  # every item done, and done once
+    assert not [entry for entry in entries if entry["status"] == "failed"]
+    for name in done:
+        assert Image.open(tmp_path / "outputs" / name / "final.png").size == (40, 32)

@@ -48,10 +48,11 @@ class Folders:
         return f"{stem}-best{extension}"
 
     def for_item(self, name):
-        """The folders of one of several content images: a subfolder of each, named after the image."""
+        """The folders of one of several items: a subfolder of each, named after the item; its final image is
+        <output-dir>/<name>/ named as --output."""
         return Folders(os.path.join(self.checkpoint_dir, name), os.path.join(self.log_dir, name),
                        os.path.join(self.output_dir, name),
-                       os.path.join(os.path.dirname(self.output), name, os.path.basename(self.output)))
+                       os.path.join(self.output_dir, name, os.path.basename(self.output)))
 
 
 @dataclass(frozen=True)

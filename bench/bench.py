@@ -19,6 +19,7 @@ Without --vgg it writes a random-weights .mat as large as the real one (real sha
 
 import argparse
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -212,6 +213,33 @@ def compare_scales(vgg, images, width=1024, steps=300, scales=("0.25", "0.5", "1
              "seconds to this loss": multi_seconds}]
 
 
+def bench_items(vgg, images, count=4, steps=30, width=333, height=250):
+    """A folder of `count` content images (crops of the content image) at the CS20 size, `steps` L-BFGS steps
+    each: images per hour, and each item's overhead, everything but its steps, against the steps' own time."""
+    with tempfile.TemporaryDirectory() as folder:
+        photos = os.path.join(folder, "photos")
+        os.makedirs(photos)
+        with Image.open(images[0]) as content:
+            for index in range(count):  # different crops: different items, of one size
+                left = index * content.width // (4 * count)
+                content.crop((left, 0, left + content.width * 3 // 4, content.height)).save(
+                    os.path.join(photos, f"photo{index}.png"))
+        started = time.perf_counter()
+        lines, rss = timed_run(["--vgg", vgg, "--content", photos, "--style", images[1], "--optimizer", "lbfgs",
+                                "--iterations", str(steps), "--log-every", str(steps), "--width", str(width),
+                                "--height", str(height)], folder)
+        seconds = time.perf_counter() - started
+        with open(os.path.join(folder, "outputs", "manifest-0-of-1.jsonl")) as manifest:
+            item_seconds = [json.loads(line)["seconds"] for line in manifest]
+    step_seconds = [float(line.split(" s/step")[0].split()[-1]) for line in lines if line.startswith(f"step {steps}/")]
+    later = item_seconds[1:]  # the first item also reads the weights and starts TensorFlow's caches
+    steps_time = steps * sum(step_seconds[1:]) / len(step_seconds[1:])
+    return [{"items": count, "steps each": steps, "whole process (s)": seconds,
+             "images per hour": 3600 * count / seconds, "seconds per item (after the first)": sum(later) / len(later),
+             "of which steps (s)": steps_time, "per-item overhead": f"{sum(later) / len(later) / steps_time - 1:+.0%}",
+             "peak RSS (GB)": rss / 1e9}]
+
+
 def print_table(rows):
     columns = list(rows[0])
     print("| " + " | ".join(columns) + " |")
@@ -244,13 +272,16 @@ def main():
     parser.add_argument("--vgg", help="weights file (default: a random one as large as the real one)")
     parser.add_argument("--content", help="content image (default: content/deadpool.jpg if present)")
     parser.add_argument("--style", help="style image (default: styles/guernica.jpg if present)")
-    parser.add_argument("--sizes", nargs="+", default=["333x250", "512x384", "1024x768"])
+    parser.add_argument("--sizes", nargs="*", default=["333x250", "512x384", "1024x768"])
     parser.add_argument("--steps", type=int, nargs="+", default=[40, 20, 6], help="steps per size")
     parser.add_argument("--scripts", nargs="+", default=[SCRIPT],
                         help="style_transfer.py of each checkout to time, size by size in turn (to compare two "
                              "versions in one run)")
     parser.add_argument("--optimizers", action="store_true",
                         help="also compare Adam (300 steps) with L-BFGS (30 steps) at the CS20 defaults")
+    parser.add_argument("--items", type=int, default=0,
+                        help="also run a folder of this many images at 333x250 (30 L-BFGS steps each): images per "
+                             "hour and the per-item overhead")
     parser.add_argument("--scales", action="store_true",
                         help="also time a 1024-wide result at the loss of 300 single-scale steps, single against "
                              "coarse-to-fine (about 45 minutes here)")
@@ -277,13 +308,17 @@ def main():
           f"`import tensorflow`: {import_time:.1f} s. A 1-step run at 333x250 with the weights cache empty (its "
           f"first run with this weights file): {cold_seconds:.1f} s, peak RSS {cold_rss / 1e9:.2f} GB; the runs "
           f"below find the cache filled.\n")
-    print_table(rows)
+    if rows:
+        print_table(rows)
     if args.optimizers:
         print()
         print_table(compare_optimizers(vgg, images))
     if args.scales:
         print()
         print_table(compare_scales(vgg, images))
+    if args.items:
+        print()
+        print_table(bench_items(vgg, images, args.items))
     cache.cleanup()
 
 

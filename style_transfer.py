@@ -11,6 +11,7 @@ scipy's L-BFGS-B one step at a time; runner/ manages runs (options, inputs, the 
 and events, what is written after each step, the coarse-to-fine plan); utils.py downloads and reads images.
 """
 
+import collections
 import math
 import os
 import sys
@@ -21,7 +22,6 @@ import numpy as np
 
 import lbfgs
 import load_vgg
-import utils
 from runner import batch, options, run_folder
 from runner import scales as scale_plan
 from runner.batch import ItemResult
@@ -48,8 +48,15 @@ def _gram(matrix):
 
 
 def content_loss(features, target):
-    """sum((F - P)²) / (4 · size(P)), as CS20."""
-    return tf.reduce_sum(tf.square(features - target)) / (4.0 * target.size)
+    """sum((F - P)²) / (4 · size(P)), as CS20. target: an array, or a tensor (fed) of a known shape."""
+    size = target.size if isinstance(target, np.ndarray) else target.shape.num_elements()
+    return tf.reduce_sum(tf.square(features - target)) / (4.0 * size)
+
+
+def temporal_loss(image, warped_previous, mask):
+    """mean(mask · (x - warped)²) over pixels and channels (Ruder et al. 2016): a film's frame kept on the previous
+    result, moved on by the optical flow, wherever that flow is reliable (mask 1)."""
+    return tf.reduce_mean(mask * tf.square(image - warped_previous))
 
 
 def style_layer_loss(features, target_gram):
@@ -60,36 +67,21 @@ def style_layer_loss(features, target_gram):
 
 
 # ---------------------------------------------------------------------------------------------------
-# 2. The targets, computed once: they enter the training graph as constants.
+# 2. The targets: the style's Gram matrices enter the training graph as constants; the content image's
+#    features are fed to it, so that the images of one data set share one graph.
 
-@dataclass
-class Targets:
-    content_features: list  # the content image's features, per content layer (none with --texture)
-    style_grams: list  # the style's Gram matrix, per style layer
+def compute_style_grams(weights, problem, style_images):
+    """The target Gram matrix of each style layer, computed in a throwaway graph in a single run.
 
-
-def compute_targets(weights, problem, content_image, style_images, known_style_grams=None):
-    """What the losses compare against, computed in a throwaway graph.
-
-    One network on each image, sharing the weight constants, evaluated in a single run: each distinct
-    run of a new graph costs TensorFlow most of a second of set-up. With several style images, the target
-    Gram matrix of a layer is their blend; a Gram matrix is a sum over positions, so each is first scaled
-    to the number of positions the generated image has at that layer (1 when the style is fitted to it).
-    known_style_grams: Gram targets computed before for the same Problem.style_key() (then only the
-    content features are computed).
+    With several style images, the target Gram matrix of a layer is their blend; a Gram matrix is a sum over
+    positions, so each is first scaled to the number of positions the generated image has at that layer (1 when
+    the style is fitted to it).
     """
     graph = tf.Graph()
     with graph.as_default():
         constants = load_vgg.weight_constants(weights)
-        feeds, content_ops = {}, []  # no content features with --texture
-        if content_image is not None:
-            content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
-            feeds[content_input] = [content_image - weights.mean_pixel]
-            layers = load_vgg.vgg_net(content_input, constants, load_vgg.deepest_layer_used(problem.content_layers, []),
-                                      problem.pooling)
-            content_ops = [layers[load_vgg.feature_layer(name)] for name in problem.content_layers]
-        gram_ops = []  # per style image, per style layer: (Gram, its positions)
-        for style_image in style_images if known_style_grams is None else []:
+        feeds, gram_ops = {}, []  # per style image, per style layer: (Gram, its positions)
+        for style_image in style_images:
             style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
             feeds[style_input] = [style_image - weights.mean_pixel]
             layers = load_vgg.vgg_net(style_input, constants, load_vgg.deepest_layer_used([], problem.style_layers),
@@ -97,16 +89,37 @@ def compute_targets(weights, problem, content_image, style_images, known_style_g
             features = [layers[load_vgg.feature_layer(name)] for name in problem.style_layers]
             gram_ops.append([(gram_matrix(layer), int(layer.shape[1]) * int(layer.shape[2])) for layer in features])
         with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
-            gram_fetches = [[gram for gram, _ in ops] for ops in gram_ops]
-            content_features, grams = sess.run([content_ops, gram_fetches], feeds)
-    if known_style_grams is not None:
-        return Targets(content_features, known_style_grams)
+            grams = sess.run([[gram for gram, _ in ops] for ops in gram_ops], feeds)
     style_grams = []
     for index, name in enumerate(problem.style_layers):
         height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
         style_grams.append(sum(blend * grams[style][index] * (height * width / gram_ops[style][index][1])
                                for style, blend in enumerate(problem.style_blend_weights)))
-    return Targets(content_features, style_grams)
+    return style_grams
+
+
+class ContentFeatures:
+    """features(content_image): the content image's features at each content layer, for one image size; a
+    graph and Session of their own, built once and run once per image."""
+
+    def __init__(self, weights, problem):
+        self.mean_pixel = weights.mean_pixel
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.image = tf.placeholder(tf.float32, (1, problem.height, problem.width, 3))
+            layers = load_vgg.vgg_net(self.image, load_vgg.weight_constants(weights),
+                                      load_vgg.deepest_layer_used(problem.content_layers, []), problem.pooling)
+            self.features = [layers[load_vgg.feature_layer(name)] for name in problem.content_layers]
+        self.graph.finalize()
+        self.sess = tf.Session(graph=self.graph, config=ONE_RUN_CONFIG)
+
+    def __call__(self, content_image):
+        return self.sess.run(self.features, {self.image: [content_image - self.mean_pixel]})
+
+    def once(self, content_image):
+        """The features of the one image there will be, the Session closed at once."""
+        with self.sess:
+            return self(content_image)
 
 
 def initial_image(problem, content_image, style_image, mean_pixel):
@@ -135,14 +148,18 @@ class StepReport:
 
 
 class StyleTransfer:
-    """The training graph, built in CS20's stages; steps() optimises it and reports each step."""
+    """The training graph, built in CS20's stages; steps() optimises it and reports each step.
 
-    def __init__(self, problem, weights, targets, start_image):
+    What changes from one image of a data set to the next is fed: the start image (`start_image`, when the
+    variables are initialised with `initialize`) and the content features (`use_content`, fed every step).
+    """
+
+    def __init__(self, problem, weights, style_grams):
         self.problem = problem
         self.weights = weights
-        self.targets = targets
-        self.start_image = start_image
+        self.style_grams = style_grams
         self.graph = tf.Graph()
+        self.feeds = {}  # the content targets' values, fed with every step
 
     def build(self):
         with self.graph.as_default():
@@ -151,14 +168,27 @@ class StyleTransfer:
             self.losses()
             self.optimize()
             self.create_summary()
+            self.initialize = tf.global_variables_initializer()  # the image from start_image; Adam's state
         return self
+
+    def use_targets(self, content_features, temporal):
+        """What this image's losses compare with: its content features; a film's frame also (warped previous
+        result, mask), from runner.video."""
+        self.feeds = dict(zip(self.content_targets, content_features))
+        if temporal is not None:
+            self.feeds.update(zip(self.temporal_targets, temporal))
 
     def create_input(self):
         # The image lives in mean-subtracted space: the network's own input space.
-        self.image = tf.get_variable("generated_image", initializer=self.start_image, trainable=True)
+        self.start_image = tf.placeholder(tf.float32, (1, self.problem.height, self.problem.width, 3),
+                                          name="start_image")
+        self.image = tf.Variable(self.start_image, name="generated_image")
         self.pixels = tf.clip_by_value(self.image + self.weights.mean_pixel, 0.0, 255.0, name="pixels")
         self.image_is_finite = tf.reduce_all(tf.math.is_finite(self.image))  # clipping would hide a NaN
         self.global_step = tf.train.get_or_create_global_step()
+        if self.problem.temporal_weight is not None:  # a film's: the previous frame's result, warped; its mask
+            self.temporal_targets = (tf.placeholder(tf.float32, self.image.shape, name="warped_previous"),
+                                     tf.placeholder(tf.float32, (*self.image.shape[:3], 1), name="reliable"))
 
     def load_vgg(self):
         constants = load_vgg.weight_constants(self.weights)
@@ -168,18 +198,23 @@ class StyleTransfer:
     def losses(self):
         problem = self.problem
         with tf.name_scope("losses"):
+            self.content_targets = [tf.placeholder(tf.float32, self.layers[load_vgg.feature_layer(name)].shape,
+                                                   name=f"content_target_{name}") for name in problem.content_layers]
             self.content_loss = tf.add_n([tf.constant(0.0)] + [
                 content_loss(self.layers[load_vgg.feature_layer(name)], target)
-                for name, target in zip(problem.content_layers, self.targets.content_features)])
+                for name, target in zip(problem.content_layers, self.content_targets)])
             self.style_layer_losses = {
                 name: style_layer_loss(self.layers[load_vgg.feature_layer(name)], gram)
-                for name, gram in zip(problem.style_layers, self.targets.style_grams)}
+                for name, gram in zip(problem.style_layers, self.style_grams)}
             self.style_loss = tf.add_n([weight * self.style_layer_losses[name] for name, weight
                                         in zip(problem.style_layers, problem.style_layer_weights)])
             self.total_loss = problem.content_weight * self.content_loss + problem.style_weight * self.style_loss
             if problem.tv_weight:  # sum of |differences| between neighbouring pixels
                 self.tv_loss = tf.reduce_sum(tf.image.total_variation(self.image))
                 self.total_loss += problem.tv_weight * self.tv_loss
+            if problem.temporal_weight is not None:  # a film's frame: stay on the previous result, moved on
+                self.temporal_loss = temporal_loss(self.image, *self.temporal_targets)
+                self.total_loss += problem.temporal_weight * self.temporal_loss
 
     def optimize(self):
         if self.problem.optimizer == "adam":
@@ -198,10 +233,12 @@ class StyleTransfer:
 
     def create_summary(self):
         self.loss_tensors = {"total_loss": self.total_loss, "style_loss": self.style_loss}
-        if self.problem.content is not None:
+        if self.problem.content_layers:  # none with --texture
             self.loss_tensors["content_loss"] = self.content_loss
         if self.problem.tv_weight:
             self.loss_tensors["tv_loss"] = self.tv_loss
+        if self.problem.temporal_weight is not None:
+            self.loss_tensors["temporal_loss"] = self.temporal_loss
         self.loss_tensors.update({f"style_loss/{name}": loss for name, loss in self.style_layer_losses.items()})
         self.loss_summary = tf.summary.merge([tf.summary.scalar(name, loss)
                                               for name, loss in self.loss_tensors.items()])
@@ -226,7 +263,7 @@ class StyleTransfer:
         while step < last_step:
             step += 1  # what train_op makes the global step (read in the same run, it could be either value)
             started = time.perf_counter()
-            result = sess.run({"train": self.train_op, **fetches})
+            result = sess.run({"train": self.train_op, **fetches}, self.feeds)
             yield StepReport(step, result["losses"], result["summary"], time.perf_counter() - started,
                              result.get("image"))
 
@@ -242,7 +279,8 @@ class StyleTransfer:
             step += 1
             image = flat_image.reshape(start.shape).astype(np.float32)
             started = time.perf_counter()
-            result = sess.run({"gradient": self.gradient, "count": self.count_step, **fetches}, {self.image: image})
+            result = sess.run({"gradient": self.gradient, "count": self.count_step, **fetches},
+                              {**self.feeds, self.image: image})
             loss = float(result["losses"]["total_loss"])
             if loss < best_loss:
                 best_loss = loss
@@ -257,66 +295,109 @@ class StyleTransfer:
 # ---------------------------------------------------------------------------------------------------
 # 4. train(): one scale of one image in one Session; run(): the scales; main(): the images.
 
-def train(job, scales, index, gram_cache, checkpoint, previous_image):
-    """Optimise at scales[index] up to its last step; return (exit code, its Outputs, the image reached).
+class Graphs:
+    """The graphs and Sessions built for one problem at one size, kept for the next image that needs the same:
+    the images of a data set share them, feeding their own content features and start image.
 
-    gram_cache: {Problem.style_key(): style Gram targets} shared by the runs of one process; filled in here.
-    checkpoint: the checkpoint this scale starts from, or None.
-    previous_image: the previous scale's result (None at the first scale), upsampled to start this one.
+    shared: several images will come. Without, each graph is used once: the previous one is closed when the next
+    is built, and the content-features graph once it has run (a second Session in memory for no gain).
     """
-    scale, is_last = scales[index], index == len(scales) - 1
-    problem = job.problem.at_size(scale.width, scale.height)
-    images = job.images if is_last else job.files.read_at(scale.width, scale.height)
-    targets = compute_targets(job.weights, problem, images.content, images.styles, gram_cache.get(problem.style_key()))
-    gram_cache[problem.style_key()] = targets.style_grams
-    if previous_image is None:
+
+    def __init__(self, keep, sizes, shared):
+        self.keep, self.shared = keep, shared  # checkpoints kept; several images to come
+        self.most = sizes if shared else 1  # graphs kept at once: one per size of the coarse-to-fine plan
+        self.built = collections.OrderedDict()  # Problem.graph_key() -> (model, saver, Session, ContentFeatures)
+
+    def get(self, problem, weights, style_images):
+        """(model, saver, Session, content features of an image: a callable, or None with --texture)."""
+        key = problem.graph_key()
+        if key not in self.built:
+            while len(self.built) >= self.most:
+                self._close(self.built.popitem(last=False)[1])
+            model = StyleTransfer(problem, weights, compute_style_grams(weights, problem, style_images)).build()
+            with model.graph.as_default():
+                saver = run_folder.new_saver(self.keep)
+            model.graph.finalize()  # nothing below may grow the graph
+            self.built[key] = (model, saver, tf.Session(graph=model.graph, config=SESSION_CONFIG),
+                               ContentFeatures(weights, problem) if problem.content_layers else None)
+        self.built.move_to_end(key)
+        model, saver, sess, content_features = self.built[key]
+        if content_features is not None and not self.shared:
+            self.built[key] = (model, saver, sess, None)
+            return model, saver, sess, content_features.once
+        return model, saver, sess, content_features
+
+    def close(self):
+        while self.built:
+            self._close(self.built.popitem()[1])
+
+    @staticmethod
+    def _close(built):
+        built[2].close()
+        if built[3] is not None:
+            built[3].sess.close()
+
+
+def train(job, index, graphs, checkpoint, previous_image):
+    """Optimise stage `index` of job's plan (a scale of an image, a frame of a film) up to its last step; return
+    (exit code, its Outputs, the image reached).
+
+    graphs: the Graphs of this process, shared by its images.
+    checkpoint: the checkpoint this stage starts from, or None.
+    previous_image: the previous stage's result (None at the first), for its plan to start this one from.
+    """
+    stages, plan = job.plan.stages, job.plan
+    stage, is_last = stages[index], index == len(stages) - 1
+    problem = job.problem.at_size(stage.width, stage.height)
+    images = plan.images_at(index)
+    model, saver, sess, content_features = graphs.get(problem, job.weights, images.styles)
+    model.use_targets(content_features(images.content) if content_features else [], plan.temporal_at(index))
+    start_image = plan.start_at(index, previous_image)
+    if start_image is None:
         start_image = initial_image(problem, images.content, images.start_style, job.weights.mean_pixel)
-    else:
-        start_image = utils.resized(previous_image[0], scale.width, scale.height)[np.newaxis]
-    model = StyleTransfer(problem, job.weights, targets, start_image).build()
-    first_step = scale_plan.first_step(scales, index)
-    if len(scales) > 1 and checkpoint is None:
-        print(f"Scale {index + 1}/{len(scales)}: {scale.width}x{scale.height}, steps {first_step + 1} to "
-              f"{scale.last_step}", flush=True)
+    first_step = scale_plan.first_step(stages, index)
+    if len(stages) > 1 and checkpoint is None:
+        print(f"{plan.stage_word} {index + 1}/{len(stages)}: {stage.width}x{stage.height}, steps {first_step + 1} to "
+              f"{stage.last_step}", flush=True)
 
-    with model.graph.as_default(), tf.Session(graph=model.graph, config=SESSION_CONFIG) as sess:
-        folder = run_folder.RunFolder(job.folders.checkpoint_dir, job.folders.log_dir, job.schedule.keep)
-        step = folder.start_or_resume(sess, job.problem, model.global_step, first_step, checkpoint,
-                                      job.schedule.restart)
-        model.graph.finalize()  # nothing below may grow the graph
-        outputs = Outputs(sess, model, folder, job, scales, index, start_step=step, log_first=checkpoint is None,
-                          content_image=images.content)
-        with StopSignals() as stop:
-            for report in model.steps(sess, scale.last_step, with_images=outputs.keep_best):
-                outputs.after_step(report)
-                if stop.received:
-                    outputs.stopped(stop.received)
-                    return 128 + stop.received, outputs, None
-        if outputs.step < scale.last_step:
-            print(f"L-BFGS converged at step {outputs.step}", flush=True)
-        outputs.finish_scale()
-        if is_last and outputs.keep_best:
-            print(f"Best: loss {outputs.best_loss:.4g} at step {outputs.best_step}, image "
-                  f"{job.folders.best_output}", flush=True)
-        return 0, outputs, sess.run(model.image)
+    folder = run_folder.RunFolder(job.folders.checkpoint_dir, job.folders.log_dir, saver)
+    step = folder.start_or_resume(sess, job.problem, model.global_step, first_step, checkpoint, job.schedule.restart,
+                                  initialize=lambda: sess.run(model.initialize, {model.start_image: start_image}))
+    outputs = Outputs(sess, model, folder, job, stages, index, start_step=step, log_first=checkpoint is None,
+                      content_image=images.content)
+    with StopSignals() as stop:
+        for report in model.steps(sess, stage.last_step, with_images=outputs.keep_best):
+            outputs.after_step(report)
+            if stop.received:
+                outputs.stopped(stop.received)
+                return 128 + stop.received, outputs, None
+    if outputs.step < stage.last_step:
+        print(f"L-BFGS converged at step {outputs.step}", flush=True)
+    outputs.finish_scale()
+    if is_last and outputs.keep_best:
+        print(f"Best: loss {outputs.best_loss:.4g} at step {outputs.best_step}, image {job.folders.best_output}",
+              flush=True)
+    return 0, outputs, sess.run(model.image)
 
 
-def run(job, gram_cache):
-    """Train job's image to its last step, scale by scale; return an ItemResult (its code: 0, or 128 + a signal's
+def run(job, graphs):
+    """Train job's image to its last step, stage by stage; return an ItemResult (its code: 0, or 128 + a signal's
     number)."""
-    scales = scale_plan.plan(job.problem, job.schedule.iterations)
+    stages = job.plan.stages
     with run_folder.locked(job.folders.checkpoint_dir):  # one process at a time in a run folder
         found = run_folder.newest_readable_checkpoint(job.folders.checkpoint_dir) if job.resumable else None
         checkpoint, restored_step = found or (None, None)
-        first_index = scale_plan.index_at(scales, restored_step)  # the scale of that checkpoint's image
+        first_index = scale_plan.index_at(stages, restored_step)  # the stage of that checkpoint's image
         for folder in job.folders.all():
             os.makedirs(folder, exist_ok=True)
-        image = None  # the previous scale's result
-        for index in range(first_index, len(scales)):
-            code, outputs, image = train(job, scales, index, gram_cache,
-                                         checkpoint if index == first_index else None, previous_image=image)
+        image = None  # the previous stage's result
+        for index in range(first_index, len(stages)):
+            code, outputs, image = train(job, index, graphs, checkpoint if index == first_index else None,
+                                         previous_image=image)
             if code:
                 return ItemResult(code, None, None, outputs.step)
+            job.plan.finished(index, image)
+        job.plan.finish()
     print(f"Done: step {outputs.step}; image {job.folders.output}; checkpoints in "
           f"{job.folders.checkpoint_dir}; TensorBoard: tensorboard --logdir {job.folders.log_dir}", flush=True)
     return ItemResult(0, job.folders.output, outputs.last_loss, outputs.step)
@@ -325,16 +406,20 @@ def run(job, gram_cache):
 def main(argv=None):
     args = options.parse_args(argv)
     try:
-        items = find_items(args.content, args.texture)
+        items = find_items(args.content, args.texture, args.video)
         shard = batch.shard_from(args.shard, args.shard_count)
-        make_job, gram_cache = JobMaker(args), {}
-        if len(items) == 1 and shard.count == 1 and not args.output_tfrecord:  # one image: the folders as given
-            if items[0].failure:
-                raise FixableError(items[0].failure)
-            return run(make_job(items[0], own_folders=False), gram_cache).code
-        code = batch.run_items(items, shard, args.output_dir,
-                               lambda item: run(make_job(item, own_folders=True), gram_cache),
-                               lambda item: make_job.folders.for_item(item.name).checkpoint_dir)
+        make_job = JobMaker(args)
+        graphs = Graphs(args.keep, sizes=len(args.scales), shared=len(items) > 1 or shard.count > 1 or items[0].video)
+        try:
+            if len(items) == 1 and shard.count == 1 and not args.output_tfrecord:  # one image: the folders as given
+                if items[0].failure:
+                    raise FixableError(items[0].failure)
+                return run(make_job(items[0], own_folders=False), graphs).code
+            code = batch.run_items(items, shard, args.output_dir,
+                                   lambda item: run(make_job(item, own_folders=True), graphs),
+                                   lambda item: make_job.folders.for_item(item.name).checkpoint_dir)
+        finally:
+            graphs.close()
         if args.output_tfrecord and code in (0, 2):
             batch.write_results(args.output_tfrecord, shard, args.output_dir)
         return code

@@ -240,6 +240,49 @@ def bench_items(vgg, images, count=4, steps=30, width=333, height=250):
              "peak RSS (GB)": rss / 1e9}]
 
 
+def bench_video(vgg, images, frames=8, steps=30, weights=("1e3", "1e4"), width=333, height=250):
+    """A camera panning over the content image, `frames` frames at the CS20 size, `steps` L-BFGS steps each
+    (frame 1 too): stylised as a film at each temporal weight, and frame by frame (each frame a still image,
+    from the usual start). Flicker: the mean over the clip of mask · |out(t) - warp(out(t-1))| (runner/flow.py)."""
+    from runner import flow, video
+
+    with tempfile.TemporaryDirectory() as folder:
+        film = os.path.join(folder, "film")
+        os.makedirs(film)
+        with Image.open(images[0]) as content:
+            scene = content.convert("RGB").resize((width * 5 // 4 + 3 * frames, height * 5 // 4))
+            for index in range(frames):  # 3 pixels to the right per frame, and a little down
+                scene.crop((3 * index, index, 3 * index + width, index + height)).save(
+                    os.path.join(film, f"{index + 1:03d}.png"))
+        clip = video.read_clip(film, width, height).frames
+        flows = [flow.flow(clip[index], clip[index - 1]) for index in range(1, frames)]
+        masks = [flow.reliability(backward, flow.flow(clip[index], clip[index + 1]))
+                 for index, backward in enumerate(flows)]
+        common = ["--vgg", vgg, "--content", film, "--style", images[1], "--optimizer", "lbfgs", "--iterations",
+                  str(steps), "--log-every", str(steps), "--width", str(width), "--height", str(height)]
+        runs = {"frame by frame": common}
+        runs.update({f"film, --temporal-weight {weight}": [*common, "--video", "--frame-steps", str(steps),
+                                                           "--temporal-weight", weight] for weight in weights})
+        rows = []
+        for name, argv in runs.items():
+            out = os.path.join(folder, name.replace(" ", "_").replace(",", ""))
+            os.makedirs(out)
+            started = time.perf_counter()
+            timed_run(argv, out)
+            seconds = time.perf_counter() - started
+            pattern = "outputs/frames/*.png" if "--video" in argv else "outputs/*/final.png"
+            stylised = [np.asarray(Image.open(path).convert("RGB"), np.float64)
+                        for path in sorted(glob.glob(os.path.join(out, pattern)))]
+            flicker = np.mean([flow.flicker(stylised[index + 1], flow.warp(stylised[index], backward), mask)
+                               for index, (backward, mask) in enumerate(zip(flows, masks))])
+            rows.append({"run": name, "frames": frames, "steps each": steps, "whole process (s)": seconds,
+                         "frames per minute": 60 * frames / seconds, "flicker": flicker})
+        for row in rows:
+            row["flicker against frame by frame"] = row["flicker"] / rows[0]["flicker"]
+            row["time against frame by frame"] = row["whole process (s)"] / rows[0]["whole process (s)"]
+    return rows
+
+
 def print_table(rows):
     columns = list(rows[0])
     print("| " + " | ".join(columns) + " |")
@@ -282,6 +325,10 @@ def main():
     parser.add_argument("--items", type=int, default=0,
                         help="also run a folder of this many images at 333x250 (30 L-BFGS steps each): images per "
                              "hour and the per-item overhead")
+    parser.add_argument("--video", type=int, default=0,
+                        help="also stylise a panning clip of this many frames at 333x250 (30 L-BFGS steps each) "
+                             "as a film and frame by frame: flicker and frames per minute")
+    parser.add_argument("--temporal-weights", nargs="+", default=["1e3", "1e4"], help="with --video")
     parser.add_argument("--scales", action="store_true",
                         help="also time a 1024-wide result at the loss of 300 single-scale steps, single against "
                              "coarse-to-fine (about 45 minutes here)")
@@ -319,6 +366,9 @@ def main():
     if args.items:
         print()
         print_table(bench_items(vgg, images, args.items))
+    if args.video:
+        print()
+        print_table(bench_video(vgg, images, args.video, weights=args.temporal_weights))
     cache.cleanup()
 
 

@@ -9,6 +9,7 @@ checkpoint folder holds a run to resume. With several items each gets subfolders
 are read once for all of them. Default files that are missing are downloaded here.
 """
 
+import dataclasses
 import math
 import os
 import re
@@ -18,9 +19,11 @@ import numpy as np
 
 import load_vgg
 import utils
-from runner import run_folder
-from runner.options import coarse_scale_steps
+from runner import run_folder, video
+from runner.options import coarse_scale_steps, frame_steps
 from runner.problem import Problem
+from runner.scales import StillPlan
+from runner.scales import plan as scale_plan
 from utils import FixableError
 
 # Memory a run needs: a fixed part (TensorFlow, the weights as read and as graph constants) and a part per
@@ -109,6 +112,7 @@ class Job:
     folders: Folders
     files: ImageFiles
     images: Images  # at the output size
+    plan: object  # its stages: runner.scales.StillPlan, or a film's runner.video.FramePlan
     weights: load_vgg.VGGWeights
     resumable: bool  # the checkpoint folder holds a run of this problem to resume
 
@@ -131,35 +135,40 @@ class JobMaker:
         """The checked Job of one item (runner.items.Item); own_folders: in subfolders named after it."""
         folders = self.folders.for_item(item.name) if own_folders else self.folders
         job = prepare_job(self.args, item.image, item.name if own_folders else None, self.schedule, folders,
-                          self.weights)
+                          self.weights, film=item.video)
         self.weights = job.weights
         return job
 
 
-def prepare_job(args, content_path, name, schedule, folders, weights=None):
+def prepare_job(args, content_path, name, schedule, folders, weights=None, film=False):
     """Check everything one run needs and read its inputs; `weights` already read may be passed in.
 
-    content_path: a file's path, ImageBytes (a TFRecord's record), or None with --texture.
+    content_path: a file's path, ImageBytes (a TFRecord's record), or None with --texture; with film, a video
+    file or a folder of frames.
     """
-    if content_path is not None:
+    if film:
+        check_film_options(args)
+    elif content_path is not None:
         utils.fetch_if_missing(content_path, "content image", "--content")
     content_layers, content_weight = ((), 0.0) if args.texture else (tuple(args.content_layers), args.content_weight)
     init = args.init or ("random" if args.texture else "noise")
-    width, height = output_size(args, content_path)
+    width, height = output_size(args, content_path, video.source_size if film else utils.image_size)
     style_counts = args.style_weight > 0 and any(args.style_layer_weights)
     if content_weight == 0 and args.tv_weight == 0 and not style_counts:
         raise FixableError("every loss weight is 0: nothing to optimise; raise --style-weight or --content-weight")
     check_memory(width, height, content_layers, args.style_layers)
     for path in args.style:
         utils.fetch_if_missing(path, "style image", "--style")
-    files = ImageFiles(content_path, tuple(args.style), args.style_scale, init)
+    files = ImageFiles(None if film else content_path, tuple(args.style), args.style_scale, init)
     images = files.read_at(width, height)
+    clip = video.read_clip(content_path, width, height, args.frames, args.fps) if film else None
     utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")  # last: 535 MB, not for a run refused anyway
     weights = weights or load_vgg.load_weights(args.vgg, load_vgg.deepest_layer_used(content_layers,
                                                                                       args.style_layers))
     blends = args.style_blend_weights or [1.0] * len(args.style)
+    identity = video.identity if film else utils.file_identity
     problem = Problem(
-        content=None if content_path is None else utils.file_identity(content_path),
+        content=None if content_path is None else identity(content_path),
         style=tuple(utils.file_identity(path) for path in args.style),
         style_blend_weights=tuple(blend / sum(blends) for blend in blends), style_scale=args.style_scale,
         weights=weights.fingerprint, width=width, height=height, pooling=args.pooling,
@@ -168,18 +177,34 @@ def prepare_job(args, content_path, name, schedule, folders, weights=None):
         style_weight=args.style_weight, tv_weight=args.tv_weight, init=init,
         noise_ratio=args.noise_ratio if init == "noise" else None, optimizer=args.optimizer,
         learning_rate=args.lr if args.optimizer == "adam" else None, seed=args.seed,
-        scales=tuple(args.scales), scale_steps=coarse_scale_steps(args))
+        scales=tuple(args.scales), scale_steps=coarse_scale_steps(args),
+        **(dict(frames=(clip.numbers[0], clip.numbers[-1]), frame_steps=frame_steps(args),
+                temporal_weight=args.temporal_weight) if film else {}))
+    if film:
+        plan = video.FramePlan(clip, video.FrameSteps(*frame_steps(args)), images, weights.mean_pixel, folders,
+                               args.preserve_colors)
+        schedule = dataclasses.replace(schedule, iterations=plan.stages[-1].last_step)  # to the last frame's end
+    else:
+        plan = StillPlan(scale_plan(problem, schedule.iterations), files, images)
     resumable = not args.restart and run_folder.holds_run_of(folders.checkpoint_dir, problem)
     for folder in folders.all():
         check_writable_folder(folder)
     check_nothing_overwritten(folders, schedule, [path for path in (content_path, *args.style, args.vgg)
-                                                  if isinstance(path, str)])
-    return Job(name, problem, schedule, folders, files, images, weights, resumable)
+                                                  if isinstance(path, str)], plan.outputs())
+    return Job(name, problem, schedule, folders, files, images, plan, weights, resumable)
 
 
-def output_size(args, content_path):
+def check_film_options(args):
+    """Refuse what a film cannot do (yet): the options that belong to still images."""
+    for given, option in ((args.texture, "--texture"), (args.keep_best, "--keep-best"),
+                          (len(args.scales) > 1, "--scales")):
+        if given:
+            raise FixableError(f"{option} is for still images, not films: drop it, or pass a still image")
+
+
+def output_size(args, content_path, size_of=utils.image_size):
     """(width, height): as given; CS20's 333x250 if neither is; the content's (or with --texture the first
-    style's) aspect ratio fills in one."""
+    style's) aspect ratio fills in one. size_of(path, what): the content's size (a film's: its frames')."""
     if args.width and args.height:
         return args.width, args.height
     if not args.width and not args.height:
@@ -187,8 +212,8 @@ def output_size(args, content_path):
     if content_path is None:
         utils.fetch_if_missing(args.style[0], "style image", "--style")
     shape_source = args.style[0] if content_path is None else content_path
-    source_width, source_height = utils.image_size(shape_source, "style image" if content_path is None
-                                                   else "content image")
+    source_width, source_height = (utils.image_size(shape_source, "style image") if content_path is None
+                                   else size_of(shape_source, "content image"))
     if args.width:
         return args.width, max(1, round(args.width * source_height / source_width))
     return max(1, round(args.height * source_width / source_height)), args.height
@@ -208,15 +233,16 @@ def check_memory(width, height, content_layers, style_layers):
                      f"memory and {available / 1e9:.1f} GB is available: {fits} fits")
 
 
-def check_nothing_overwritten(folders, schedule, inputs):
+def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):
     """Refuse a run that would write over one of its inputs, or over a file this tool did not write.
 
     What a run writes: the final image (and with --keep-best the best one beside it), and step images
     <output-dir>/<step>.png for steps up to --iterations (which steps depends on the cadence, signals and
-    L-BFGS's convergence, so every such name counts). An existing file of those names is replaced only if
-    it carries the mark this tool writes into its images (utils.written_by_this_tool).
+    L-BFGS's convergence, so every such name counts), and what the plan writes (a film's frames and video). An
+    existing file of those names is replaced only if it carries the mark this tool writes into its images
+    (utils.written_by_this_tool) and videos.
     """
-    planned = [folders.output, *([folders.best_output] if schedule.keep_best else [])]
+    planned = [folders.output, *([folders.best_output] if schedule.keep_best else []), *planned_elsewhere]
     for name in sorted(os.listdir(folders.output_dir)) if os.path.isdir(folders.output_dir) else []:
         step = re.fullmatch(r"(\d+)\.png", name)
         if step and 1 <= int(step.group(1)) <= schedule.iterations:
@@ -226,7 +252,8 @@ def check_nothing_overwritten(folders, schedule, inputs):
         if os.path.realpath(path) in inputs:
             raise FixableError(f"{path} is the input {inputs[os.path.realpath(path)]}: the run would write over it; "
                                f"choose another --output or --output-dir")
-        if os.path.lexists(path) and not utils.written_by_this_tool(path):
+        written_by_this_tool = video.written_by_this_tool if video.is_video_file(path) else utils.written_by_this_tool
+        if os.path.lexists(path) and not written_by_this_tool(path):
             raise FixableError(f"{path} exists and was not written by style_transfer.py: the run would replace it; "
                                f"move it, or choose another --output or --output-dir")
 

@@ -2,7 +2,8 @@
 
 --content takes image files, folders of them, text files listing image paths (one a line; blank lines and
 lines starting with # are skipped; relative paths are taken from the list's folder), and TFRecord files or
-globs of them (`data-*.tfrecord`, either layout: runner.tfrecords). Each item gets a stable name: the image's
+globs of them (`data-*.tfrecord`, either layout: runner.tfrecords). A video file is one item, a film
+(runner.video); so is a folder of frames, with --video. Each item gets a stable name: the image's
 file name without its extension, a record's image/filename or image/source_id, else <file stem>-<record index>.
 Items are sorted by name. A record that cannot be read or has an unknown layout becomes an item that fails
 alone, with its reason; the others go on.
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from runner import tfrecords
+from runner.video import is_video_file
 from utils import FixableError
 
 TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords")
@@ -27,15 +29,17 @@ class Item:
     source: str  # where it came from: a path, or "<TFRecord file>#<record index>"
     image: object  # a path, or ImageBytes; None for texture synthesis
     failure: str = None  # why it cannot be run at all (a damaged record), or None
+    video: bool = False  # a film: `image` is a video file or a folder of frames
 
 
-def find_items(content, texture=False):
-    """The items of --content (a list of paths and patterns), sorted by name; one nameless item with --texture."""
+def find_items(content, texture=False, video_folders=False):
+    """The items of --content (a list of paths and patterns), sorted by name; one nameless item with --texture.
+    video_folders: a folder is a film's frames, not a folder of content images."""
     if texture:
         return [Item(None, "(texture)", None)]
     found = []
     for given in content:
-        found += _items_of(given)
+        found += _items_of(given, video_folders)
     found.sort(key=lambda item: item.name)
     names = [item.name for item in found]
     twice = sorted({name for name in names if names.count(name) > 1})
@@ -44,12 +48,14 @@ def find_items(content, texture=False):
     return found
 
 
-def _items_of(given):
+def _items_of(given, video_folders):
     if not os.path.exists(given) and glob.has_magic(given):
         matches = sorted(glob.glob(given))
         if not matches:
             raise FixableError(f"--content {given} matches no file: check the pattern")
-        return [item for path in matches for item in _items_of(path)]
+        return [item for path in matches for item in _items_of(path, video_folders)]
+    if video_folders and os.path.isdir(given) or is_video_file(given):
+        return [Item(os.path.splitext(os.path.basename(os.path.normpath(given)))[0], given, given, video=True)]
     if os.path.isdir(given):
         extensions = set(Image.registered_extensions())
         names = sorted(name for name in os.listdir(given) if os.path.splitext(name)[1].lower() in extensions)

@@ -9,6 +9,7 @@ import math
 import os
 
 DEFAULT_SCALE_STEPS = 100  # steps at each scale before the last
+DEFAULT_TEMPORAL_WEIGHT = 1.0  # see bench/bench.py --video
 
 
 def _whole_number(text):
@@ -55,6 +56,18 @@ def shard_spec(text):
     if not 0 <= index < count:
         raise argparse.ArgumentTypeError(f"{text}: INDEX must run from 0 to COUNT - 1")
     return index, count
+
+
+def frame_range(text):
+    """--frames A:B (frame numbers counted from 1, both kept; A: or :B leave one end open), as (A, B or None)."""
+    first, colon, last = text.partition(":")
+    try:
+        first, last = int(first or 1), int(last) if last else None
+    except ValueError:
+        first = None
+    if not colon or first is None or first < 1 or (last is not None and last < first):
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIRST:LAST, frame numbers from 1 (e.g. 1:48, 100:)")
+    return first, last
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -151,6 +164,18 @@ def parse_args(argv=None):
     many.add_argument("--output-tfrecord", metavar="PREFIX",
                       help="also write the finished items as PREFIX-<INDEX>-of-<COUNT>.tfrecord (image/encoded PNG, "
                            "image/filename, ...)")
+    film = parser.add_argument_group("films (see runner/video.py)")
+    film.add_argument("--video", action="store_true",
+                      help="--content folders are films, one frame per image file (a video file is always a film)")
+    film.add_argument("--fps", type=positive_float,
+                      help="a folder's frame rate (default 25; a video file keeps its own)")
+    film.add_argument("--frames", type=frame_range, metavar="FIRST:LAST",
+                      help="stylise only these frames, numbered from 1 (e.g. 1:48)")
+    film.add_argument("--frame-steps", type=positive_int,
+                      help="steps of each frame after the first, which starts from the previous one warped "
+                           "(default: half of --iterations, which frame 1 takes)")
+    film.add_argument("--temporal-weight", type=non_negative_float, default=DEFAULT_TEMPORAL_WEIGHT,
+                      help="weight of the temporal loss, which keeps each frame where the previous one moved to")
     schedule.add_argument("--restart", action="store_true",
                           help="start over, replacing the checkpoint in --checkpoint-dir")
     args = parser.parse_args(argv)
@@ -174,6 +199,11 @@ def parse_args(argv=None):
         parser.error(f"--style-layer-weights has {len(args.style_layer_weights)} values for "
                      f"{len(args.style_layers)} --style-layers")
     return args
+
+
+def frame_steps(args):
+    """(frame 1's steps, each later frame's) of a film."""
+    return args.iterations, args.frame_steps or max(1, args.iterations // 2)
 
 
 def coarse_scale_steps(args):

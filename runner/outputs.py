@@ -39,7 +39,9 @@ class Outputs:
         self.best_image = None  # a better image than the one at best_output, not yet written
         self.timings = []  # seconds per step in this process
         self.saved = None  # (checkpoint, image) last written
-        self.writer = tf.summary.FileWriter(self.folders.log_dir)
+        # An event file per stage: one named only by the second it was opened in would replace the previous
+        # stage's when stages are short (a film's frames); the stage number keeps them in order for TensorBoard.
+        self.writer = tf.summary.FileWriter(self.folders.log_dir, filename_suffix=f".{os.getpid()}.{index + 1:05d}")
         if start_step == 0:  # the graph and the configuration, once per run
             self.writer.add_graph(None, graph_def=graph_without_weights(model.graph))
             self.writer.add_summary(text_summary("configuration", job.problem.as_record()), 0)
@@ -134,7 +136,8 @@ class Outputs:
 def progress_line(report, last_step, seconds_per_step, steps_left):
     """steps_left: the steps still to take, counted in steps of the current size."""
     losses = "  ".join(f"{name.replace('_loss', '')} {report.losses[name]:.4g}"
-                       for name in ("total_loss", "content_loss", "style_loss", "tv_loss") if name in report.losses)
+                       for name in ("total_loss", "content_loss", "style_loss", "tv_loss", "temporal_loss")
+                      if name in report.losses)
     left = format_duration(seconds_per_step * steps_left)
     step = f"{report.step:>{len(str(last_step))}}/{last_step}"
     return f"step {step}  {losses}  {seconds_per_step:.3f} s/step  {left} left"

@@ -31,6 +31,9 @@ class Problem:
     seed: int
     scales: tuple = (1.0,)  # fractions of the output size, optimised in turn
     scale_steps: tuple = ()  # steps at each scale but the last
+    frames: tuple = None  # a film's: the numbers of the frames stylised (first, last), counted from 1
+    frame_steps: tuple = None  # a film's: (frame 1's steps, each later frame's)
+    temporal_weight: float = None  # a film's: weight of the loss that keeps a frame on the previous one, warped
 
     def at_size(self, width, height):
         """The same problem at another image size (one of its scales)."""
@@ -51,7 +54,10 @@ class Problem:
         return [f"{key}: {recorded.get(key)} then, {current[key]} now"
                 for key in current if recorded.get(key) != current[key]]
 
-    def style_key(self):
-        """What the style Gram targets depend on: problems that agree on it share them."""
-        return json.dumps([self.style, self.style_blend_weights, self.style_scale, self.width, self.height,
-                           self.pooling, self.style_layers, self.weights])
+    def graph_key(self):
+        """What the training graph depends on: problems that differ only in their content image and start
+        (the images of one data set) share one."""
+        record = self.as_record()
+        for fed in ("content", "init", "noise_ratio", "seed", "scales", "scale_steps", "frames", "frame_steps"):
+            del record[fed]
+        return json.dumps(record, sort_keys=True)

@@ -3,8 +3,8 @@
     holds_run_of(checkpoint_dir, problem)   # before anything runs: resume (True), a new run (False), or refuse
     with locked(checkpoint_dir):            # one process at a time in a run folder
         found = newest_readable_checkpoint(checkpoint_dir)   # (path, step) to resume from, or None
-        folder = RunFolder(checkpoint_dir, log_dir, keep)    # in the training graph: its Saver needs the variables
-        step = folder.start_or_resume(sess, problem, global_step, first_step, found and found[0], restart)
+        folder = RunFolder(checkpoint_dir, log_dir, saver)   # saver = new_saver(keep), made with the graph
+        step = folder.start_or_resume(sess, problem, global_step, first_step, found and found[0], restart, init)
         folder.save(sess, step)
 
 Checkpoints are TensorFlow's own (`Saver`, without MetaGraphs: those would embed every weight constant).
@@ -182,19 +182,25 @@ def archive_events(log_dir):
             os.replace(path, os.path.join(archive, os.path.basename(path)))
 
 
-class RunFolder:
-    """The checkpoint folder (a Saver, restore with fallback, the run and best records) and the log folder."""
+def new_saver(keep):
+    """The Saver of the current graph, keeping the newest `keep` checkpoints (made before the graph is finalised;
+    one Saver serves every run folder that graph is used for)."""
+    return tf.train.Saver(max_to_keep=keep, save_relative_paths=True)
 
-    def __init__(self, checkpoint_dir, log_dir, keep):
+
+class RunFolder:
+    """The checkpoint folder (restore, save, the run and best records) and the log folder of one run."""
+
+    def __init__(self, checkpoint_dir, log_dir, saver):
         self.checkpoint_dir, self.log_dir = checkpoint_dir, log_dir
         self.prefix = os.path.join(checkpoint_dir, CHECKPOINT_PREFIX)
         self.run_record = os.path.join(checkpoint_dir, RUN_RECORD)
         self.best_record = os.path.join(checkpoint_dir, BEST_RECORD)
-        self.saver = tf.train.Saver(max_to_keep=keep, save_relative_paths=True)
+        self.saver = saver
 
-    def start_or_resume(self, sess, problem, global_step, first_step, checkpoint, restart):
+    def start_or_resume(self, sess, problem, global_step, first_step, checkpoint, restart, initialize):
         """Restore `checkpoint` (a path from newest_readable_checkpoint), start a new run, or carry the run on at
-        its next scale from first_step (the graph's start image is then the previous scale's result); return the
+        its next scale from first_step (initialize() sets the image to the previous scale's result); return the
         step the loop starts from."""
         if checkpoint is not None:
             self.saver.restore(sess, checkpoint)
@@ -204,12 +210,13 @@ class RunFolder:
             truncate_events(self.log_dir, restored_step)
             print(f"Resuming from step {restored_step} (checkpoint in {self.checkpoint_dir})", flush=True)
             return restored_step
-        sess.run(tf.global_variables_initializer())  # at a new scale, Adam's moments too start afresh
+        initialize()  # the start image; at a new scale, Adam's moments too start afresh
         if first_step == 0:
             if restart:
                 self.clear()
             self.record(problem)
             archive_events(self.log_dir)
+            self.saver.recover_last_checkpoints([])  # the Saver may have served another folder before
             print(f"Starting a new run in {self.checkpoint_dir}", flush=True)
         else:
             global_step.load(first_step, sess)

@@ -1,11 +1,25 @@
 """The coarse-to-fine plan: the sizes a run optimises at, in order, and the step at which each ends.
 
 With --scales 0.25 0.5 1, --scale-steps 100 and --iterations 300: steps 1-100 at a quarter of the output
-size, 101-200 at half, 201-300 at full size. One scale (the default) is the plain run. Standard library only.
+size, 101-200 at half, 201-300 at full size. One scale (the default) is the plain run.
+
+A run goes through stages: a still image's are its scales (StillPlan, here), a film's its frames
+(runner.video.FramePlan). Both plans answer the same questions, which is all style_transfer.py asks:
+
+    plan.stage_word              # what a stage is called in the progress lines ("Scale", "Frame")
+    plan.stages                  # a Scale per stage: its size and the global step at which it ends
+    plan.images_at(index)        # the content and style images at that stage's size (runner.inputs.Images)
+    plan.start_at(index, image)  # the stage's start image, or None for the usual one (style_transfer.initial_image)
+    plan.temporal_at(index)      # what a temporal loss compares with, or None
+    plan.finished(index, image)  # a stage's result; plan.finish(): the run's
 """
 
 import itertools
 from dataclasses import dataclass
+
+import numpy as np
+
+import utils
 
 
 @dataclass(frozen=True)
@@ -41,3 +55,35 @@ def steps_left(scales, index, step):
     later = sum((scale.last_step - before.last_step) * scale.width * scale.height / (here.width * here.height)
                 for before, scale in zip(scales[index:], scales[index + 1:]))
     return here.last_step - step + later
+
+
+class StillPlan:
+    """The stages of a still image: its scales. The images are read again at each coarse scale's size, and each
+    scale starts from the previous one's result, upsampled."""
+
+    stage_word = "Scale"
+
+    def __init__(self, stages, files, images):
+        """files: the run's runner.inputs.ImageFiles; images: read at the output size (the last stage's)."""
+        self.stages, self.files, self.images = stages, files, images
+
+    def images_at(self, index):
+        stage = self.stages[index]
+        return self.images if index == len(self.stages) - 1 else self.files.read_at(stage.width, stage.height)
+
+    def start_at(self, index, previous_image):
+        if previous_image is None:
+            return None
+        return utils.resized(previous_image[0], self.stages[index].width, self.stages[index].height)[np.newaxis]
+
+    def temporal_at(self, index):
+        return None
+
+    def finished(self, index, image):
+        pass
+
+    def finish(self):
+        pass
+
+    def outputs(self):
+        return []

@@ -45,6 +45,14 @@ def images(tmp_path_factory):
             "style": write_image(folder / "style.png", 64, 64, seed=3)}
 
 
+@pytest.fixture(autouse=True)
+def _back_to_the_starting_folder():
+    """Some tests change into their run's folder: the next starts where pytest did (sbatch, say, submits from it)."""
+    folder = os.getcwd()
+    yield
+    os.chdir(folder)
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """Each test runs in its own empty folder, where the default output folders land."""

@@ -81,15 +81,21 @@ def small_problem(**changes):
     return Problem(**fields)
 
 
+def built(problem, weights, content, style):
+    """The model built for problem, its content features fed, and its start image."""
+    model = StyleTransfer(problem, weights, style_transfer.compute_style_grams(weights, problem, [style])).build()
+    model.content_features = style_transfer.ContentFeatures(weights, problem)(content)
+    model.use_targets(model.content_features, None)
+    return model, style_transfer.initial_image(problem, content, style, weights.mean_pixel)
+
+
 @pytest.fixture(scope="module")
 def built_model(vgg19_mat):
     rng = np.random.default_rng(5)
     content, style = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
-    problem = small_problem()
     weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
-    targets = style_transfer.compute_targets(weights, problem, content, [style])
-    start = style_transfer.initial_image(problem, content, style, weights.mean_pixel)
-    return StyleTransfer(problem, weights, targets, start).build(), content, weights
+    model, start = built(small_problem(), weights, content, style)
+    return model, content, weights, start
 
 
 def test_the_generated_image_is_the_only_trainable_variable(built_model):
@@ -100,8 +106,8 @@ def test_the_generated_image_is_the_only_trainable_variable(built_model):
 
 
 def test_initial_image_mixes_noise_and_content_in_mean_subtracted_space(built_model):
-    model, content, weights = built_model
-    start = model.start_image[0]
+    model, content, weights, start = built_model
+    start = start[0]
     # 0.6 × noise in [-20, 20] + 0.4 × (content - mean): within 12 of 0.4 × (content - mean).
     assert np.abs(start - 0.4 * (content - weights.mean_pixel)).max() <= 12.0 + 1e-3
     again = style_transfer.initial_image(model.problem, content, content, weights.mean_pixel)
@@ -109,7 +115,7 @@ def test_initial_image_mixes_noise_and_content_in_mean_subtracted_space(built_mo
 
 
 def test_the_other_starting_images(built_model):
-    model, content, weights = built_model
+    model, content, weights, _ = built_model
     style = content[::-1]
     start = {init: style_transfer.initial_image(small_problem(init=init, noise_ratio=1.0 if init == "noise" else None),
                                                 content, style, weights.mean_pixel)[0]
@@ -121,17 +127,17 @@ def test_the_other_starting_images(built_model):
 
 
 def test_graph_losses_match_numpy_on_the_graph_features(built_model):
-    model, _, _ = built_model
+    model, _, _, start = built_model
     problem = model.problem
     feature_names = [load_vgg.feature_layer(name) for name in [*problem.content_layers, *problem.style_layers]]
     with model.graph.as_default(), tf.Session() as sess:
-        sess.run(tf.global_variables_initializer())
+        sess.run(model.initialize, {model.start_image: start})
         features, losses, image = sess.run([{name: model.layers[name] for name in feature_names}, model.loss_tensors,
-                                            model.image])
+                                            model.image], model.feeds)
 
-    content = numpy_content_loss(features["relu4_2"].astype(np.float64), model.targets.content_features[0])
+    content = numpy_content_loss(features["relu4_2"].astype(np.float64), model.content_features[0])
     layer_losses = [numpy_style_layer_loss(features[load_vgg.feature_layer(name)].astype(np.float64), gram)
-                    for name, gram in zip(problem.style_layers, model.targets.style_grams)]
+                    for name, gram in zip(problem.style_layers, model.style_grams)]
     style = sum(weight * loss for weight, loss in zip(problem.style_layer_weights, layer_losses))
     np.testing.assert_allclose(losses["content_loss"], content, rtol=1e-4)
     np.testing.assert_allclose(losses["style_loss/conv3_1"], layer_losses[2], rtol=1e-3)
@@ -147,12 +153,11 @@ def test_several_content_layers_add_their_losses(vgg19_mat):
     content, style = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
     problem = small_problem(content_layers=("conv2_1", "conv4_2"), tv_weight=0.0)
     weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
-    targets = style_transfer.compute_targets(weights, problem, content, [style])
-    start = style_transfer.initial_image(problem, content, style, weights.mean_pixel)
-    model = StyleTransfer(problem, weights, targets, start).build()
+    model, start = built(problem, weights, content, style)
     with model.graph.as_default(), tf.Session() as sess:
-        sess.run(tf.global_variables_initializer())
-        features, loss = sess.run([[model.layers["relu2_1"], model.layers["relu4_2"]], model.content_loss])
+        sess.run(model.initialize, {model.start_image: start})
+        features, loss = sess.run([[model.layers["relu2_1"], model.layers["relu4_2"]], model.content_loss],
+                                  model.feeds)
     expected = sum(numpy_content_loss(feature.astype(np.float64), target)
-                   for feature, target in zip(features, targets.content_features))
+                   for feature, target in zip(features, model.content_features))
     np.testing.assert_allclose(loss, expected, rtol=1e-4)

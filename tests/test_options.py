@@ -71,14 +71,14 @@ def test_blended_styles_give_the_blended_gram_targets(vgg19_mat):
     from test_losses import numpy_gram, small_problem
 
     rng = np.random.default_rng(7)
-    content = rng.uniform(0, 255, (32, 40, 3)).astype(np.float32)
+    rng.uniform(0, 255, (32, 40, 3))  # the content image it once drew: the styles below stay as they were
     first, second = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
     half = rng.uniform(0, 255, (16, 20, 3)).astype(np.float32)
     weights = load_vgg.load_weights(vgg19_mat[0], "relu2_1")
     shallow = dict(style_layers=("conv1_1", "conv2_1"), style_layer_weights=(1.0, 1.0), content_layers=("conv1_1",))
     blended_problem = small_problem(**shallow, style_blend_weights=(0.75, 0.25))
-    blended = style_transfer.compute_targets(weights, blended_problem, content, [first, second]).style_grams
-    alone = [style_transfer.compute_targets(weights, small_problem(**shallow), content, [image]).style_grams
+    blended = style_transfer.compute_style_grams(weights, blended_problem, [first, second])
+    alone = [style_transfer.compute_style_grams(weights, small_problem(**shallow), [image])
              for image in (first, second, half)]
     for layer in range(2):
         np.testing.assert_allclose(blended[layer], 0.75 * alone[0][layer] + 0.25 * alone[1][layer], rtol=1e-4)
@@ -180,17 +180,22 @@ def test_several_content_images_each_get_their_own_folders(workdir, tmp_path_fac
     write_image(folder / "b.jpg", 40, 60, seed=12)
     (folder / "notes.txt").write_text("not an image, not picked up\n")
     calls = []
-    real_targets = style_transfer.compute_targets
+    real_grams, real_model = style_transfer.compute_style_grams, style_transfer.StyleTransfer.build
 
-    def counting_targets(*args):
-        calls.append(args[-1] is not None)  # were the style Grams handed over?
-        return real_targets(*args)
+    def counting_grams(*args):
+        calls.append("style grams")
+        return real_grams(*args)
 
-    monkeypatch.setattr(style_transfer, "compute_targets", counting_targets)
+    def counting_builds(model):
+        calls.append("graph")
+        return real_model(model)
+
+    monkeypatch.setattr(style_transfer, "compute_style_grams", counting_grams)
+    monkeypatch.setattr(style_transfer.StyleTransfer, "build", counting_builds)
     code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", str(folder), images["content"], "--style",
                                images["style"], "--width", "40", "--height", "32", "--iterations", "2"], capsys)
     assert code == 0, err
-    assert calls == [False, True, True]  # the style's Gram matrices are computed once
+    assert calls == ["style grams", "graph"]  # the style's Gram matrices are computed once, one graph serves all
     for name in ("a", "b", "content"):
         assert Image.open(os.path.join("outputs", name, "final.png")).size == (40, 32)
         assert os.path.exists(os.path.join("checkpoints", "style_transfer", name, "run.json"))

@@ -45,7 +45,7 @@ def submit(environment, tasks, logs, args):
     # --no-requeue: a task killed here stays ended (the example requeues, which Slurm delays by about 2 minutes).
     submitted = subprocess.run(["sbatch", "--parsable", f"--array={tasks}", "--cpus-per-task=1", "--mem=3G",
                                 "--no-requeue", f"--chdir={PROJECT}", f"--output={logs}/%A_%a.out", ARRAY, *args],
-                               env=environment, capture_output=True, text=True, timeout=60, check=True)
+                               env=environment, cwd=PROJECT, capture_output=True, text=True, timeout=60, check=True)
     return submitted.stdout.strip().split(";")[0]
 
 
@@ -65,14 +65,17 @@ def test_a_job_array_does_every_item_once_across_a_killed_task(slurm, tmp_path, 
     logs.mkdir()
     work = tmp_path / "work"
     args = ["--vgg", vgg19_mat[0], "--content", str(tmp_path / "data-*.tfrecord"), "--style", images["style"],
-            "--width", "64", "--height", "48", "--iterations", "30", "--save-every", "5", "--log-every", "100",
+            "--width", "64", "--height", "48", "--iterations", "200", "--save-every", "5", "--log-every", "100",
             "--checkpoint-dir", str(work / "checkpoints"), "--log-dir", str(work / "graphs"),
             "--output-dir", str(work / "outputs"), "--output-tfrecord", str(work / "styled")]
     job = submit(slurm, "0-2", logs, args)
-    # Task 0 runs photo0 and photo3: kill it, without warning, once photo0 has a checkpoint.
+    # Task 0 runs photo0 and photo3: kill it, without warning, once photo0 has a checkpoint (200 steps leave
+    # some seconds to do so: an item's steps are fast at this size, and its graph is built once per task).
     first = work / "checkpoints" / "photo0" / "checkpoint"
     wait_for(lambda: first.exists() or not running(slurm, job), 300, "task 0's first checkpoint")
-    subprocess.run(["scancel", "--full", "--signal=KILL", f"{job}_0"], env=slurm, timeout=60, check=True)
+    killed = subprocess.run(["scancel", "--full", "--signal=KILL", f"{job}_0"], env=slurm, timeout=60,
+                            capture_output=True, text=True)
+    assert killed.returncode == 0, (killed.stderr, [path.read_text()[-2000:] for path in sorted(logs.iterdir())])
     wait_for(lambda: not running(slurm, job), 600, "the array to end")
     rerun = submit(slurm, "0-2", logs, args)  # the whole array again: what is done is skipped
     wait_for(lambda: not running(slurm, rerun), 600, "the array run again")

@@ -1,0 +1,256 @@
+"""Films: a video file or a folder of frames in; stylised frames and a video out, without flicker.
+
+A film is one run whose stages are its frames, as a still image's stages are its scales (runner/scales.py).
+Frame 1 is stylised as a still image in --iterations steps; every later frame takes --frame-steps more,
+starting from the previous stylised frame warped by the optical flow, with a temporal loss (in
+style_transfer.py) that keeps it there wherever the flow is reliable (Ruder et al. 2016; runner/flow.py).
+One global step runs across the frames, so TensorBoard shows one curve per loss and a checkpoint says which
+frame a killed run was on; a frame, once finished, is on disk and never redone.
+
+    clip = read_clip(source, width, height, numbers, fps)     # the frames, fitted to the output size
+    plan = FramePlan(clip, steps, images, mean_pixel, folders, preserve_colors)
+    plan.stages                  # one runner.scales.Scale per frame: its size and the step it ends at
+    plan.images_at(index)        # the frame as the content image, the styles
+    plan.start_at(index, _)      # None for frame 1 (the usual start), else the warped previous result
+    plan.temporal_at(index)      # what the temporal loss compares with: (warped previous, reliability mask)
+    plan.finished(index, image)  # writes <output-dir>/frames/<number>.png
+    plan.finish()                # writes the video: <output> as .mp4, at the source's frame rate, with its sound
+
+Flow is computed once per pair of frames and cached in <checkpoint-dir>/flow/. Decoding and encoding use the
+ffmpeg that the imageio-ffmpeg wheel ships; a folder of frames is read with Pillow.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+
+import imageio_ffmpeg
+import numpy as np
+from PIL import Image, ImageOps
+
+import utils
+from runner import flow
+from runner.scales import Scale
+from utils import FixableError
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+VIDEO_MARK = utils.WRITTEN_BY  # the container's comment: the tool replaces only a video that carries it
+
+
+def is_video_file(path):
+    return isinstance(path, str) and os.path.splitext(path)[1].lower() in VIDEO_EXTENSIONS
+
+
+@dataclass(frozen=True)
+class Clip:
+    """The frames to stylise, at the output size."""
+    source: str  # a video file, or a folder of frames
+    frames: list  # uint8 [height, width, 3], in source order
+    numbers: list  # each frame's number in the source, counted from 1
+    fps: float
+    sound: bool  # the source is a video file with a sound track, used whole: the output gets it
+
+
+def source_size(source, what="film"):
+    """(width, height) of the film's frames, read without decoding them all."""
+    if os.path.isdir(source):
+        return utils.image_size(_frame_files(source)[0], "frame")
+    return _open(source)[1]["size"]
+
+
+def identity(source):
+    """What a film is made of, whatever it is called: a video file's SHA-256, or its frames' (runner.problem)."""
+    if not os.path.isdir(source):
+        return utils.file_identity(source)
+    files = [utils.file_identity(path) for path in _frame_files(source)]
+    return {"sha256": hashlib.sha256(json.dumps(files).encode()).hexdigest(), "frames": len(files)}
+
+
+def _frame_files(folder):
+    """The image files of a folder of frames, in natural order (frame2 before frame10)."""
+    extensions = set(Image.registered_extensions())
+    names = [name for name in os.listdir(folder) if os.path.splitext(name)[1].lower() in extensions]
+    if not names:
+        raise FixableError(f"frame folder {folder} holds no image files: pass a folder of frames")
+    names.sort(key=lambda name: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)])
+    return [os.path.join(folder, name) for name in names]
+
+
+def _open(path):
+    """(frame generator, its metadata) of a video file; refuse what ffmpeg cannot read."""
+    if not os.path.isfile(path):
+        raise FixableError(f"video {path} not found: check the path")
+    try:
+        frames = imageio_ffmpeg.read_frames(path)
+        return frames, next(frames)
+    except (OSError, RuntimeError, StopIteration) as error:
+        raise FixableError(f"video {path} cannot be read ({_reason(error)}): pass a video file that ffmpeg "
+                           f"plays, or a folder of frames with --video") from None
+
+
+def _reason(error):
+    """ffmpeg's own last words on a file it could not read, without the path it repeats."""
+    text = str(error)
+    if "=== stderr ===" in text:
+        lines = [line.strip() for line in text.split("=== stderr ===")[-1].splitlines() if line.strip()]
+        text = lines[-1].rsplit(": ", 1)[-1] if lines else text
+    return utils.one_line(text)
+
+
+def read_clip(source, width, height, numbers=None, fps=None):
+    """The film at `source` (a video file, or a folder of frames), each frame fitted to width x height as a still
+    content image is. numbers: (first, last) frame numbers to keep, counted from 1; None for all. fps: a folder's
+    frame rate (a video file's own is used)."""
+    first, last = numbers or (1, None)
+    frames, kept = [], []
+    if os.path.isdir(source):
+        files = _frame_files(source)
+        sizes = {utils.image_size(path, "frame") for path in files}
+        if len(sizes) > 1:
+            raise FixableError(f"the frames in {source} are of {len(sizes)} different sizes: make them one size")
+        for number, path in enumerate(files, start=1):
+            if first <= number <= (last or number):
+                frames.append(utils.load_image(path, width, height, "frame").astype(np.uint8))
+                kept.append(number)
+        sound, rate = False, fps
+    else:
+        reader, meta = _open(source)
+        source_width, source_height = meta["size"]
+        try:
+            for number, data in enumerate(reader, start=1):
+                if last is not None and number > last:
+                    break
+                if number >= first:
+                    pixels = np.frombuffer(data, np.uint8).reshape(source_height, source_width, 3)
+                    frames.append(_fitted(pixels, width, height))
+                    kept.append(number)
+        except (OSError, RuntimeError) as error:
+            raise FixableError(f"video {source} cannot be decoded ({_reason(error)}): re-encode it, or "
+                               f"pass a folder of frames with --video") from None
+        finally:
+            reader.close()
+        sound = bool(meta.get("audio_codec")) and numbers is None
+        rate = fps or meta.get("fps") or 25.0
+    if not kept:
+        where = f"frames {first}:{last or ''} of " if numbers else ""
+        raise FixableError(f"{where}{source} holds no frame: check --frames, or pass a film with frames")
+    return Clip(source, frames, kept, float(rate or 25.0), sound)
+
+
+def _fitted(pixels, width, height):
+    """A decoded frame cropped and resized to width x height as utils.load_image fits a still."""
+    image = ImageOps.fit(Image.fromarray(pixels), (width, height), Image.Resampling.LANCZOS)
+    return np.asarray(image, np.uint8)
+
+
+def video_output(output):
+    """The video's path: --output with .mp4 for its extension (outputs/final.png: outputs/final.mp4)."""
+    return os.path.splitext(output)[0] + ".mp4"
+
+
+def written_by_this_tool(path):
+    """True if the video at `path` carries the mark write_video puts in its comment."""
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True,
+                           text=True, errors="replace", timeout=60)
+    return any(line.strip().startswith("comment") and VIDEO_MARK in line for line in probe.stderr.splitlines())
+
+
+def write_video(path, frames, fps, sound_from=None):
+    """Encode frames (uint8 [height, width, 3]) as H.264 MP4, atomically; sound_from: a file whose sound to add."""
+    height, width = frames[0].shape[:2]
+    with utils.atomic_output(path) as temporary:
+        writer = imageio_ffmpeg.write_frames(
+            temporary, (width, height), fps=fps, quality=8, macro_block_size=1, audio_path=sound_from,
+            output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-metadata", f"comment={VIDEO_MARK}",
+                           "-f", "mp4", *(["-shortest"] if sound_from else [])])
+        writer.send(None)  # starts ffmpeg
+        for frame in frames:
+            writer.send(np.ascontiguousarray(frame))
+        writer.close()
+
+
+@dataclass(frozen=True)
+class FrameSteps:
+    first: int  # frame 1's steps (--iterations)
+    later: int  # each later frame's (--frame-steps)
+
+
+class FramePlan:
+    """The stages of a film: one per frame, all at the output size (see the module's docstring)."""
+
+    stage_word = "Frame"
+
+    def __init__(self, clip, steps, images, mean_pixel, folders, preserve_colors):
+        """images: the style images (runner.inputs.Images) at the output size; folders: the run's Folders."""
+        self.clip, self.images, self.mean_pixel = clip, images, mean_pixel
+        self.preserve_colors = preserve_colors
+        height, width = clip.frames[0].shape[:2]
+        self.stages = [Scale(width, height, steps.first + index * steps.later) for index in range(len(clip.frames))]
+        self.frame_dir = os.path.join(folders.output_dir, "frames")
+        self.flow_dir = os.path.join(folders.checkpoint_dir, "flow")
+        self.video = video_output(folders.output)
+        self._temporal = {}  # index -> (warped previous result, mask), for the frame being worked on
+
+    def outputs(self):
+        """Every file the plan writes: refused up front if one exists that the tool did not write."""
+        return [self.frame_path(index) for index in range(len(self.stages))] + [self.video]
+
+    def frame_path(self, index):
+        return os.path.join(self.frame_dir, f"{self.clip.numbers[index]:05d}.png")
+
+    def images_at(self, index):
+        return dataclasses.replace(self.images, content=self.clip.frames[index].astype(np.float32))
+
+    def start_at(self, index, previous_image):
+        """Frame 1 starts as a still image does (None); a later frame from the previous result, warped. That
+        result is read back from its file, so that a resumed run starts where an uninterrupted one does."""
+        return None if index == 0 else self.temporal_at(index)[0]
+
+    def temporal_at(self, index):
+        """(warped previous result, mask): [1, height, width, 3] in the network's space, [1, height, width, 1].
+        Frame 1 has no previous frame: its mask is all zero, and so is its temporal loss."""
+        if index not in self._temporal:
+            height, width = self.clip.frames[0].shape[:2]
+            if index == 0:
+                warped, mask = np.zeros((height, width, 3), np.float32), np.zeros((height, width), np.float32)
+            else:
+                backward, mask = self.flow_at(index)
+                previous = utils.load_image(self.frame_path(index - 1), width, height, "stylised frame")
+                warped = flow.warp(previous, backward) - self.mean_pixel
+            self._temporal = {index: (warped[np.newaxis].astype(np.float32), mask[np.newaxis, ..., np.newaxis])}
+        return self._temporal[index]
+
+    def flow_at(self, index):
+        """(backward flow, reliability mask) from frame index to the one before, cached on disk."""
+        path = os.path.join(self.flow_dir, f"{self.clip.numbers[index]:05d}.npz")
+        try:
+            with np.load(path) as cached:
+                return cached["backward"], cached["mask"]
+        except (OSError, ValueError, KeyError):  # not there yet, or damaged: compute it again
+            pass
+        frame, previous = self.clip.frames[index], self.clip.frames[index - 1]
+        backward, forward = flow.flow(frame, previous), flow.flow(previous, frame)
+        mask = flow.reliability(backward, forward)
+        os.makedirs(self.flow_dir, exist_ok=True)
+        with utils.atomic_output(path) as temporary, open(temporary, "wb") as file:
+            np.savez(file, backward=backward, mask=mask)
+        return backward, mask
+
+    def finished(self, index, image):
+        """Write the frame's result (image: [1, height, width, 3] in the network's space)."""
+        pixels = np.clip(image[0] + self.mean_pixel, 0, 255)
+        if self.preserve_colors:
+            pixels = utils.with_colors_of(pixels, self.clip.frames[index])
+        os.makedirs(self.frame_dir, exist_ok=True)
+        utils.save_image(self.frame_path(index), pixels)
+
+    def finish(self):
+        """The video of every stylised frame, at the source's frame rate, with its sound when it has one."""
+        frames = [np.asarray(Image.open(self.frame_path(index)).convert("RGB")) for index in range(len(self.stages))]
+        write_video(self.video, frames, self.clip.fps, self.clip.source if self.clip.sound else None)
+        print(f"Video: {self.video} ({len(frames)} frames at {self.clip.fps:g} fps); frames in {self.frame_dir}",
+              flush=True)

@@ -3,12 +3,13 @@
     python style_transfer.py                    # CS20 defaults: deadpool.jpg in the style of guernica.jpg
     python style_transfer.py --iterations 500   # carries the run in checkpoints/style_transfer on to step 500
 
-This file is the algorithm, top to bottom: the losses; the targets (content features, style Gram matrices),
-computed once; the model (StyleTransfer.build: create_input, load_vgg, losses, optimize, create_summary),
-whose steps() yields a report per step; train(), the Session loop of one scale; run(), over the scales of one
-image; main(), over the images. Around it: load_vgg.py builds VGG-19 from its weights file; lbfgs.py drives
-scipy's L-BFGS-B one step at a time; runner/ manages runs (options, inputs, the run folder with its checkpoints
-and events, what is written after each step, the coarse-to-fine plan); utils.py downloads and reads images.
+This file is the algorithm, top to bottom: the losses; the targets (the style's Gram matrices, computed once;
+the content's features, fed); the model (StyleTransfer.build: create_input, load_vgg, losses, optimize,
+create_summary), whose steps() yields a report per step; train(), the Session loop of one stage (a scale of an
+image, a frame of a film); run(), over the stages of one item; main(), over the items. Around it: load_vgg.py
+builds VGG-19 from its weights file; lbfgs.py drives scipy's L-BFGS-B one step at a time; runner/ manages runs
+(options, inputs, the run folder with its checkpoints and events, what is written after each step, the stages:
+a still image's coarse-to-fine scales, a film's frames); utils.py downloads and reads images.
 """
 
 import collections
@@ -293,7 +294,8 @@ class StyleTransfer:
 
 
 # ---------------------------------------------------------------------------------------------------
-# 4. train(): one scale of one image in one Session; run(): the scales; main(): the images.
+# 4. train(): one stage of one item in one Session; run(): its stages (runner.scales, runner.video); main(): the
+#    items.
 
 class Graphs:
     """The graphs and Sessions built for one problem at one size, kept for the next image that needs the same:

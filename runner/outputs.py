@@ -8,6 +8,7 @@
 - At the end, the final image.
 """
 
+import functools
 import json
 import math
 import os
@@ -148,6 +149,7 @@ def format_duration(seconds):
     return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
+@functools.lru_cache(maxsize=2)  # the images of a data set share a graph: serialise it once (0.1 s at 333x250)
 def graph_without_weights(graph):
     """The GraphDef with large constants' values dropped: TensorBoard shows the structure, not 80 MB."""
     graph_def = graph.as_graph_def(add_shapes=True)

@@ -16,7 +16,7 @@ from PIL import Image
 from conftest import run_script, start_script
 from runner import flow, video
 from runner.tf_setup import tf
-from test_run import wait_for
+from test_run import read_pixels, wait_for
 from utils import FixableError
 
 
@@ -146,11 +146,6 @@ def film_args(vgg19_mat, images, film, *more):
     return ["--vgg", vgg19_mat[0], "--content", film, "--video", "--style", images["style"], "--width", "40",
             "--height", "32", "--optimizer", "lbfgs", "--iterations", "8", "--frame-steps", "4", "--fps", "12",
             "--log-every", "1", "--save-every", "2", *more]
-
-
-def read_pixels(path):
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), np.float64)
 
 
 def scalars(log_dir, tag):

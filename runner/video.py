@@ -109,7 +109,7 @@ def read_clip(source, width, height, numbers=None, fps=None):
     frames, kept = [], []
     if os.path.isdir(source):
         files = _frame_files(source)
-        sizes = {utils.image_size(path, "frame") for path in files}
+        sizes = {_stored_size(path) for path in files} - {None}
         if len(sizes) > 1:
             raise FixableError(f"the frames in {source} are of {len(sizes)} different sizes: make them one size")
         for number, path in enumerate(files, start=1):
@@ -139,6 +139,15 @@ def read_clip(source, width, height, numbers=None, fps=None):
         where = f"frames {first}:{last or ''} of " if numbers else ""
         raise FixableError(f"{where}{source} holds no frame: check --frames, or pass a film with frames")
     return Clip(source, frames, kept, float(rate or 25.0), sound)
+
+
+def _stored_size(path):
+    """A frame file's size from its header alone (the frames are decoded once, when they are fitted)."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # Pillow raises many kinds for a damaged file: utils.load_image says which, in one line
+        return None
 
 
 def _fitted(pixels, width, height):

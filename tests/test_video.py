@@ -227,6 +227,7 @@ def test_sigkill_mid_film_then_the_same_command_gives_the_same_frames(tmp_path, 
     ("not a video", "cannot be read"),
     ("frames out of range", "holds no frame"),
     ("frames of two sizes", "different sizes"),
+    ("a damaged frame", "frame2.png is not a readable image"),
     ("keep-best", "--keep-best is for still images"),
     ("a video of the user's in the way", "was not written by style_transfer.py"),
 ])
@@ -242,6 +243,9 @@ def test_bad_film_input_is_refused_in_one_line_and_nothing_is_written(tmp_path, 
         args += ["--frames", "7:9"]
     elif case == "frames of two sizes":
         Image.new("RGB", (50, 40)).save(os.path.join(film, "frame5.png"))
+    elif case == "a damaged frame":
+        with open(os.path.join(film, "frame2.png"), "r+b") as frame:
+            frame.truncate(60)
     elif case == "keep-best":
         args.append("--keep-best")
     else:

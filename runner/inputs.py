@@ -197,7 +197,7 @@ def prepare_job(args, content_path, name, schedule, folders, weights=None, film=
 def check_film_options(args):
     """Refuse what a film cannot do (yet): the options that belong to still images."""
     for given, option in ((args.texture, "--texture"), (args.keep_best, "--keep-best"),
-                          (len(args.scales) > 1, "--scales")):
+                          (len(args.scales) > 1, "--scales (which --fast sets)" if args.fast else "--scales")):
         if given:
             raise FixableError(f"{option} is for still images, not films: drop it, or pass a still image")
 

@@ -19,7 +19,7 @@ import numpy as np
 
 import load_vgg
 import utils
-from runner import run_folder, video
+from runner import run_folder, tf_setup, video
 from runner.options import coarse_scale_steps, frame_steps
 from runner.problem import Problem
 from runner.scales import StillPlan
@@ -220,8 +220,9 @@ def output_size(args, content_path, size_of=utils.image_size):
 
 
 def check_memory(width, height, content_layers, style_layers):
-    """Refuse a size whose estimated memory exceeds what is available, and say what size would fit."""
-    available = utils.available_memory()
+    """Refuse a size whose estimated memory exceeds what is available (on a GPU, the GPU's), and say what size
+    would fit."""
+    available = tf_setup.gpu_free_memory() if tf_setup.ON_GPU else utils.available_memory()
     deepest = load_vgg.deepest_layer_used(content_layers, style_layers)
     per_image = MEMORY_PER_ACTIVATION * load_vgg.activation_count(width, height, deepest)
     if available is None or MEMORY_FIXED + per_image <= available:
@@ -229,8 +230,9 @@ def check_memory(width, height, content_layers, style_layers):
     scale = math.sqrt(max(available - MEMORY_FIXED, 0) / per_image)
     fits = f"at most about {int(width * scale)}x{int(height * scale)}" if scale * min(width, height) >= 1 \
         else "no image at all"
+    memory = "GPU memory" if tf_setup.ON_GPU else "memory"
     raise FixableError(f"--width {width} --height {height} needs about {(MEMORY_FIXED + per_image) / 1e9:.1f} GB of "
-                     f"memory and {available / 1e9:.1f} GB is available: {fits} fits")
+                       f"{memory} and {available / 1e9:.1f} GB is available: {fits} fits")
 
 
 def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):

@@ -1,10 +1,12 @@
 """TensorFlow, set up once for the whole tool: import this module before anything that imports TensorFlow.
 
 Quiet logs, oneDNN's convolutions, TF1 graph mode, op determinism (the same steps give the same image, so a
-resumed run ends where an uninterrupted one would), and the Session configurations measurements chose.
+resumed run ends where an uninterrupted one would, on a CPU or a GPU), the device, and the Session
+configurations measurements chose for it.
 """
 
 import os
+import subprocess
 import sys
 
 import utils
@@ -23,19 +25,48 @@ tf.get_logger().setLevel("ERROR")  # the compat.v1 deprecation notices are not f
 tf.disable_v2_behavior()
 tf2.config.experimental.enable_op_determinism()
 
-# One op at a time, each on every core: the convolutions are large enough to use them all, and running two
-# at once only makes them fight over the cores (measured: 0.80 against 0.84 s/step at 333x250 on 2 cores).
-SESSION_CONFIG = tf.ConfigProto(inter_op_parallelism_threads=1)
-# Graph optimisation: each pass copies the graph, weight constants included, so only the passes that make the
-# steps faster run, once (measured at 333x250: the same s/step, about 200 MB less peak memory). The remapper
-# fuses conv + bias + ReLU for oneDNN, and dependency optimisation lets it (without: 0.65 -> 1.0 s/step).
-_rewrite = SESSION_CONFIG.graph_options.rewrite_options
-_rewrite.meta_optimizer_iterations = _rewrite.ONE
-for _pass in ("arithmetic_optimization", "layout_optimizer", "loop_optimization", "shape_optimization",
-              "function_optimization", "debug_stripper"):
-    setattr(_rewrite, _pass, _rewrite.OFF)
-_rewrite.memory_optimization = _rewrite.NO_MEM_OPT
+# The device: the same script runs on a GPU where TensorFlow sees one (see the README on installing for it).
+ON_GPU = bool(tf2.config.list_physical_devices("GPU"))
 
+
+def session_config(on_gpu):
+    """The training Session's configuration, chosen per device.
+
+    CPU: one op at a time, each on every core (the convolutions are large enough to use them all; two at once
+    only fight over the cores: 0.80 against 0.84 s/step at 333x250 on 2 cores). Of the graph optimiser only the
+    passes that make steps faster run, once: each pass copies the graph, weight constants included (measured at
+    333x250: the same s/step, about 200 MB less peak memory). The remapper fuses conv + bias + ReLU for oneDNN,
+    and dependency optimisation lets it (without: 0.65 -> 1.0 s/step).
+    GPU: TensorFlow's own rewrites, the layout optimiser among them (cuDNN prefers channels first), and memory
+    taken as it is needed rather than all at once, so that a run's peak is its own and the GPU can be shared.
+    """
+    config = tf.ConfigProto()
+    if on_gpu:
+        config.gpu_options.allow_growth = True
+        return config
+    config.inter_op_parallelism_threads = 1
+    rewrite = config.graph_options.rewrite_options
+    rewrite.meta_optimizer_iterations = rewrite.ONE
+    for name in ("arithmetic_optimization", "layout_optimizer", "loop_optimization", "shape_optimization",
+                 "function_optimization", "debug_stripper"):
+        setattr(rewrite, name, rewrite.OFF)
+    rewrite.memory_optimization = rewrite.NO_MEM_OPT
+    return config
+
+
+def gpu_free_memory():
+    """Bytes free on the first GPU, as nvidia-smi reports them, or None where it cannot say."""
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                                capture_output=True, text=True, timeout=30)
+        return int(listed.stdout.split()[0]) * 2**20 if listed.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+SESSION_CONFIG = session_config(ON_GPU)
 # A graph evaluated once (the targets): graph optimisation would cost more than it saves there.
 ONE_RUN_CONFIG = tf.ConfigProto(inter_op_parallelism_threads=1)
 ONE_RUN_CONFIG.graph_options.rewrite_options.disable_meta_optimizer = True
+if ON_GPU:
+    ONE_RUN_CONFIG.gpu_options.allow_growth = True

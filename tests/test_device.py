@@ -1,0 +1,58 @@
+"""The device choices, tested on the CPU (no GPU is needed): the Session configuration per device, and the memory
+guard reading the GPU's free memory where the run is on a GPU."""
+
+import os
+import stat
+
+import pytest
+
+from runner import inputs, tf_setup
+from utils import FixableError
+
+CNN_LAYERS = (("conv4_2",), ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"))
+
+
+def test_the_cpu_runs_the_chosen_rewrites_only_and_one_op_at_a_time():
+    config = tf_setup.session_config(on_gpu=False)
+    rewrite = config.graph_options.rewrite_options
+    assert config.inter_op_parallelism_threads == 1
+    assert rewrite.layout_optimizer == rewrite.OFF and rewrite.arithmetic_optimization == rewrite.OFF
+    assert rewrite.remapping != rewrite.OFF and rewrite.dependency_optimization != rewrite.OFF
+    assert rewrite.meta_optimizer_iterations == rewrite.ONE
+    assert not config.gpu_options.allow_growth
+
+
+def test_a_gpu_keeps_tensorflows_rewrites_and_takes_memory_as_needed():
+    config = tf_setup.session_config(on_gpu=True)
+    rewrite = config.graph_options.rewrite_options
+    assert rewrite.layout_optimizer != rewrite.OFF and rewrite.arithmetic_optimization != rewrite.OFF
+    assert not rewrite.disable_meta_optimizer and config.gpu_options.allow_growth
+
+
+def test_this_machine_is_configured_for_what_tensorflow_sees():
+    assert tf_setup.SESSION_CONFIG == tf_setup.session_config(tf_setup.ON_GPU)
+
+
+def fake_nvidia_smi(folder, monkeypatch, output, code=0):
+    script = folder / "nvidia-smi"
+    script.write_text(f"#!/bin/sh\nprintf '{output}'\nexit {code}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_gpu_free_memory_is_read_from_nvidia_smi(tmp_path, monkeypatch):
+    fake_nvidia_smi(tmp_path, monkeypatch, "81234\\n")
+    assert tf_setup.gpu_free_memory() == 81234 * 2**20
+    fake_nvidia_smi(tmp_path, monkeypatch, "", code=9)
+    assert tf_setup.gpu_free_memory() is None
+
+
+def test_on_a_gpu_the_memory_guard_weighs_the_gpus_memory_not_the_hosts(tmp_path, monkeypatch):
+    monkeypatch.setattr(tf_setup, "ON_GPU", True)
+    fake_nvidia_smi(tmp_path, monkeypatch, "3000\\n")  # 3 GB free on the GPU, whatever the host has
+    inputs.check_memory(333, 250, *CNN_LAYERS)
+    with pytest.raises(FixableError, match=r"GB of GPU memory and 3\.1 GB is available: at most about \d+x\d+ fits"):
+        inputs.check_memory(2048, 1536, *CNN_LAYERS)
+    monkeypatch.setattr(tf_setup, "ON_GPU", False)
+    monkeypatch.setattr(inputs.utils, "available_memory", lambda: 24e9)
+    inputs.check_memory(2048, 1536, *CNN_LAYERS)  # the host's 24 GB hold it

@@ -71,8 +71,10 @@ def style_layer_loss(features, target_gram):
 # 2. The targets: the style's Gram matrices enter the training graph as constants; the content image's
 #    features are fed to it, so that the images of one data set share one graph.
 
-def compute_style_grams(weights, problem, style_images):
-    """The target Gram matrix of each style layer, computed in a throwaway graph in a single run.
+def compute_targets(weights, problem, style_images, content_image=None):
+    """(the target Gram matrix of each style layer, the content image's features at each content layer), computed
+    in a throwaway graph in a single run (each run of a new graph costs TensorFlow a fraction of a second of
+    set-up). content_image: None when the content comes later, fed (ContentFeatures); the features are then [].
 
     With several style images, the target Gram matrix of a layer is their blend; a Gram matrix is a sum over
     positions, so each is first scaled to the number of positions the generated image has at that layer (1 when
@@ -81,7 +83,7 @@ def compute_style_grams(weights, problem, style_images):
     graph = tf.Graph()
     with graph.as_default():
         constants = load_vgg.weight_constants(weights)
-        feeds, gram_ops = {}, []  # per style image, per style layer: (Gram, its positions)
+        feeds, gram_ops, content_ops = {}, [], []  # gram_ops: per style image, per style layer: (Gram, positions)
         for style_image in style_images:
             style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
             feeds[style_input] = [style_image - weights.mean_pixel]
@@ -89,14 +91,20 @@ def compute_style_grams(weights, problem, style_images):
                                       problem.pooling)
             features = [layers[load_vgg.feature_layer(name)] for name in problem.style_layers]
             gram_ops.append([(gram_matrix(layer), int(layer.shape[1]) * int(layer.shape[2])) for layer in features])
+        if content_image is not None and problem.content_layers:
+            content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
+            feeds[content_input] = [content_image - weights.mean_pixel]
+            layers = load_vgg.vgg_net(content_input, constants,
+                                      load_vgg.deepest_layer_used(problem.content_layers, []), problem.pooling)
+            content_ops = [layers[load_vgg.feature_layer(name)] for name in problem.content_layers]
         with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
-            grams = sess.run([[gram for gram, _ in ops] for ops in gram_ops], feeds)
+            grams, content_features = sess.run([[[gram for gram, _ in ops] for ops in gram_ops], content_ops], feeds)
     style_grams = []
     for index, name in enumerate(problem.style_layers):
         height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
         style_grams.append(sum(blend * grams[style][index] * (height * width / gram_ops[style][index][1])
                                for style, blend in enumerate(problem.style_blend_weights)))
-    return style_grams
+    return style_grams, content_features
 
 
 class ContentFeatures:
@@ -116,11 +124,6 @@ class ContentFeatures:
 
     def __call__(self, content_image):
         return self.sess.run(self.features, {self.image: [content_image - self.mean_pixel]})
-
-    def once(self, content_image):
-        """The features of the one image there will be, the Session closed at once."""
-        with self.sess:
-            return self(content_image)
 
 
 def initial_image(problem, content_image, style_image, mean_pixel):
@@ -301,33 +304,36 @@ class Graphs:
     """The graphs and Sessions built for one problem at one size, kept for the next image that needs the same:
     the images of a data set share them, feeding their own content features and start image.
 
-    shared: several images will come. Without, each graph is used once: the previous one is closed when the next
-    is built, and the content-features graph once it has run (a second Session in memory for no gain).
+    shared: several images will come (a data set, a film's frames), and each image's content features come from
+    a graph of their own (ContentFeatures). Without, each graph is used once: the previous one is closed when the
+    next is built, and the one image's content features are computed with the style's Gram matrices.
     """
 
     def __init__(self, keep, sizes, shared):
         self.keep, self.shared = keep, shared  # checkpoints kept; several images to come
         self.most = sizes if shared else 1  # graphs kept at once: one per size of the coarse-to-fine plan
-        self.built = collections.OrderedDict()  # Problem.graph_key() -> (model, saver, Session, ContentFeatures)
+        self.built = collections.OrderedDict()  # Problem.graph_key() -> (model, saver, Session, content features)
 
-    def get(self, problem, weights, style_images):
-        """(model, saver, Session, content features of an image: a callable, or None with --texture)."""
+    def get(self, problem, weights, images):
+        """(model, saver, Session, content_features(image): the features to feed for that content image)."""
         key = problem.graph_key()
         if key not in self.built:
             while len(self.built) >= self.most:
                 self._close(self.built.popitem(last=False)[1])
-            model = StyleTransfer(problem, weights, compute_style_grams(weights, problem, style_images)).build()
+            grams, features = compute_targets(weights, problem, images.styles,
+                                              None if self.shared else images.content)
+            model = StyleTransfer(problem, weights, grams).build()
             with model.graph.as_default():
                 saver = run_folder.new_saver(self.keep)
             model.graph.finalize()  # nothing below may grow the graph
-            self.built[key] = (model, saver, tf.Session(graph=model.graph, config=SESSION_CONFIG),
-                               ContentFeatures(weights, problem) if problem.content_layers else None)
+            if self.shared and problem.content_layers:
+                content_features = ContentFeatures(weights, problem)
+            else:  # the one image's, computed with the Gram matrices (none with --texture)
+                def content_features(image, computed=features):
+                    return computed
+            self.built[key] = (model, saver, tf.Session(graph=model.graph, config=SESSION_CONFIG), content_features)
         self.built.move_to_end(key)
-        model, saver, sess, content_features = self.built[key]
-        if content_features is not None and not self.shared:
-            self.built[key] = (model, saver, sess, None)
-            return model, saver, sess, content_features.once
-        return model, saver, sess, content_features
+        return self.built[key]
 
     def close(self):
         while self.built:
@@ -336,7 +342,7 @@ class Graphs:
     @staticmethod
     def _close(built):
         built[2].close()
-        if built[3] is not None:
+        if isinstance(built[3], ContentFeatures):
             built[3].sess.close()
 
 
@@ -352,8 +358,8 @@ def train(job, index, graphs, checkpoint, previous_image):
     stage, is_last = stages[index], index == len(stages) - 1
     problem = job.problem.at_size(stage.width, stage.height)
     images = plan.images_at(index)
-    model, saver, sess, content_features = graphs.get(problem, job.weights, images.styles)
-    model.use_targets(content_features(images.content) if content_features else [], plan.temporal_at(index))
+    model, saver, sess, content_features = graphs.get(problem, job.weights, images)
+    model.use_targets(content_features(images.content), plan.temporal_at(index))
     start_image = plan.start_at(index, previous_image)
     if start_image is None:
         start_image = initial_image(problem, images.content, images.start_style, job.weights.mean_pixel)

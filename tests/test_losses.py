@@ -83,8 +83,9 @@ def small_problem(**changes):
 
 def built(problem, weights, content, style):
     """The model built for problem, its content features fed, and its start image."""
-    model = StyleTransfer(problem, weights, style_transfer.compute_style_grams(weights, problem, [style])).build()
-    model.content_features = style_transfer.ContentFeatures(weights, problem)(content)
+    grams, model_content_features = style_transfer.compute_targets(weights, problem, [style], content)
+    model = StyleTransfer(problem, weights, grams).build()
+    model.content_features = model_content_features
     model.use_targets(model.content_features, None)
     return model, style_transfer.initial_image(problem, content, style, weights.mean_pixel)
 
@@ -161,3 +162,14 @@ def test_several_content_layers_add_their_losses(vgg19_mat):
     expected = sum(numpy_content_loss(feature.astype(np.float64), target)
                    for feature, target in zip(features, model.content_features))
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
+
+
+def test_content_features_fed_later_match_those_computed_with_the_targets(built_model):
+    """A data set's images get their content features from a graph of their own (ContentFeatures); one image
+    gets them with the style's Gram matrices: the two agree."""
+    model, content, weights, _ = built_model
+    later = style_transfer.ContentFeatures(weights, model.problem)
+    with later.sess:
+        fed = later(content)
+    for computed_later, computed_with_targets in zip(fed, model.content_features):
+        np.testing.assert_allclose(computed_later, computed_with_targets, rtol=1e-5, atol=1e-3)

@@ -77,8 +77,8 @@ def test_blended_styles_give_the_blended_gram_targets(vgg19_mat):
     weights = load_vgg.load_weights(vgg19_mat[0], "relu2_1")
     shallow = dict(style_layers=("conv1_1", "conv2_1"), style_layer_weights=(1.0, 1.0), content_layers=("conv1_1",))
     blended_problem = small_problem(**shallow, style_blend_weights=(0.75, 0.25))
-    blended = style_transfer.compute_style_grams(weights, blended_problem, [first, second])
-    alone = [style_transfer.compute_style_grams(weights, small_problem(**shallow), [image])
+    blended = style_transfer.compute_targets(weights, blended_problem, [first, second])[0]
+    alone = [style_transfer.compute_targets(weights, small_problem(**shallow), [image])[0]
              for image in (first, second, half)]
     for layer in range(2):
         np.testing.assert_allclose(blended[layer], 0.75 * alone[0][layer] + 0.25 * alone[1][layer], rtol=1e-4)
@@ -180,7 +180,7 @@ def test_several_content_images_each_get_their_own_folders(workdir, tmp_path_fac
     write_image(folder / "b.jpg", 40, 60, seed=12)
     (folder / "notes.txt").write_text("not an image, not picked up\n")
     calls = []
-    real_grams, real_model = style_transfer.compute_style_grams, style_transfer.StyleTransfer.build
+    real_grams, real_model = style_transfer.compute_targets, style_transfer.StyleTransfer.build
 
     def counting_grams(*args):
         calls.append("style grams")
@@ -190,7 +190,7 @@ def test_several_content_images_each_get_their_own_folders(workdir, tmp_path_fac
         calls.append("graph")
         return real_model(model)
 
-    monkeypatch.setattr(style_transfer, "compute_style_grams", counting_grams)
+    monkeypatch.setattr(style_transfer, "compute_targets", counting_grams)
     monkeypatch.setattr(style_transfer.StyleTransfer, "build", counting_builds)
     code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", str(folder), images["content"], "--style",
                                images["style"], "--width", "40", "--height", "32", "--iterations", "2"], capsys)

@@ -59,7 +59,9 @@ def source_size(source, what="film"):
     """(width, height) of the film's frames, read without decoding them all."""
     if os.path.isdir(source):
         return utils.image_size(_frame_files(source)[0], "frame")
-    return _open(source)[1]["size"]
+    reader, meta = _open(source)
+    reader.close()  # ends the ffmpeg process, having read no frame
+    return meta["size"]
 
 
 def identity(source):

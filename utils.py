@@ -146,8 +146,13 @@ def load_image(path, width, height, what="image"):
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
     elif image.mode.startswith("I"):  # 16- or 32-bit greyscale: 0..65535 to 0..255
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
-    image = ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.LANCZOS)
-    return np.asarray(image, dtype=np.float32)
+    return np.asarray(fitted(image.convert("RGB"), width, height), dtype=np.float32)
+
+
+def fitted(image, width, height):
+    """A Pillow image cropped to width:height about its centre and resized to width x height, as CS20 fits its
+    images (a still's content and styles, a film's frames)."""
+    return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
 
 
 def _as_image(pixels):

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import imageio_ffmpeg
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 import utils
 from runner import flow
@@ -128,7 +128,7 @@ def read_clip(source, width, height, numbers=None, fps=None):
                     break
                 if number >= first:
                     pixels = np.frombuffer(data, np.uint8).reshape(source_height, source_width, 3)
-                    frames.append(_fitted(pixels, width, height))
+                    frames.append(np.asarray(utils.fitted(Image.fromarray(pixels), width, height)))
                     kept.append(number)
         except (OSError, RuntimeError) as error:
             raise FixableError(f"video {source} cannot be decoded ({_reason(error)}): re-encode it, or "
@@ -136,11 +136,11 @@ def read_clip(source, width, height, numbers=None, fps=None):
         finally:
             reader.close()
         sound = bool(meta.get("audio_codec")) and numbers is None
-        rate = fps or meta.get("fps") or 25.0
+        rate = meta.get("fps") or fps  # a video file keeps its own rate; --fps is for folders
     if not kept:
         where = f"frames {first}:{last or ''} of " if numbers else ""
         raise FixableError(f"{where}{source} holds no frame: check --frames, or pass a film with frames")
-    return Clip(source, frames, kept, float(rate or 25.0), sound)
+    return Clip(source, frames, kept, float(rate or 25.0), sound)  # a folder without --fps: 25
 
 
 def _stored_size(path):
@@ -150,12 +150,6 @@ def _stored_size(path):
             return image.size
     except Exception:  # Pillow raises many kinds for a damaged file: utils.load_image says which, in one line
         return None
-
-
-def _fitted(pixels, width, height):
-    """A decoded frame cropped and resized to width x height as utils.load_image fits a still."""
-    image = ImageOps.fit(Image.fromarray(pixels), (width, height), Image.Resampling.LANCZOS)
-    return np.asarray(image, np.uint8)
 
 
 def video_output(output):

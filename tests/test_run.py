@@ -153,22 +153,29 @@ def wait_for(condition, timeout, what):
         time.sleep(0.05)
 
 
-def test_sigkill_then_the_same_command_gives_the_uninterrupted_image(tmp_path, vgg19_mat, images):
-    args = ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"],
-            "--width", "40", "--height", "32", "--iterations", "40", "--save-every", "4", "--log-every", "5"]
+def straight_and_killed(args, tmp_path, kill_once):
+    """The same command run straight through in one folder, and in another SIGKILLed (no chance to save
+    anything) once the file `kill_once` (relative to that folder) exists, then run again there.
+    Returns (straight folder, interrupted folder, the second run's stdout)."""
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     straight.mkdir(), interrupted.mkdir()
     code, _, err = run_script(args, cwd=straight)
     assert code == 0, err
 
     process = start_script(args, cwd=interrupted)
-    wait_for(lambda: os.path.exists(interrupted / "outputs" / "12.png") or process.poll() is not None, 120,
-             "a checkpoint")
-    process.kill()  # SIGKILL: no chance to save anything
+    wait_for(lambda: os.path.exists(interrupted / kill_once) or process.poll() is not None, 120, kill_once)
+    process.kill()
     process.communicate()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     code, out, err = run_script(args, cwd=interrupted)
     assert code == 0, err
+    return straight, interrupted, out
+
+
+def test_sigkill_then_the_same_command_gives_the_uninterrupted_image(tmp_path, vgg19_mat, images):
+    args = ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"],
+            "--width", "40", "--height", "32", "--iterations", "40", "--save-every", "4", "--log-every", "5"]
+    straight, interrupted, out = straight_and_killed(args, tmp_path, "outputs/12.png")
     assert "Resuming from step" in out
     difference = np.abs(read_pixels(straight / "outputs/final.png") - read_pixels(interrupted / "outputs/final.png"))
     assert difference.max() <= 1

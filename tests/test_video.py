@@ -5,7 +5,6 @@ runs on a small clip (frames, video, TensorBoard, resume after SIGKILL, bad inpu
 import glob
 import json
 import os
-import signal
 
 import cv2
 import imageio_ffmpeg
@@ -13,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_script, start_script
+from conftest import run_script
 from runner import flow, video
 from runner.tf_setup import tf
-from test_run import read_pixels, wait_for
+from test_run import read_pixels, straight_and_killed
 from utils import FixableError
 
 
@@ -97,6 +96,7 @@ def test_a_video_written_is_read_back_frame_by_frame_with_its_rate_and_range(tmp
     assert clip.numbers == [1, 2, 3, 4, 5] and clip.fps == 12.0 and not clip.sound
     assert [round(float(frame.mean()) / 30) for frame in clip.frames] == [0, 1, 2, 3, 4]
     assert video.read_clip(path, 20, 15, numbers=(2, 3)).numbers == [2, 3]
+    assert video.read_clip(path, 20, 15, fps=30.0).fps == 12.0  # --fps is a folder's; a video keeps its own
     with pytest.raises(FixableError, match="holds no frame"):
         video.read_clip(path, 20, 15, numbers=(9, None))
 
@@ -204,19 +204,7 @@ def test_the_temporal_loss_steadies_the_film(tmp_path, vgg19_mat, images, film):
 def test_sigkill_mid_film_then_the_same_command_gives_the_same_frames(tmp_path, vgg19_mat, images, film):
     # Adam: its state is in the checkpoint, so a resumed frame goes on exactly (L-BFGS restarts its memory).
     args = film_args(vgg19_mat, images, film, "--save-every", "1", "--frame-steps", "10", "--optimizer", "adam")
-    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    straight.mkdir(), interrupted.mkdir()
-    code, _, err = run_script(args, cwd=straight)
-    assert code == 0, err
-
-    process = start_script(args, cwd=interrupted)
-    wait_for(lambda: os.path.exists(interrupted / "outputs" / "22.png") or process.poll() is not None, 120,
-             "a checkpoint in frame 3")
-    process.kill()
-    process.communicate()
-    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    code, out, err = run_script(args, cwd=interrupted)
-    assert code == 0, err
+    straight, interrupted, out = straight_and_killed(args, tmp_path, "outputs/22.png")  # in frame 3
     assert "Resuming from step" in out and "Frame 1/" not in out and "Frame 2/" not in out
     for number in range(1, 5):
         name = f"outputs/frames/{number:05d}.png"

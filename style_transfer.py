@@ -73,24 +73,27 @@ def style_layer_loss(features, target_gram):
 
 def compute_targets(weights, problem, style_images, content_image=None):
     """(the target Gram matrix of each style layer, the content image's features at each content layer), computed
-    in a throwaway graph in a single run (each run of a new graph costs TensorFlow a fraction of a second of
-    set-up). content_image: None when the content comes later, fed (ContentFeatures); the features are then [].
-
-    With several style images, the target Gram matrix of a layer is their blend; a Gram matrix is a sum over
-    positions, so each is first scaled to the number of positions the generated image has at that layer (1 when
-    the style is fitted to it).
-    """
+    in a throwaway graph in one run (a run of a new graph costs a fraction of a second of set-up). content_image:
+    None when the content comes later, fed (ContentFeatures); the features are then []. With several style images
+    a layer's target is their blend; a Gram matrix is a sum over positions, so each is scaled to the positions the
+    generated image has at that layer. A style image too large for the network comes in pieces (a list, from
+    runner.tiles): its Gram matrices are the sums of its pieces', each piece passed through in a run of its own."""
     graph = tf.Graph()
     with graph.as_default():
         constants = load_vgg.weight_constants(weights)
-        feeds, gram_ops, content_ops = {}, [], []  # gram_ops: per style image, per style layer: (Gram, positions)
-        for style_image in style_images:
+
+        def grams_of(image):
+            layers = load_vgg.vgg_net(image, constants, load_vgg.deepest_layer_used([], problem.style_layers),
+                                      problem.pooling)
+            return [gram_matrix(layers[load_vgg.feature_layer(name)]) for name in problem.style_layers]
+
+        feeds, gram_ops, content_ops = {}, [], []
+        for style_image in [image for image in style_images if not isinstance(image, list)]:
             style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
             feeds[style_input] = [style_image - weights.mean_pixel]
-            layers = load_vgg.vgg_net(style_input, constants, load_vgg.deepest_layer_used([], problem.style_layers),
-                                      problem.pooling)
-            features = [layers[load_vgg.feature_layer(name)] for name in problem.style_layers]
-            gram_ops.append([(gram_matrix(layer), int(layer.shape[1]) * int(layer.shape[2])) for layer in features])
+            gram_ops.append(grams_of(style_input))
+        piece_input = tf.placeholder(tf.float32, (1, None, None, 3))
+        piece_grams = grams_of(piece_input) if len(gram_ops) < len(style_images) else None
         if content_image is not None and problem.content_layers:
             content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
             feeds[content_input] = [content_image - weights.mean_pixel]
@@ -98,11 +101,18 @@ def compute_targets(weights, problem, style_images, content_image=None):
                                       load_vgg.deepest_layer_used(problem.content_layers, []), problem.pooling)
             content_ops = [layers[load_vgg.feature_layer(name)] for name in problem.content_layers]
         with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
-            grams, content_features = sess.run([[[gram for gram, _ in ops] for ops in gram_ops], content_ops], feeds)
+            whole_grams, content_features = sess.run([gram_ops, content_ops], feeds)
+            whole_grams = iter(whole_grams)
+            grams = [[sum(layer) for layer in zip(*[sess.run(piece_grams, {piece_input: [piece - weights.mean_pixel]})
+                                                    for piece in image])]
+                     if isinstance(image, list) else next(whole_grams) for image in style_images]
     style_grams = []
     for index, name in enumerate(problem.style_layers):
-        height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
-        style_grams.append(sum(blend * grams[style][index] * (height * width / gram_ops[style][index][1])
+        layer = load_vgg.feature_layer(name)
+        height, width = load_vgg.layer_size(problem.width, problem.height, layer)
+        positions = [sum(math.prod(load_vgg.layer_size(piece.shape[1], piece.shape[0], layer))
+                         for piece in (image if isinstance(image, list) else [image])) for image in style_images]
+        style_grams.append(sum(blend * grams[style][index] * (height * width / positions[style])
                                for style, blend in enumerate(problem.style_blend_weights)))
     return style_grams, content_features
 
@@ -187,7 +197,6 @@ class StyleTransfer:
         self.start_image = tf.placeholder(tf.float32, (1, self.problem.height, self.problem.width, 3),
                                           name="start_image")
         self.image = tf.Variable(self.start_image, name="generated_image")
-        self.pixels = tf.clip_by_value(self.image + self.weights.mean_pixel, 0.0, 255.0, name="pixels")
         self.image_is_finite = tf.reduce_all(tf.math.is_finite(self.image))  # clipping would hide a NaN
         self.global_step = tf.train.get_or_create_global_step()
         if self.problem.temporal_weight is not None:  # a film's: the previous frame's result, warped; its mask
@@ -246,7 +255,6 @@ class StyleTransfer:
         self.loss_tensors.update({f"style_loss/{name}": loss for name, loss in self.style_layer_losses.items()})
         self.loss_summary = tf.summary.merge([tf.summary.scalar(name, loss)
                                               for name, loss in self.loss_tensors.items()])
-        self.image_summary = tf.summary.image("generated", tf.cast(tf.round(self.pixels), tf.uint8))
 
     def steps(self, sess, last_step, with_images=False):
         """Take steps until the global step is last_step, yielding a StepReport after each.
@@ -296,37 +304,46 @@ class StyleTransfer:
         return lbfgs.steps(evaluate, start, last_step - step)
 
 
+def losses_of(image, problem, weights, images):
+    """The losses of an image (in the network's space, [1, height, width, 3]) as a whole, at its size: how a
+    result scores, however it was made (the benchmark compares a tiled result with an untiled one)."""
+    grams, content_features = compute_targets(weights, problem, images.styles, images.content)
+    model = StyleTransfer(problem, weights, grams).build()
+    model.use_targets(content_features, None)
+    with tf.Session(graph=model.graph, config=ONE_RUN_CONFIG) as sess:
+        sess.run(model.initialize, {model.start_image: image})
+        return sess.run(model.loss_tensors, model.feeds)
+
+
 # ---------------------------------------------------------------------------------------------------
-# 4. train(): one stage of one item in one Session; run(): its stages (runner.scales, runner.video); main(): the
-#    items.
+# 4. train(): one stage of one item in one Session; run(): its stages (runner.scales, video, tiles); main(): items.
 
 class Graphs:
     """The graphs and Sessions built for one problem at one size, kept for the next image that needs the same:
-    the images of a data set share them, feeding their own content features and start image.
-
-    shared: several images will come (a data set, a film's frames), and each image's content features come from
-    a graph of their own (ContentFeatures). Without, each graph is used once: the previous one is closed when the
-    next is built, and the one image's content features are computed with the style's Gram matrices.
+    the images of a data set share them, feeding their own content features and start image. several_items: a
+    graph is kept for each size of the plan; without, one at a time (the previous one closed when the next is built).
     """
 
-    def __init__(self, keep, sizes, shared):
-        self.keep, self.shared = keep, shared  # checkpoints kept; several images to come
-        self.most = sizes if shared else 1  # graphs kept at once: one per size of the coarse-to-fine plan
-        self.built = collections.OrderedDict()  # Problem.graph_key() -> (model, saver, Session, content features)
+    def __init__(self, keep, sizes, several_items):
+        self.keep, self.several_items = keep, several_items  # checkpoints kept; several images to come
+        self.most = sizes if several_items else 1  # graphs kept at once: one per size of the coarse-to-fine plan
+        self.built = collections.OrderedDict()  # (graph key, fed) -> (model, saver, Session, content features)
 
-    def get(self, problem, weights, images):
-        """(model, saver, Session, content_features(image): the features to feed for that content image)."""
-        key = problem.graph_key()
+    def get(self, problem, weights, images, fed):
+        """(model, saver, Session, content_features(image): the features to feed for that content image). fed: the
+        graph serves several content images (a film's frames, an image's tiles), whose features come from a graph
+        of their own (ContentFeatures); else the one image's are computed with the Gram matrices."""
+        fed = fed or self.several_items
+        key = (problem.graph_key(), fed)
         if key not in self.built:
             while len(self.built) >= self.most:
                 self._close(self.built.popitem(last=False)[1])
-            grams, features = compute_targets(weights, problem, images.styles,
-                                              None if self.shared else images.content)
+            grams, features = compute_targets(weights, problem, images.styles, None if fed else images.content)
             model = StyleTransfer(problem, weights, grams).build()
             with model.graph.as_default():
                 saver = run_folder.new_saver(self.keep)
             model.graph.finalize()  # nothing below may grow the graph
-            if self.shared and problem.content_layers:
+            if fed and problem.content_layers:
                 content_features = ContentFeatures(weights, problem)
             else:  # the one image's, computed with the Gram matrices (none with --texture)
                 def content_features(image, computed=features):
@@ -347,26 +364,21 @@ class Graphs:
 
 
 def train(job, index, graphs, checkpoint, previous_image):
-    """Optimise stage `index` of job's plan (a scale of an image, a frame of a film) up to its last step; return
-    (exit code, its Outputs, the image reached).
-
-    graphs: the Graphs of this process, shared by its images.
-    checkpoint: the checkpoint this stage starts from, or None.
-    previous_image: the previous stage's result (None at the first), for its plan to start this one from.
-    """
+    """Optimise stage `index` of job's plan (a scale, a frame, a tile) up to its last step; return (exit code, its
+    Outputs, the image reached). graphs: the Graphs of this process, shared by its images. checkpoint: the one
+    this stage starts from, or None. previous_image: the previous stage's result (None at the first)."""
     stages, plan = job.plan.stages, job.plan
     stage, is_last = stages[index], index == len(stages) - 1
     problem = job.problem.at_size(stage.width, stage.height)
     images = plan.images_at(index)
-    model, saver, sess, content_features = graphs.get(problem, job.weights, images)
+    model, saver, sess, content_features = graphs.get(problem, job.weights, images, plan.feeds_content)
     model.use_targets(content_features(images.content), plan.temporal_at(index))
     start_image = plan.start_at(index, previous_image)
     if start_image is None:
         start_image = initial_image(problem, images.content, images.start_style, job.weights.mean_pixel)
     first_step = scale_plan.first_step(stages, index)
     if len(stages) > 1 and checkpoint is None:
-        print(f"{plan.stage_word} {index + 1}/{len(stages)}: {stage.width}x{stage.height}, steps {first_step + 1} to "
-              f"{stage.last_step}", flush=True)
+        print(f"{plan.describe(index)}, steps {first_step + 1} to {stage.last_step}", flush=True)
 
     folder = run_folder.RunFolder(job.folders.checkpoint_dir, job.folders.log_dir, saver)
     step = folder.start_or_resume(sess, job.problem, model.global_step, first_step, checkpoint, job.schedule.restart,
@@ -417,7 +429,7 @@ def main(argv=None):
         items = find_items(args.content, args.texture, args.video)
         shard = batch.shard_from(args.shard, args.shard_count)
         make_job = JobMaker(args)
-        graphs = Graphs(args.keep, sizes=len(args.scales), shared=len(items) > 1 or shard.count > 1 or items[0].video)
+        graphs = Graphs(args.keep, sizes=len(args.scales), several_items=len(items) > 1 or shard.count > 1)
         try:
             if len(items) == 1 and shard.count == 1 and not args.output_tfrecord:  # one image: the folders as given
                 if items[0].failure:

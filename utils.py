@@ -190,6 +190,15 @@ def save_image(path, pixels):
                    exif=mark)
 
 
+def png_bytes(pixels, longest):
+    """Float RGB pixels in 0..255 as PNG bytes, shrunk to at most `longest` pixels on the long side."""
+    image = _as_image(pixels)
+    image.thumbnail((longest, longest), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue(), image.size
+
+
 def written_by_this_tool(path):
     """True if the image file at `path` carries the mark save_image writes."""
     try:

@@ -19,8 +19,8 @@ import numpy as np
 
 import load_vgg
 import utils
-from runner import run_folder, tf_setup, video
-from runner.options import coarse_scale_steps, frame_steps
+from runner import run_folder, tf_setup, tiles, video
+from runner.options import coarse_scale_steps, frame_steps, tile_overlap
 from runner.problem import Problem
 from runner.scales import StillPlan
 from runner.scales import plan as scale_plan
@@ -31,6 +31,9 @@ from utils import FixableError
 # 1.8 GB + 2.8 kB per pixel (about 4.7 bytes per activation float); the figures below leave a margin.
 MEMORY_FIXED = 2.0e9
 MEMORY_PER_ACTIVATION = 6
+LARGEST_AUTOMATIC_TILE = 1024  # pixels a side: larger tiles gain little, and a tile is a unit of lost work
+LARGEST_AUTOMATIC_COARSE = 1024  # the long side of the coarse scale added to a tiled run that gives none
+MEMORY_PER_TILED_PIXEL = 64  # bytes per output pixel of a tiled run: content, styles, assembled image, as floats
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,10 @@ def prepare_job(args, content_path, name, schedule, folders, weights=None, film=
     style_counts = args.style_weight > 0 and any(args.style_layer_weights)
     if content_weight == 0 and args.tv_weight == 0 and not style_counts:
         raise FixableError("every loss weight is 0: nothing to optimise; raise --style-weight or --content-weight")
-    check_memory(width, height, content_layers, args.style_layers)
+    deepest = load_vgg.deepest_layer_used(content_layers, args.style_layers)
+    tiling = None if film else choose_tiling(args, width, height, deepest)
+    if tiling is None:
+        check_memory(width, height, deepest)
     for path in args.style:
         utils.fetch_if_missing(path, "style image", "--style")
     files = ImageFiles(None if film else content_path, tuple(args.style), args.style_scale, init)
@@ -177,15 +183,22 @@ def prepare_job(args, content_path, name, schedule, folders, weights=None, film=
         style_weight=args.style_weight, tv_weight=args.tv_weight, init=init,
         noise_ratio=args.noise_ratio if init == "noise" else None, optimizer=args.optimizer,
         learning_rate=args.lr if args.optimizer == "adam" else None, seed=args.seed,
-        scales=tuple(args.scales), scale_steps=coarse_scale_steps(args),
+        scales=tiling.scales if tiling else tuple(args.scales),
+        scale_steps=tiling.scale_steps if tiling else coarse_scale_steps(args),
         **(dict(frames=(clip.numbers[0], clip.numbers[-1]), frame_steps=frame_steps(args),
-                temporal_weight=args.temporal_weight) if film else {}))
+                temporal_weight=args.temporal_weight) if film else {}),
+        **(dict(tiles=tiling.tiles, tile_steps=tiling.tile_steps) if tiling else {}))
     if film:
         plan = video.FramePlan(clip, video.FrameSteps(*frame_steps(args)), images, weights.mean_pixel, folders,
                                args.preserve_colors)
-        schedule = dataclasses.replace(schedule, iterations=plan.stages[-1].last_step)  # to the last frame's end
+    elif tiling:
+        coarse = scale_plan(problem, schedule.iterations)[:-1]
+        plan = tiles.TilePlan(coarse, tiling.tile_steps, tiles.tile_layout(width, height, *tiling.tiles), files,
+                              images, folders.checkpoint_dir, tiling.tiles[1])
     else:
         plan = StillPlan(scale_plan(problem, schedule.iterations), files, images)
+    if film or tiling:  # the global step runs to the last frame's or tile's end
+        schedule = dataclasses.replace(schedule, iterations=plan.stages[-1].last_step)
     resumable = not args.restart and run_folder.holds_run_of(folders.checkpoint_dir, problem)
     for folder in folders.all():
         check_writable_folder(folder)
@@ -196,7 +209,7 @@ def prepare_job(args, content_path, name, schedule, folders, weights=None, film=
 
 def check_film_options(args):
     """Refuse what a film cannot do (yet): the options that belong to still images."""
-    for given, option in ((args.texture, "--texture"), (args.keep_best, "--keep-best"),
+    for given, option in ((args.texture, "--texture"), (args.keep_best, "--keep-best"), (args.tile, "--tile"),
                           (len(args.scales) > 1, "--scales (which --fast sets)" if args.fast else "--scales")):
         if given:
             raise FixableError(f"{option} is for still images, not films: drop it, or pass a still image")
@@ -219,20 +232,81 @@ def output_size(args, content_path, size_of=utils.image_size):
     return max(1, round(args.height * source_width / source_height)), args.height
 
 
-def check_memory(width, height, content_layers, style_layers):
-    """Refuse a size whose estimated memory exceeds what is available (on a GPU, the GPU's), and say what size
-    would fit."""
-    available = tf_setup.gpu_free_memory() if tf_setup.ON_GPU else utils.available_memory()
-    deepest = load_vgg.deepest_layer_used(content_layers, style_layers)
-    per_image = MEMORY_PER_ACTIVATION * load_vgg.activation_count(width, height, deepest)
-    if available is None or MEMORY_FIXED + per_image <= available:
+@dataclass(frozen=True)
+class Tiling:
+    """How a tiled run goes (the Problem's fields of the same names)."""
+    scales: tuple  # the coarse scales, run on the whole image, and 1 (the tiles)
+    scale_steps: tuple
+    tiles: tuple  # (tile size, overlap)
+    tile_steps: int  # each tile's
+
+
+def choose_tiling(args, width, height, deepest):
+    """The Tiling of a run with --tile, or of one whose whole image would not fit in memory (said on stdout; the
+    tile size chosen to fit); None for a run of the whole image. A run given no coarse scale gets one, the largest
+    half, quarter... that fits, at most LARGEST_AUTOMATIC_COARSE pixels long, for half of --iterations."""
+    tile = args.tile
+    if tile is None:
+        if memory_fits(memory_needed(width, height, deepest)):
+            return None
+        tile = next((side for side in range(LARGEST_AUTOMATIC_TILE, max(63, 2 * (args.tile_overlap or 0) - 1), -64)
+                     if memory_fits(tiled_memory_needed(width, height, side, deepest))), None)
+        if tile is None:
+            check_memory(width, height, deepest, tiled_memory_needed(width, height, 64, deepest),
+                         " even in tiles")
+        print(f"--width {width} --height {height} does not fit in memory: refining it in tiles (as --tile {tile})",
+              flush=True)
+    check_memory(width, height, deepest, tiled_memory_needed(width, height, tile, deepest), f" in --tile {tile}")
+    scales, steps = tuple(args.scales), coarse_scale_steps(args)
+    if len(scales) == 1:
+        scale = 0.5
+        while scale > 1 / 64 and (max(width, height) * scale > LARGEST_AUTOMATIC_COARSE or
+                                  not memory_fits(memory_needed(round(width * scale), round(height * scale), deepest))):
+            scale /= 2
+        scales, steps = (scale, 1.0), (max(1, args.iterations // 2),)
+        if steps[0] >= args.iterations:
+            raise FixableError(f"--iterations {args.iterations} leaves no step for the tiles: raise --iterations")
+    if args.keep_best:
+        raise FixableError("--keep-best compares the whole image's losses, and a tiled run's are a tile's: drop it")
+    coarse_width, coarse_height = round(width * scales[-2]), round(height * scales[-2])
+    check_memory(coarse_width, coarse_height, deepest, memory_needed(coarse_width, coarse_height, deepest),
+                 f" (--scales {scales[-2]:g})")
+    return Tiling(scales, steps, (tile, tile_overlap(args, tile)), args.iterations - sum(steps))
+
+
+def memory_needed(width, height, deepest):
+    """Bytes a run of the whole width x height image needs (estimated)."""
+    return MEMORY_FIXED + MEMORY_PER_ACTIVATION * load_vgg.activation_count(width, height, deepest)
+
+
+def tiled_memory_needed(width, height, tile, deepest):
+    """Bytes a tiled run needs: one tile's graph, and the whole image's arrays (content, styles, assembled image)."""
+    return memory_needed(min(tile, width), min(tile, height), deepest) + MEMORY_PER_TILED_PIXEL * width * height
+
+
+def memory_available():
+    """Bytes available to a run (on a GPU, the GPU's), or None where that cannot be told."""
+    return tf_setup.gpu_free_memory() if tf_setup.ON_GPU else utils.available_memory()
+
+
+def memory_fits(needed):
+    available = memory_available()
+    return available is None or needed <= available
+
+
+def check_memory(width, height, deepest, needed=None, how=""):
+    """Refuse a width x height run whose estimated memory (`needed`; by default the whole image's) exceeds what is
+    available (on a GPU, the GPU's), and say what size would fit. how: how the run would go (" in --tile 512")."""
+    needed = memory_needed(width, height, deepest) if needed is None else needed
+    available = memory_available()
+    if available is None or needed <= available:
         return
-    scale = math.sqrt(max(available - MEMORY_FIXED, 0) / per_image)
+    scale = math.sqrt(max(available - MEMORY_FIXED, 0) / (needed - MEMORY_FIXED))
     fits = f"at most about {int(width * scale)}x{int(height * scale)}" if scale * min(width, height) >= 1 \
         else "no image at all"
     memory = "GPU memory" if tf_setup.ON_GPU else "memory"
-    raise FixableError(f"--width {width} --height {height} needs about {(MEMORY_FIXED + per_image) / 1e9:.1f} GB of "
-                       f"{memory} and {available / 1e9:.1f} GB is available: {fits} fits")
+    raise FixableError(f"--width {width} --height {height} needs about {needed / 1e9:.1f} GB of {memory}{how} and "
+                       f"{available / 1e9:.1f} GB is available: {fits} fits")
 
 
 def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):

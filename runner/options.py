@@ -12,6 +12,7 @@ DEFAULT_SCALE_STEPS = 100  # steps at each scale before the last
 # --fast: L-BFGS coarse to fine. bench/bench.py --optimizers: below the loss of CS20's 300 Adam steps at 333x250,
 # in about an eighth of their time (the full-size steps need about 8 evaluations to pass it; 10 leave a margin).
 FAST = {"optimizer": "lbfgs", "scales": [0.25, 0.5, 1.0], "scale_steps": [20], "iterations": 50}
+DEFAULT_TILE_OVERLAP = 64
 DEFAULT_TEMPORAL_WEIGHT = 1e3  # bench/bench.py --video: a tenth of frame-by-frame flicker, at no extra time
 
 
@@ -188,6 +189,15 @@ def parse_args(argv=None):
                            "(default: half of --iterations, which frame 1 takes)")
     film.add_argument("--temporal-weight", type=non_negative_float, default=DEFAULT_TEMPORAL_WEIGHT,
                       help="weight of the temporal loss, which keeps each frame where the previous one moved to")
+    large = parser.add_argument_group("large images (see runner/tiles.py)")
+    large.add_argument("--tile", type=_checked(_whole_number, lambda value: value >= 32, "at least 32"),
+                       metavar="SIZE",
+                       help="refine the full-size image in overlapping tiles of SIZE x SIZE pixels, after --scales "
+                            "(default: only when the whole image would not fit in memory; the tile size is then "
+                            "chosen, and a coarse scale added if --scales gives none)")
+    large.add_argument("--tile-overlap", type=positive_int,
+                       help="pixels by which neighbouring tiles overlap; the blend passes from one to the next there "
+                            f"(default: {DEFAULT_TILE_OVERLAP}, or a quarter of the tile if that is less)")
     schedule.add_argument("--restart", action="store_true",
                           help="start over, replacing the checkpoint in --checkpoint-dir")
     args = parser.parse_args(argv)
@@ -210,6 +220,9 @@ def parse_args(argv=None):
     if sum(coarse_scale_steps(args)) >= args.iterations:
         parser.error(f"--iterations {args.iterations} leaves no step for the last scale, which starts after step "
                      f"{sum(coarse_scale_steps(args))}: raise --iterations or lower --scale-steps")
+    if args.tile is not None and args.tile_overlap and args.tile_overlap * 2 > args.tile:
+        parser.error(f"--tile-overlap {args.tile_overlap} is more than half of --tile {args.tile}: lower it, or "
+                     f"raise --tile")
     if len(args.style_layer_weights) != len(args.style_layers):
         parser.error(f"--style-layer-weights has {len(args.style_layer_weights)} values for "
                      f"{len(args.style_layers)} --style-layers")
@@ -219,6 +232,11 @@ def parse_args(argv=None):
 def frame_steps(args):
     """(frame 1's steps, each later frame's) of a film."""
     return args.iterations, args.frame_steps or max(1, args.iterations // 2)
+
+
+def tile_overlap(args, tile):
+    """--tile-overlap, or its default for tiles of `tile` pixels."""
+    return args.tile_overlap or min(DEFAULT_TILE_OVERLAP, tile // 4)
 
 
 def coarse_scale_steps(args):

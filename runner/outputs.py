@@ -2,8 +2,9 @@
 
 - At the log cadence (every --log-every steps, step 1, the first step at a new scale, a scale's last step):
   the loss summaries (already fetched with the step) and a progress line.
-- At the save cadence (every --save-every steps, a scale's last step, and when a signal stops the run): the
-  image as <output-dir>/<step>.png and in TensorBoard, then a checkpoint.
+- At the save cadence (every --save-every steps, a stage's last step, and when a signal stops the run): the
+  image as <output-dir>/<step>.png (for a tiled image only at a tile's end) and in TensorBoard, then a
+  checkpoint. The image is the whole picture the stage is part of (with tiles: the assembled image).
 - With --keep-best, the lowest-loss image seen, as <output>-best.png with its loss in best.json.
 - At the end, the final image.
 """
@@ -32,7 +33,7 @@ class Outputs:
         self.schedule, self.folders = job.schedule, job.folders
         self.scales, self.index, self.scale = scales, index, scales[index]
         self.content_image = content_image
-        self.step = self.saved_step = start_step
+        self.step = self.saved_step = self.image_step = start_step
         self.last_loss = None  # the total loss of the last step taken here
         self.first_logged = start_step + 1 if log_first else 1
         self.keep_best = self.schedule.keep_best and index == len(scales) - 1  # losses at other sizes do not compare
@@ -40,6 +41,7 @@ class Outputs:
         self.best_image = None  # a better image than the one at best_output, not yet written
         self.timings = []  # seconds per step in this process
         self.saved = None  # (checkpoint, image) last written
+        self.plan = job.plan
         # An event file per stage: one named only by the second it was opened in would replace the previous
         # stage's when stages are short (a film's frames); the stage number keeps them in order for TensorBoard.
         self.writer = tf.summary.FileWriter(self.folders.log_dir, filename_suffix=f".{os.getpid()}.{index + 1:05d}")
@@ -78,17 +80,21 @@ class Outputs:
             line += f"  best {self.best_loss:.4g} (step {self.best_step})"
         print(line, flush=True)
 
-    def save(self):
+    def save(self, stage_end=False):
         """The image as <output-dir>/<step>.png and in TensorBoard, then the checkpoint."""
         step = self.step
         image_path = os.path.join(self.folders.output_dir, f"{step}.png")
-        pixels, image_summary, finite = self.sess.run([self.model.pixels, self.model.image_summary,
-                                                       self.model.image_is_finite])
+        image, finite = self.sess.run([self.model.image, self.model.image_is_finite])
         if not finite:
             raise self.diverged(step, "its image holds NaN or infinite values")
+        pixels = self.whole_pixels(image[0])
         with self.run_folder.explaining_write_failure(step):
-            utils.save_image(image_path, self.as_saved(pixels[0]))
-            self.writer.add_summary(image_summary, step)
+            if stage_end or step == self.scale.last_step or not self.plan.saves_images_at_stage_ends:
+                utils.save_image(image_path, pixels)
+                self.image_step = step
+            else:
+                image_path = self.saved[1] if self.saved else None
+            self.writer.add_summary(image_summary(pixels), step)
             self.writer.flush()  # events up to this step are on disk before the checkpoint that says we got here
             self.write_best()
             self.saved = self.run_folder.save(self.sess, step), image_path
@@ -116,22 +122,30 @@ class Outputs:
             self.save()
         self.writer.close()
         checkpoint, image = self.saved
-        print(f"Stopped by {signal.Signals(signal_number).name} at step {self.step}: checkpoint {checkpoint}, "
-              f"image {image}. Run the same command to resume.", flush=True)
+        image = f", image {image}" if image else ""
+        print(f"Stopped by {signal.Signals(signal_number).name} at step {self.step}: checkpoint {checkpoint}"
+              f"{image}. Run the same command to resume.", flush=True)
 
     def finish_scale(self):
         """Save the scale's last step (if the steps ended early), and after the last scale the final image."""
-        if self.saved_step != self.step:
-            self.save()
+        if self.saved_step != self.step or self.image_step != self.step:
+            self.save(stage_end=True)
         self.writer.close()
         if self.index == len(self.scales) - 1:
             with self.run_folder.explaining_write_failure(self.step, what=f"the final image {self.folders.output}"):
-                utils.save_image(self.folders.output, self.as_saved(self.sess.run(self.model.pixels)[0]))
+                utils.save_image(self.folders.output, self.whole_pixels(self.sess.run(self.model.image)[0]))
                 self.write_best()
 
-    def as_saved(self, pixels):
+    def whole_pixels(self, image):
+        """The picture the stage's image (in the network's space) is part of, as saved: pixels in 0..255, with the
+        content's colours under --preserve-colors."""
+        image, content = self.plan.whole(self.index, image, self.content_image)
+        return self.as_saved(np.clip(image + self.model.weights.mean_pixel, 0, 255), content)
+
+    def as_saved(self, pixels, content=None):
         """The image as saved: with the content's colours under --preserve-colors."""
-        return utils.with_colors_of(pixels, self.content_image) if self.schedule.preserve_colors else pixels
+        content = self.content_image if content is None else content
+        return utils.with_colors_of(pixels, content) if self.schedule.preserve_colors else pixels
 
 
 def progress_line(report, last_step, seconds_per_step, steps_left):
@@ -157,6 +171,13 @@ def graph_without_weights(graph):
         if node.op == "Const" and len(node.attr["value"].tensor.tensor_content) > 1024:
             node.attr["value"].tensor.ClearField("tensor_content")
     return graph_def
+
+
+def image_summary(pixels, longest=2048):
+    """The image as TensorBoard shows it ("generated"), at most `longest` pixels on the long side."""
+    encoded, (width, height) = utils.png_bytes(pixels, longest)
+    image = tf.Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=encoded)
+    return tf.Summary(value=[tf.Summary.Value(tag="generated/image", image=image)])
 
 
 def text_summary(tag, record):

@@ -34,6 +34,8 @@ class Problem:
     frames: tuple = None  # a film's: the numbers of the frames stylised (first, last), counted from 1
     frame_steps: tuple = None  # a film's: (frame 1's steps, each later frame's)
     temporal_weight: float = None  # a film's: weight of the loss that keeps a frame on the previous one, warped
+    tiles: tuple = None  # a tiled image's: (tile size, overlap) in pixels
+    tile_steps: int = None  # a tiled image's: the steps of each tile
 
     def at_size(self, width, height):
         """The same problem at another image size (one of its scales)."""
@@ -58,6 +60,7 @@ class Problem:
         """What the training graph depends on: problems that differ only in their content image and start
         (the images of one data set) share one."""
         record = self.as_record()
-        for fed in ("content", "init", "noise_ratio", "seed", "scales", "scale_steps", "frames", "frame_steps"):
+        for fed in ("content", "init", "noise_ratio", "seed", "scales", "scale_steps", "frames", "frame_steps",
+                    "tiles", "tile_steps"):
             del record[fed]
         return json.dumps(record, sort_keys=True)

@@ -4,14 +4,18 @@ With --scales 0.25 0.5 1, --scale-steps 100 and --iterations 300: steps 1-100 at
 size, 101-200 at half, 201-300 at full size. One scale (the default) is the plain run.
 
 A run goes through stages: a still image's are its scales (StillPlan, here), a film's its frames
-(runner.video.FramePlan). Both plans answer the same questions, which is all style_transfer.py asks:
+(runner.video.FramePlan), a tiled image's its coarse scales and then its tiles (runner.tiles.TilePlan). The
+plans answer the same questions, which is all style_transfer.py and runner.outputs ask:
 
-    plan.stage_word              # what a stage is called in the progress lines ("Scale", "Frame")
     plan.stages                  # a Scale per stage: its size and the global step at which it ends
+    plan.describe(index)         # the stage in the progress lines: "Scale 2/3: 666x500"
     plan.images_at(index)        # the content and style images at that stage's size (runner.inputs.Images)
     plan.start_at(index, image)  # the stage's start image, or None for the usual one (style_transfer.initial_image)
     plan.temporal_at(index)      # what a temporal loss compares with, or None
+    plan.whole(index, image, content)  # the picture a stage's image is part of, and its content image
     plan.finished(index, image)  # a stage's result; plan.finish(): the run's
+    plan.outputs()               # the files the plan writes itself
+    plan.feeds_content           # its stages share graphs, each feeding its own content image's features
 """
 
 import itertools
@@ -57,7 +61,38 @@ def steps_left(scales, index, step):
     return here.last_step - step + later
 
 
-class StillPlan:
+class StagePlan:
+    """What every plan answers, with the answers of a plan that does nothing special (see the module's docstring)."""
+
+    stage_word = "Stage"
+    saves_images_at_stage_ends = False  # True: step images only at each stage's end, not every --save-every
+    feeds_content = False  # True: the stages share a graph, each feeding its content image's features
+
+    def describe(self, index):
+        stage = self.stages[index]
+        return f"{self.stage_word} {index + 1}/{len(self.stages)}: {stage.width}x{stage.height}"
+
+    def start_at(self, index, previous_image):
+        return None
+
+    def temporal_at(self, index):
+        return None
+
+    def whole(self, index, image, content):
+        """(the picture the stage's image is part of, in the network's space; the content image at its size)."""
+        return image, content
+
+    def finished(self, index, image):
+        pass
+
+    def finish(self):
+        pass
+
+    def outputs(self):
+        return []
+
+
+class StillPlan(StagePlan):
     """The stages of a still image: its scales. The images are read again at each coarse scale's size, and each
     scale starts from the previous one's result, upsampled."""
 
@@ -75,15 +110,3 @@ class StillPlan:
         if previous_image is None:
             return None
         return utils.resized(previous_image[0], self.stages[index].width, self.stages[index].height)[np.newaxis]
-
-    def temporal_at(self, index):
-        return None
-
-    def finished(self, index, image):
-        pass
-
-    def finish(self):
-        pass
-
-    def outputs(self):
-        return []

@@ -34,7 +34,7 @@ from PIL import Image
 
 import utils
 from runner import flow
-from runner.scales import Scale
+from runner.scales import Scale, StagePlan
 from utils import FixableError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -184,10 +184,11 @@ class FrameSteps:
     later: int  # each later frame's (--frame-steps)
 
 
-class FramePlan:
+class FramePlan(StagePlan):
     """The stages of a film: one per frame, all at the output size (see the module's docstring)."""
 
     stage_word = "Frame"
+    feeds_content = True
 
     def __init__(self, clip, steps, images, mean_pixel, folders, preserve_colors):
         """images: the style images (runner.inputs.Images) at the output size; folders: the run's Folders."""

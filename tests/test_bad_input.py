@@ -59,7 +59,8 @@ def test_hundreds_of_random_and_mutated_images_are_refused(workdir, capsys, base
 
 def test_a_size_too_large_for_memory_is_refused_with_one_that_fits(workdir, capsys, base_args):
     code, out, err = run_main([*base_args, "--width", "100000", "--height", "80000"], capsys)
-    assert_refused(code, out, err, "--width 100000 --height 80000 needs about", "GB is available", "at most about")
+    assert_refused(code, out, err, "--width 100000 --height 80000 needs about", "even in tiles", "GB is available",
+                   "at most about")
     width, height = map(int, err.split("at most about ")[1].split()[0].split("x"))
     assert 0 < width < 100000 and abs(width / height - 100000 / 80000) < 0.01
     assert os.listdir(workdir) == []

@@ -1,0 +1,127 @@
+"""Benchmark of tiled runs (runner/tiles.py): a 3840x2160 result from 333x250 inputs on this machine, and what
+tiling costs in loss at 1024x768.
+
+    python bench/tiles.py                       # about 30 minutes on 2 cores; prints Markdown tables
+    python bench/tiles.py --vgg imagenet-vgg-verydeep-19.mat --content deadpool.jpg --style guernica.jpg
+
+- 4K: style_transfer.py as a user runs it, given only --width 3840 --height 2160 (the memory estimate makes it
+  tile by itself) and L-BFGS: whole-process time, peak RSS, and the seam figure: the mean gradient magnitude of the
+  result within 2 pixels of a tile's edge inside the image, against the rest (1.0: the edges do not show).
+- 1024x768: the same command untiled and with --tile 512; each final image scored as a whole (its total loss at
+  1024x768, one forward pass), with the seam figure.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import HERE, default_inputs, print_table, timed_run  # noqa: E402
+
+import load_vgg  # noqa: E402
+import style_transfer  # noqa: E402
+from runner import tiles  # noqa: E402
+from runner.inputs import ImageFiles  # noqa: E402
+from runner.problem import Problem  # noqa: E402
+
+RUN_RECORD = os.path.join("checkpoints", "style_transfer", "run.json")
+FINAL = os.path.join("outputs", "final.png")
+
+
+def seam_figure(pixels, layout, band=2):
+    """Mean gradient magnitude (of the grey image) within `band` pixels of a tile edge inside the image, against
+    elsewhere."""
+    grey = pixels.astype(np.float64).mean(axis=2)
+    magnitude = np.hypot(*np.gradient(grey))
+    height, width = grey.shape
+    near_edge = np.zeros_like(grey, bool)
+    for tile in layout:
+        for column in (tile.left, tile.left + tile.width):
+            if 0 < column < width:
+                near_edge[tile.top:tile.top + tile.height, max(0, column - band):column + band] = True
+        for row in (tile.top, tile.top + tile.height):
+            if 0 < row < height:
+                near_edge[max(0, row - band):row + band, tile.left:tile.left + tile.width] = True
+    return magnitude[near_edge].mean() / magnitude[~near_edge].mean()
+
+
+def whole_loss(folder, vgg, images, width, height):
+    """The total loss of the run's final image as a whole, at its size."""
+    weights = load_vgg.load_weights(vgg)
+    problem = Problem(**{**json.load(open(os.path.join(folder, RUN_RECORD))), "width": width, "height": height})
+    read = ImageFiles(images[0], (images[1],), None, problem.init).read_at(width, height)
+    image = np.asarray(Image.open(os.path.join(folder, FINAL)).convert("RGB"), np.float32) - weights.mean_pixel
+    return float(style_transfer.losses_of(image[np.newaxis], problem, weights, read)["total_loss"])
+
+
+def tiled_run(argv, folder):
+    """(seconds, peak RSS bytes, the run's Problem record, the final image's pixels) of one run in `folder`."""
+    started = time.perf_counter()
+    lines, rss = timed_run(argv, folder)
+    seconds = time.perf_counter() - started
+    record = json.load(open(os.path.join(folder, RUN_RECORD)))
+    return seconds, rss, record, np.asarray(Image.open(os.path.join(folder, FINAL)).convert("RGB")), list(lines)
+
+
+def layout_of(record):
+    return tiles.tile_layout(record["width"], record["height"], *record["tiles"]) if record.get("tiles") else []
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--vgg", help="weights file (default: a random one as large as the real one)")
+    parser.add_argument("--content")
+    parser.add_argument("--style")
+    parser.add_argument("--iterations", type=int, default=20, help="L-BFGS steps: half at the coarse scale, half "
+                                                                     "per tile")
+    parser.add_argument("--skip-4k", action="store_true")
+    parser.add_argument("--crop", help="write a 256x256 crop of the 4K result across a tile corner here")
+    args = parser.parse_args()
+    cache = os.path.join(HERE, ".cache")
+    vgg, images = default_inputs(cache)
+    vgg = args.vgg or vgg
+    inputs = []
+    for path, name in ((args.content or images[0], "content"), (args.style or images[1], "style")):
+        small = os.path.join(cache, f"{name}-333x250.png")  # the inputs at CS20's size, as the issue asks
+        Image.open(path).convert("RGB").resize((333, 250), Image.Resampling.LANCZOS).save(small)
+        inputs.append(small)
+    common = ["--vgg", vgg, "--content", inputs[0], "--style", inputs[1], "--optimizer", "lbfgs", "--save-every",
+              "100000", "--log-every", "5"]
+    rows = []
+    if not args.skip_4k:
+        with tempfile.TemporaryDirectory() as folder:
+            seconds, rss, record, pixels, lines = tiled_run(
+                [*common, "--width", "3840", "--height", "2160", "--iterations", str(args.iterations)], folder)
+            layout = layout_of(record)
+            rows.append({"run": "3840x2160, tiled by itself", "tiles": f"{len(layout)} of {record['tiles'][0]} px, "
+                         f"overlap {record['tiles'][1]}", "coarse": f"{record['scales'][0]:g}",
+                         "steps": f"{record['scale_steps'][0]} + {record['tile_steps']} per tile",
+                         "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9,
+                         "seam figure": seam_figure(pixels, layout), "total loss as a whole": None})
+            if args.crop:
+                corner = layout[1]
+                Image.fromarray(pixels[corner.top + corner.height - 128:corner.top + corner.height + 128,
+                                       corner.left - 128:corner.left + 128]).save(args.crop)
+    for name, more in (("1024x768 untiled", []), ("1024x768, --tile 512", ["--tile", "512"])):
+        with tempfile.TemporaryDirectory() as folder:
+            seconds, rss, record, pixels, _ = tiled_run(
+                [*common, "--width", "1024", "--height", "768", "--scales", "0.5", "1", "--scale-steps",
+                 str(args.iterations // 2), "--iterations", str(args.iterations), *more], folder)
+            layout = layout_of(record)
+            rows.append({"run": name, "tiles": f"{len(layout)}" if layout else "-", "coarse": "0.5",
+                         "steps": f"{args.iterations // 2} + {record.get('tile_steps') or args.iterations // 2}"
+                                  + (" per tile" if layout else ""),
+                         "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9,
+                         "seam figure": seam_figure(pixels, layout) if layout else None,
+                         "total loss as a whole": whole_loss(folder, vgg, inputs, 1024, 768)})
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()

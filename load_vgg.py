@@ -302,11 +302,13 @@ def weight_constants(weights):
     return constants
 
 
-def vgg_net(image, constants, deepest_layer, pooling="avg"):
+def vgg_net(image, constants, deepest_layer, pooling="avg", inside=None):
     """VGG-19 on `image` (NHWC, RGB minus the mean pixel) up to `deepest_layer`: {layer name: tensor}.
 
     Conv: stride 1, SAME padding, plus bias. Pooling: 2x2, stride 2, average by default, as Gatys et al.
     recommend for image generation ("max" is VGG's own). `constants` comes from weight_constants.
+    inside: [1, height, width, 1], 1 where `image` shows the picture and 0 past its border (a tile's surroundings,
+    runner/tiles.py); the activations past the border are held at 0 after every conv, as SAME padding has them.
     """
     layers = {}
     net = image
@@ -316,10 +318,15 @@ def vgg_net(image, constants, deepest_layer, pooling="avg"):
             if kind == "conv":
                 kernel, bias = constants[name]
                 net = tf.nn.bias_add(tf.nn.conv2d(net, kernel, strides=1, padding="SAME"), bias)
+                net = net if inside is None else net * inside
             elif kind == "relu":
                 net = tf.nn.relu(net)
             else:
                 pool = tf.nn.avg_pool2d if pooling == "avg" else tf.nn.max_pool2d
                 net = pool(net, ksize=2, strides=2, padding="SAME")
+                if inside is not None:  # an average over the picture's part of the window, as SAME pooling takes
+                    if pooling == "avg":
+                        net = tf.math.divide_no_nan(net, tf.nn.avg_pool2d(inside, ksize=2, strides=2, padding="SAME"))
+                    inside = tf.nn.max_pool2d(inside, ksize=2, strides=2, padding="SAME")
         layers[name] = net
     return layers

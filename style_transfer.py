@@ -9,10 +9,9 @@ create_summary), whose steps() yields a report per step; train(), the Session lo
 image, a frame of a film); run(), over the stages of one item; main(), over the items. Around it: load_vgg.py
 builds VGG-19 from its weights file; lbfgs.py drives scipy's L-BFGS-B one step at a time; runner/ manages runs
 (options, inputs, the run folder with its checkpoints and events, what is written after each step, the stages:
-a still image's coarse-to-fine scales, a film's frames); utils.py downloads and reads images.
+a still image's coarse-to-fine scales, a film's frames, a large image's tiles); utils.py downloads and reads images.
 """
 
-import collections
 import math
 import os
 import sys
@@ -26,11 +25,12 @@ import load_vgg
 from runner import batch, options, run_folder
 from runner import scales as scale_plan
 from runner.batch import ItemResult
+from runner.graphs import Graphs
 from runner.inputs import JobMaker
 from runner.items import find_items
 from runner.outputs import Outputs
 from runner.signals import StopSignals
-from runner.tf_setup import ONE_RUN_CONFIG, SESSION_CONFIG, tf
+from runner.tf_setup import ONE_RUN_CONFIG, tf
 from utils import FixableError
 
 # ---------------------------------------------------------------------------------------------------
@@ -125,15 +125,38 @@ class ContentFeatures:
         self.mean_pixel = weights.mean_pixel
         self.graph = tf.Graph()
         with self.graph.as_default():
-            self.image = tf.placeholder(tf.float32, (1, problem.height, problem.width, 3))
-            layers = load_vgg.vgg_net(self.image, load_vgg.weight_constants(weights),
-                                      load_vgg.deepest_layer_used(problem.content_layers, []), problem.pooling)
-            self.features = [layers[load_vgg.feature_layer(name)] for name in problem.content_layers]
+            seen = 2 * problem.context  # a tile's content image comes with its context around it
+            self.image = tf.placeholder(tf.float32, (1, problem.height + seen, problem.width + seen, 3))
+            image, inside = past_the_border(self.image) if problem.context else (self.image, None)
+            layers = load_vgg.vgg_net(image, load_vgg.weight_constants(weights),
+                                      load_vgg.deepest_layer_used(problem.content_layers, []), problem.pooling, inside)
+            self.features = [own_features(layers, name, problem) for name in problem.content_layers]
         self.graph.finalize()
         self.sess = tf.Session(graph=self.graph, config=ONE_RUN_CONFIG)
 
     def __call__(self, content_image):
         return self.sess.run(self.features, {self.image: [content_image - self.mean_pixel]})
+
+    def close(self):
+        self.sess.close()
+
+
+def past_the_border(image):
+    """(the image with 0 past the picture's border, where it is NaN; 1 inside the border, 0 past it): a tile's
+    surroundings at the image's edge (runner.tiles)."""
+    inside = tf.math.is_finite(image[..., :1])
+    return tf.where(tf.broadcast_to(inside, tf.shape(image)), image, tf.zeros_like(image)), tf.cast(inside, tf.float32)
+
+
+def own_features(layers, name, problem):
+    """Layer `name`'s features of the image's own pixels: without those of its context (problem.context pixels of
+    fixed surroundings on each side, a multiple of 16, so that it spans whole positions down to conv5_1)."""
+    features = layers[load_vgg.feature_layer(name)]
+    if not problem.context:
+        return features
+    height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
+    margin = (int(features.shape[2]) - width) // 2
+    return features[:, margin:margin + height, margin:margin + width, :]
 
 
 def initial_image(problem, content_image, style_image, mean_pixel):
@@ -185,12 +208,14 @@ class StyleTransfer:
             self.initialize = tf.global_variables_initializer()  # the image from start_image; Adam's state
         return self
 
-    def use_targets(self, content_features, temporal):
+    def use_targets(self, content_features, temporal, surroundings=None):
         """What this image's losses compare with: its content features; a film's frame also (warped previous
-        result, mask), from runner.video."""
+        result, mask), from runner.video; a tile is seen within its surroundings, from runner.tiles."""
         self.feeds = dict(zip(self.content_targets, content_features))
         if temporal is not None:
             self.feeds.update(zip(self.temporal_targets, temporal))
+        if surroundings is not None:
+            self.feeds[self.surroundings] = surroundings
 
     def create_input(self):
         # The image lives in mean-subtracted space: the network's own input space.
@@ -198,6 +223,14 @@ class StyleTransfer:
                                           name="start_image")
         self.image = tf.Variable(self.start_image, name="generated_image")
         self.image_is_finite = tf.reduce_all(tf.math.is_finite(self.image))  # clipping would hide a NaN
+        self.seen, self.inside = self.image, None  # what the network sees: a tile, within its fixed surroundings
+        if self.problem.context:
+            margin = [[0, 0], [self.problem.context] * 2, [self.problem.context] * 2, [0, 0]]
+            self.surroundings = tf.placeholder(tf.float32, (1, *np.add(self.image.shape[1:3], 2 * self.problem.context),
+                                                            3), name="surroundings")
+            outside = np.pad(np.zeros((1, *self.image.shape[1:3], 1), np.float32), margin, constant_values=1)
+            surroundings, self.inside = past_the_border(self.surroundings)
+            self.seen = surroundings * outside + tf.pad(self.image, margin)
         self.global_step = tf.train.get_or_create_global_step()
         if self.problem.temporal_weight is not None:  # a film's: the previous frame's result, warped; its mask
             self.temporal_targets = (tf.placeholder(tf.float32, self.image.shape, name="warped_previous"),
@@ -206,18 +239,20 @@ class StyleTransfer:
     def load_vgg(self):
         constants = load_vgg.weight_constants(self.weights)
         deepest = load_vgg.deepest_layer_used(self.problem.content_layers, self.problem.style_layers)
-        self.layers = load_vgg.vgg_net(self.image, constants, deepest, self.problem.pooling)
+        self.layers = load_vgg.vgg_net(self.seen, constants, deepest, self.problem.pooling, self.inside)
 
     def losses(self):
         problem = self.problem
         with tf.name_scope("losses"):
-            self.content_targets = [tf.placeholder(tf.float32, self.layers[load_vgg.feature_layer(name)].shape,
-                                                   name=f"content_target_{name}") for name in problem.content_layers]
+            features = {name: own_features(self.layers, name, problem)
+                        for name in (*problem.content_layers, *problem.style_layers)}
+            self.content_targets = [tf.placeholder(tf.float32, features[name].shape, name=f"content_target_{name}")
+                                    for name in problem.content_layers]
             self.content_loss = tf.add_n([tf.constant(0.0)] + [
-                content_loss(self.layers[load_vgg.feature_layer(name)], target)
+                content_loss(features[name], target)
                 for name, target in zip(problem.content_layers, self.content_targets)])
             self.style_layer_losses = {
-                name: style_layer_loss(self.layers[load_vgg.feature_layer(name)], gram)
+                name: style_layer_loss(features[name], gram)
                 for name, gram in zip(problem.style_layers, self.style_grams)}
             self.style_loss = tf.add_n([weight * self.style_layer_losses[name] for name, weight
                                         in zip(problem.style_layers, problem.style_layer_weights)])
@@ -318,49 +353,15 @@ def losses_of(image, problem, weights, images):
 # ---------------------------------------------------------------------------------------------------
 # 4. train(): one stage of one item in one Session; run(): its stages (runner.scales, video, tiles); main(): items.
 
-class Graphs:
-    """The graphs and Sessions built for one problem at one size, kept for the next image that needs the same:
-    the images of a data set share them, feeding their own content features and start image. several_items: a
-    graph is kept for each size of the plan; without, one at a time (the previous one closed when the next is built).
-    """
-
-    def __init__(self, keep, sizes, several_items):
-        self.keep, self.several_items = keep, several_items  # checkpoints kept; several images to come
-        self.most = sizes if several_items else 1  # graphs kept at once: one per size of the coarse-to-fine plan
-        self.built = collections.OrderedDict()  # (graph key, fed) -> (model, saver, Session, content features)
-
-    def get(self, problem, weights, images, fed):
-        """(model, saver, Session, content_features(image): the features to feed for that content image). fed: the
-        graph serves several content images (a film's frames, an image's tiles), whose features come from a graph
-        of their own (ContentFeatures); else the one image's are computed with the Gram matrices."""
-        fed = fed or self.several_items
-        key = (problem.graph_key(), fed)
-        if key not in self.built:
-            while len(self.built) >= self.most:
-                self._close(self.built.popitem(last=False)[1])
-            grams, features = compute_targets(weights, problem, images.styles, None if fed else images.content)
-            model = StyleTransfer(problem, weights, grams).build()
-            with model.graph.as_default():
-                saver = run_folder.new_saver(self.keep)
-            model.graph.finalize()  # nothing below may grow the graph
-            if fed and problem.content_layers:
-                content_features = ContentFeatures(weights, problem)
-            else:  # the one image's, computed with the Gram matrices (none with --texture)
-                def content_features(image, computed=features):
-                    return computed
-            self.built[key] = (model, saver, tf.Session(graph=model.graph, config=SESSION_CONFIG), content_features)
-        self.built.move_to_end(key)
-        return self.built[key]
-
-    def close(self):
-        while self.built:
-            self._close(self.built.popitem()[1])
-
-    @staticmethod
-    def _close(built):
-        built[2].close()
-        if isinstance(built[3], ContentFeatures):
-            built[3].sess.close()
+def build_graph(problem, weights, images, fed):
+    """(the model of a problem, built; content_features(image): the features to feed for a content image), for
+    runner.graphs. fed: several content images will come, their features from ContentFeatures; else the one
+    image's are computed with the style's Gram matrices (none with --texture)."""
+    grams, features = compute_targets(weights, problem, images.styles, None if fed else images.content)
+    model = StyleTransfer(problem, weights, grams).build()
+    if fed and problem.content_layers:
+        return model, ContentFeatures(weights, problem)
+    return model, lambda image: features
 
 
 def train(job, index, graphs, checkpoint, previous_image):
@@ -369,10 +370,10 @@ def train(job, index, graphs, checkpoint, previous_image):
     this stage starts from, or None. previous_image: the previous stage's result (None at the first)."""
     stages, plan = job.plan.stages, job.plan
     stage, is_last = stages[index], index == len(stages) - 1
-    problem = job.problem.at_size(stage.width, stage.height)
+    problem = job.problem.at_size(stage.width, stage.height, stage.context)
     images = plan.images_at(index)
     model, saver, sess, content_features = graphs.get(problem, job.weights, images, plan.feeds_content)
-    model.use_targets(content_features(images.content), plan.temporal_at(index))
+    model.use_targets(content_features(images.content), plan.temporal_at(index), plan.surroundings_at(index))
     start_image = plan.start_at(index, previous_image)
     if start_image is None:
         start_image = initial_image(problem, images.content, images.start_style, job.weights.mean_pixel)
@@ -429,7 +430,7 @@ def main(argv=None):
         items = find_items(args.content, args.texture, args.video)
         shard = batch.shard_from(args.shard, args.shard_count)
         make_job = JobMaker(args)
-        graphs = Graphs(args.keep, sizes=len(args.scales), several_items=len(items) > 1 or shard.count > 1)
+        graphs = Graphs(args.keep, len(args.scales), len(items) > 1 or shard.count > 1, build_graph)
         try:
             if len(items) == 1 and shard.count == 1 and not args.output_tfrecord:  # one image: the folders as given
                 if items[0].failure:

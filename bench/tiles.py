@@ -21,11 +21,10 @@ import time
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import HERE, default_inputs, print_table, timed_run  # noqa: E402
-
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 import load_vgg  # noqa: E402
 import style_transfer  # noqa: E402
+from bench import HERE, default_inputs, print_table, timed_run  # noqa: E402
 from runner import tiles  # noqa: E402
 from runner.inputs import ImageFiles  # noqa: E402
 from runner.problem import Problem  # noqa: E402

@@ -281,7 +281,9 @@ def memory_needed(width, height, deepest):
 
 def tiled_memory_needed(width, height, tile, deepest):
     """Bytes a tiled run needs: one tile's graph, and the whole image's arrays (content, styles, assembled image)."""
-    return memory_needed(min(tile, width), min(tile, height), deepest) + MEMORY_PER_TILED_PIXEL * width * height
+    seen = 2 * tiles.context_for(tile)  # the network sees a tile within its context
+    return memory_needed(min(tile, width) + seen, min(tile, height) + seen, deepest) + \
+        MEMORY_PER_TILED_PIXEL * width * height
 
 
 def memory_available():

@@ -36,10 +36,11 @@ class Problem:
     temporal_weight: float = None  # a film's: weight of the loss that keeps a frame on the previous one, warped
     tiles: tuple = None  # a tiled image's: (tile size, overlap) in pixels
     tile_steps: int = None  # a tiled image's: the steps of each tile
+    context: int = 0  # pixels of fixed surroundings around the image, fed, that the network sees (a tile's)
 
-    def at_size(self, width, height):
-        """The same problem at another image size (one of its scales)."""
-        return dataclasses.replace(self, width=width, height=height)
+    def at_size(self, width, height, context=0):
+        """The same problem at another image size (one of its scales; a tile, with its context)."""
+        return dataclasses.replace(self, width=width, height=height, context=context)
 
     def as_record(self):
         return json.loads(json.dumps(asdict(self)))  # lists for tuples, as JSON gives them back

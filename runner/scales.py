@@ -12,6 +12,7 @@ plans answer the same questions, which is all style_transfer.py and runner.outpu
     plan.images_at(index)        # the content and style images at that stage's size (runner.inputs.Images)
     plan.start_at(index, image)  # the stage's start image, or None for the usual one (style_transfer.initial_image)
     plan.temporal_at(index)      # what a temporal loss compares with, or None
+    plan.surroundings_at(index)  # a tile's: the fixed image around it (Scale.context pixels wide), or None
     plan.whole(index, image, content)  # the picture a stage's image is part of, and its content image
     plan.finished(index, image)  # a stage's result; plan.finish(): the run's
     plan.outputs()               # the files the plan writes itself
@@ -32,6 +33,7 @@ class Scale:
     width: int
     height: int
     last_step: int
+    context: int = 0  # a tile's: pixels of the assembled image around it that the network sees, fixed
 
 
 def plan(problem, iterations):
@@ -76,6 +78,9 @@ class StagePlan:
         return None
 
     def temporal_at(self, index):
+        return None
+
+    def surroundings_at(self, index):
         return None
 
     def whole(self, index, image, content):

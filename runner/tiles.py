@@ -4,13 +4,17 @@ A still image's run goes through stages (runner/scales.py). With tiles, the coar
 image as usual; the last one's result, upsampled to the output size, starts the assembled image. Then each
 tile is a stage of its own, at the tile's size: it starts from its crop of the assembled image, aims at its
 crop of the content image and at the whole style's Gram matrices (scaled to the tile's positions), and, once
-finished, is blended back in with a feathered weight. All tiles are the same size, so one graph serves them
-all; its steps are the full-size steps (--iterations minus the coarse scales' steps), each tile's in turn.
+finished, is blended back in with a feathered weight. The network sees the tile within a margin of the
+assembled image around it (fixed, fed; past the image's border, nothing), and its losses count the features of
+the tile's own pixels only: its deep features see its neighbours, as they would in the whole image. All tiles are
+the same size, so one graph serves them all; its steps are the full-size steps (--iterations minus the coarse
+scales' steps), each tile's in turn.
 
     layout = tile_layout(width, height, tile, overlap)     # Tiles covering the image, row by row
     plan = TilePlan(coarse_stages, tile_steps, layout, files, images, folders, overlap)
-    plan.images_at(index)        # a tile's: its content crop, and each style image in pieces of the tile's size
+    plan.images_at(index)        # a tile's: its content crop (with the margin), and each style image in pieces
     plan.start_at(index, image)  # a tile's: its crop of the assembled image
+    plan.surroundings_at(index)  # a tile's: the assembled image around it, the margin wide
     plan.finished(index, image)  # the last coarse scale: starts the assembled image; a tile: blends it in
     plan.whole(index, image, c)  # what a step image shows: the assembled image with the tile blended in
 
@@ -32,6 +36,12 @@ from runner.scales import Scale, StillPlan
 from utils import FixableError
 
 ASSEMBLED = "assembled.npz"
+def context_for(tile):
+    """The pixels of fixed surroundings a tile of `tile` pixels is seen with: a quarter of it, at most 64, in whole
+    multiples of 16 (VGG's four poolings halve them exactly down to conv5_1)."""
+    return 16 * max(1, min(64, tile // 4) // 16)
+
+
 STYLE_PIECE = 1024  # pixels a side: the style passes through the network in pieces this large (less at the edges)
 
 
@@ -124,8 +134,10 @@ class TilePlan(StillPlan):
         """coarse_stages: the Scales before full size; images: at the output size (runner.inputs.Images)."""
         self.coarse, self.layout, self.overlap = len(coarse_stages), layout, overlap
         self.width, self.height = layout[-1].left + layout[-1].width, layout[-1].top + layout[-1].height
+        self.context = context_for(max(layout[0].width, layout[0].height))
         end = coarse_stages[-1].last_step
-        tiles = [Scale(tile.width, tile.height, end + (number + 1) * tile_steps) for number, tile in enumerate(layout)]
+        tiles = [Scale(tile.width, tile.height, end + (number + 1) * tile_steps, self.context)
+                 for number, tile in enumerate(layout)]
         super().__init__([*coarse_stages, *tiles], files, images)
         self.path = os.path.join(checkpoint_dir, ASSEMBLED)
         self.styles = [pieces(style, max(layout[0].width, layout[0].height, STYLE_PIECE)) for style in images.styles]
@@ -152,7 +164,7 @@ class TilePlan(StillPlan):
         tile = self.tile_at(index)
         if tile is None:
             return self.files.read_at(self.stages[index].width, self.stages[index].height)
-        content = None if self.images.content is None else self.images.content[tile.region]
+        content = None if self.images.content is None else self.around(self.images.content, tile)
         return dataclasses.replace(self.images, content=content, styles=self.styles, start_style=None)
 
     def start_at(self, index, previous_image):
@@ -160,6 +172,19 @@ class TilePlan(StillPlan):
         if tile is None:
             return super().start_at(index, previous_image)
         return self.assembly.image[tile.region][np.newaxis]
+
+    def surroundings_at(self, index):
+        tile = self.tile_at(index)
+        return None if tile is None else self.around(self.assembly.image, tile)[np.newaxis]
+
+    def around(self, image, tile):
+        """The tile's region of a whole image with self.context pixels around it, NaN past the image's border
+        (where the network holds its activations at 0, as SAME padding has them at the whole image's border)."""
+        top, left = tile.top - self.context, tile.left - self.context
+        bottom, right = tile.top + tile.height + self.context, tile.left + tile.width + self.context
+        crop = image[max(top, 0):min(bottom, self.height), max(left, 0):min(right, self.width)]
+        return np.pad(crop, ((max(0, -top), max(0, bottom - self.height)), (max(0, -left), max(0, right - self.width)),
+                             (0, 0)), constant_values=np.nan)
 
     def finished(self, index, image):
         """The last coarse scale's result starts the assembled image; a tile's is blended in (once)."""

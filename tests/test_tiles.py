@@ -133,10 +133,12 @@ def test_a_tiled_run_scores_near_an_untiled_one_and_shows_the_assembled_image(
         assert code == 0, err
         losses[name] = whole_loss(folder, vgg19_mat, content, style, 160, 120)
     assert "Tile 2/2: 128x120 at (32, 0), steps 41 to 65" in out
-    assert losses["one tile"] == pytest.approx(losses["whole"], rel=1e-4)  # one tile: the untiled run exactly
-    # Two tiles: each tile's deep features see its own borders, not its neighbour (measured 1.9 times here, with
-    # tiles this small against VGG's receptive field; README, Large images)
-    assert losses["tiled"] < 3 * losses["whole"], losses
+    # One tile, seen within its surroundings (none: past the border the network holds its activations at 0, as
+    # SAME padding has them): the untiled run exactly.
+    assert losses["one tile"] == pytest.approx(losses["whole"], rel=1e-4)
+    # Two tiles, each matching the whole style's statistics on its own and blended: measured 1.39 times the
+    # untiled loss here (2.5 times in 64-pixel tiles; README, Large images)
+    assert losses["tiled"] < 2 * losses["whole"], losses
     # TensorBoard: every tile's losses on one step axis; at each checkpoint the assembled image, not the tile
     log = tmp_path / "tiled" / LOG_DIR
     assert [step for step, _ in scalar_series(log, "total_loss")][-1] == 65

@@ -243,14 +243,18 @@ class Tiling:
 
 def choose_tiling(args, width, height, deepest):
     """The Tiling of a run with --tile, or of one whose whole image would not fit in memory (said on stdout; the
-    tile size chosen to fit); None for a run of the whole image. A run given no coarse scale gets one, the largest
-    half, quarter... that fits, at most LARGEST_AUTOMATIC_COARSE pixels long, for half of --iterations."""
+    tile size chosen among those that fit); None for a run of the whole image. A run given no coarse scale gets
+    one, the largest half, quarter... that fits, at most LARGEST_AUTOMATIC_COARSE pixels long, for half of
+    --iterations."""
     tile = args.tile
     if tile is None:
         if memory_fits(memory_needed(width, height, deepest)):
             return None
-        tile = next((side for side in range(LARGEST_AUTOMATIC_TILE, max(63, 2 * (args.tile_overlap or 0) - 1), -64)
-                     if memory_fits(tiled_memory_needed(width, height, side, deepest))), None)
+        fitting = [side for side in range(64, LARGEST_AUTOMATIC_TILE + 1, 64) if side >= 2 * (args.tile_overlap or 0)
+                   and memory_fits(tiled_memory_needed(width, height, side, deepest))]
+        # of the sizes that fit, the one whose tiles give the network the fewest pixels (overlaps and contexts too)
+        tile = min(fitting, key=lambda side: (tiles.work(width, height, side, tile_overlap(args, side)), -side),
+                   default=None)
         if tile is None:
             check_memory(width, height, deepest, tiled_memory_needed(width, height, 64, deepest),
                          " even in tiles")

@@ -74,6 +74,13 @@ def tile_layout(width, height, tile, overlap):
             for left in tile_starts(width, tile_width, overlap)]
 
 
+def work(width, height, tile, overlap):
+    """Pixels the network sees in one pass over the tiles of a width x height image: each within its context."""
+    layout = tile_layout(width, height, tile, overlap)
+    seen = 2 * context_for(max(layout[0].width, layout[0].height))
+    return len(layout) * (layout[0].width + seen) * (layout[0].height + seen)
+
+
 def feather(tile, width, height, overlap):
     """A tile's blending weight [height, width]: 1 inside, falling linearly to 1/overlap toward each edge that faces
     a neighbouring tile (not the image's own border), so that the blend passes smoothly from tile to tile."""

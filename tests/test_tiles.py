@@ -213,3 +213,26 @@ def test_the_assembly_round_trips_through_its_file(tmp_path):
     assert loaded.done == [0, 2]
     with pytest.raises(FixableError, match="missing or damaged"):
         tiles.Assembly.load(str(tmp_path / "none.npz"))
+
+
+def test_an_image_seen_within_empty_surroundings_has_its_own_features(vgg19_mat):
+    """Past the border (NaN in the surroundings) the activations are held at 0 and the average pools count the
+    picture only: the picture's features are those it has alone, with SAME padding, down to conv5_1."""
+    weights = load_vgg.load_weights(vgg19_mat[0])
+    problem = Problem(None, (), (1.0,), None, "w", 40, 24, "avg", ("conv4_2",), ("conv1_1", "conv5_1"), (1.0, 1.0),
+                      1.0, 1.0, 0.0, "random", None, "lbfgs", None, 0, context=16)
+    picture = np.random.default_rng(2).normal(0, 40, (24, 40, 3)).astype(np.float32)
+    surroundings = np.pad(picture, ((16, 16), (16, 16), (0, 0)), constant_values=np.nan)
+    graph = style_transfer.tf.Graph()
+    with graph.as_default():
+        constants = load_vgg.weight_constants(weights)
+        alone = load_vgg.vgg_net(picture[np.newaxis], constants, "relu5_1")
+        seen, inside = style_transfer.past_the_border(style_transfer.tf.constant(surroundings[np.newaxis]))
+        within = load_vgg.vgg_net(seen, constants, "relu5_1", inside=inside)
+        names = ["conv1_1", "conv4_2", "conv5_1"]
+        pairs = [(alone[load_vgg.feature_layer(name)], style_transfer.own_features(within, name, problem))
+                 for name in names]
+        with style_transfer.tf.Session() as sess:
+            for name, (expected, found) in zip(names, sess.run(pairs)):
+                assert expected.shape == found.shape, name
+                np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())

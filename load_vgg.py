@@ -8,6 +8,9 @@ Two steps, kept apart so the file is read once however many graphs need the netw
 As in CS20, a layer named `convX_Y` in a loss means that conv layer *after its ReLU*
 (`feature_layer` maps the one to the other); `reluX_Y` and `poolX` may be named directly.
 
+A tile of a large image (runner/tiles.py) is seen within surroundings: `past_the_border` and vgg_net's `inside`
+keep what lies past the picture's border at 0, as SAME padding does; `own_features` crops a layer to the tile.
+
 The .mat comes in two layouts: the current one (`layers` and `meta`) and the older
 "beta16" one (`layers` and a top-level `normalization`). Both are read by field name, never by
 field position, and every layer up to the deepest one used is checked against VGG-19's names and
@@ -330,3 +333,21 @@ def vgg_net(image, constants, deepest_layer, pooling="avg", inside=None):
                     inside = tf.nn.max_pool2d(inside, ksize=2, strides=2, padding="SAME")
         layers[name] = net
     return layers
+
+
+def past_the_border(image):
+    """(the image with 0 past the picture's border, where it is NaN; 1 inside the border, 0 past it): a tile's
+    surroundings at the image's edge (runner.tiles)."""
+    inside = tf.math.is_finite(image[..., :1])
+    return tf.where(tf.broadcast_to(inside, tf.shape(image)), image, tf.zeros_like(image)), tf.cast(inside, tf.float32)
+
+
+def own_features(layers, name, problem):
+    """Layer `name`'s features of the image's own pixels: without those of its context (problem.context pixels of
+    fixed surroundings on each side, a multiple of 16, so that it spans whole positions down to conv5_1)."""
+    features = layers[feature_layer(name)]
+    if not problem.context:
+        return features
+    height, width = layer_size(problem.width, problem.height, feature_layer(name))
+    margin = (int(features.shape[2]) - width) // 2
+    return features[:, margin:margin + height, margin:margin + width, :]

@@ -127,10 +127,10 @@ class ContentFeatures:
         with self.graph.as_default():
             seen = 2 * problem.context  # a tile's content image comes with its context around it
             self.image = tf.placeholder(tf.float32, (1, problem.height + seen, problem.width + seen, 3))
-            image, inside = past_the_border(self.image) if problem.context else (self.image, None)
+            image, inside = load_vgg.past_the_border(self.image) if problem.context else (self.image, None)
             layers = load_vgg.vgg_net(image, load_vgg.weight_constants(weights),
                                       load_vgg.deepest_layer_used(problem.content_layers, []), problem.pooling, inside)
-            self.features = [own_features(layers, name, problem) for name in problem.content_layers]
+            self.features = [load_vgg.own_features(layers, name, problem) for name in problem.content_layers]
         self.graph.finalize()
         self.sess = tf.Session(graph=self.graph, config=ONE_RUN_CONFIG)
 
@@ -139,24 +139,6 @@ class ContentFeatures:
 
     def close(self):
         self.sess.close()
-
-
-def past_the_border(image):
-    """(the image with 0 past the picture's border, where it is NaN; 1 inside the border, 0 past it): a tile's
-    surroundings at the image's edge (runner.tiles)."""
-    inside = tf.math.is_finite(image[..., :1])
-    return tf.where(tf.broadcast_to(inside, tf.shape(image)), image, tf.zeros_like(image)), tf.cast(inside, tf.float32)
-
-
-def own_features(layers, name, problem):
-    """Layer `name`'s features of the image's own pixels: without those of its context (problem.context pixels of
-    fixed surroundings on each side, a multiple of 16, so that it spans whole positions down to conv5_1)."""
-    features = layers[load_vgg.feature_layer(name)]
-    if not problem.context:
-        return features
-    height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
-    margin = (int(features.shape[2]) - width) // 2
-    return features[:, margin:margin + height, margin:margin + width, :]
 
 
 def initial_image(problem, content_image, style_image, mean_pixel):
@@ -223,13 +205,14 @@ class StyleTransfer:
                                           name="start_image")
         self.image = tf.Variable(self.start_image, name="generated_image")
         self.image_is_finite = tf.reduce_all(tf.math.is_finite(self.image))  # clipping would hide a NaN
-        self.seen, self.inside = self.image, None  # what the network sees: a tile, within its fixed surroundings
-        if self.problem.context:
-            margin = [[0, 0], [self.problem.context] * 2, [self.problem.context] * 2, [0, 0]]
-            self.surroundings = tf.placeholder(tf.float32, (1, *np.add(self.image.shape[1:3], 2 * self.problem.context),
-                                                            3), name="surroundings")
-            outside = np.pad(np.zeros((1, *self.image.shape[1:3], 1), np.float32), margin, constant_values=1)
-            surroundings, self.inside = past_the_border(self.surroundings)
+        self.seen, self.inside = self.image, None  # what the network sees, and where that is the picture
+        if self.problem.context:  # a tile's: seen within the assembled image around it (runner.tiles), fixed
+            context, (height, width) = self.problem.context, self.image.shape[1:3]
+            margin = [[0, 0], [context, context], [context, context], [0, 0]]
+            self.surroundings = tf.placeholder(tf.float32, (1, height + 2 * context, width + 2 * context, 3),
+                                               name="surroundings")
+            outside = np.pad(np.zeros((1, height, width, 1), np.float32), margin, constant_values=1)
+            surroundings, self.inside = load_vgg.past_the_border(self.surroundings)
             self.seen = surroundings * outside + tf.pad(self.image, margin)
         self.global_step = tf.train.get_or_create_global_step()
         if self.problem.temporal_weight is not None:  # a film's: the previous frame's result, warped; its mask
@@ -244,7 +227,7 @@ class StyleTransfer:
     def losses(self):
         problem = self.problem
         with tf.name_scope("losses"):
-            features = {name: own_features(self.layers, name, problem)
+            features = {name: load_vgg.own_features(self.layers, name, problem)
                         for name in (*problem.content_layers, *problem.style_layers)}
             self.content_targets = [tf.placeholder(tf.float32, features[name].shape, name=f"content_target_{name}")
                                     for name in problem.content_layers]

@@ -18,10 +18,12 @@ scales' steps), each tile's in turn.
     plan.finished(index, image)  # the last coarse scale: starts the assembled image; a tile: blends it in
     plan.whole(index, image, c)  # what a step image shows: the assembled image with the tile blended in
 
-The assembled image is <checkpoint-dir>/assembled.npz (the image and the weight summed at each pixel so far,
-and which tiles it holds), replaced atomically at each tile's end: a killed run resumes at its tile, from the
-tile's checkpoint and this file. Blending: the result at a pixel is the weighted mean of the tiles covering it,
-each tile's weight ramping up from its edges that face a neighbour over --tile-overlap pixels.
+The assembled image is <checkpoint-dir>/assembled.npz (the tiles' weighted mean and the weight summed at each
+pixel so far, the upsampled coarse result, and which tiles it holds), replaced atomically at each tile's end: a
+killed run resumes at its tile, from the tile's checkpoint and this file. Blending: the result at a pixel is the
+weighted mean of the tiles covering it, each tile's weight ramping up from its edges that face a neighbour over
+--tile-overlap pixels; until every tile is in, the picture passes from the tiles into the coarse result where
+their weights sum to less than 1, so that each tile starts from a picture without a step at the refined edge.
 """
 
 import dataclasses
@@ -100,32 +102,48 @@ def pieces(image, tile):
 
 
 class Assembly:
-    """The whole image as far as it is refined: `image` in the network's space [height, width, 3]; `weight` the
-    blending weight summed at each pixel (0 where no tile is yet); `done` the tiles' indices blended in."""
+    """The whole image as far as it is refined, in the network's space [height, width, 3]: `tiles`, the weighted
+    mean of the tiles blended in so far; `weight`, their weights summed at each pixel (0 where none is yet);
+    `base`, the last coarse scale's result upsampled; `done`, the indices of the tiles blended in."""
 
-    def __init__(self, image, weight, done):
-        self.image, self.weight, self.done = image, weight, done
+    def __init__(self, tiles, weight, base, done):
+        self.tiles, self.weight, self.base, self.done = tiles, weight, base, done
 
     @classmethod
-    def starting_from(cls, image):
-        return cls(image.astype(np.float32), np.zeros(image.shape[:2], np.float32), [])
+    def starting_from(cls, base):
+        base = base.astype(np.float32)
+        return cls(base.copy(), np.zeros(base.shape[:2], np.float32), base, [])
 
     def blended(self, tile, tile_image, tile_weight):
-        """(image, weight) of the tile's region with tile_image blended in: the running weighted mean."""
+        """(tiles, weight) of the tile's region with tile_image blended in: the running weighted mean."""
         rows, columns = tile.region
         weight = self.weight[rows, columns, np.newaxis]
         total = weight + tile_weight[..., np.newaxis]
-        return (self.image[rows, columns] * weight + tile_image * tile_weight[..., np.newaxis]) / total, total[..., 0]
+        return (self.tiles[rows, columns] * weight + tile_image * tile_weight[..., np.newaxis]) / total, total[..., 0]
+
+    def blend(self, tile, tile_image, tile_weight):
+        rows, columns = tile.region
+        self.tiles[rows, columns], self.weight[rows, columns] = self.blended(tile, tile_image, tile_weight)
+
+    def picture(self, region=(slice(None), slice(None)), tiles=None, weight=None):
+        """The image as it stands (of a region; or with tiles and weight given for it): the tiles' mean, passing
+        into the base where their weights sum to less than 1, at the edges of what is refined so far, so that the
+        next tile starts from a picture without a step in it. Once every tile is in, the weights sum to at least
+        1 everywhere (neighbours' ramps cross within their overlap) and the picture is the tiles' mean alone."""
+        tiles = self.tiles[region] if tiles is None else tiles
+        cover = np.minimum(self.weight[region] if weight is None else weight, 1)[..., np.newaxis]
+        return cover * tiles + (1 - cover) * self.base[region]
 
     def save(self, path):
         with utils.atomic_output(path) as temporary, open(temporary, "wb") as file:
-            np.savez(file, image=self.image, weight=self.weight, done=np.asarray(self.done, np.int64))
+            np.savez(file, tiles=self.tiles, weight=self.weight, base=self.base,
+                     done=np.asarray(self.done, np.int64))
 
     @classmethod
     def load(cls, path):
         try:
             with np.load(path) as saved:
-                return cls(saved["image"], saved["weight"], [int(index) for index in saved["done"]])
+                return cls(saved["tiles"], saved["weight"], saved["base"], [int(index) for index in saved["done"]])
         except (OSError, ValueError, KeyError):
             raise FixableError(f"{path}, the image assembled from the tiles so far, is missing or damaged: run the "
                                f"same command with --restart to start over") from None
@@ -178,11 +196,11 @@ class TilePlan(StillPlan):
         tile = self.tile_at(index)
         if tile is None:
             return super().start_at(index, previous_image)
-        return self.assembly.image[tile.region][np.newaxis]
+        return self.assembly.picture(tile.region)[np.newaxis]
 
     def surroundings_at(self, index):
         tile = self.tile_at(index)
-        return None if tile is None else self.around(self.assembly.image, tile)[np.newaxis]
+        return None if tile is None else self.around(self.assembly.picture(), tile)[np.newaxis]
 
     def around(self, image, tile):
         """The tile's region of a whole image with self.context pixels around it, NaN past the image's border
@@ -199,9 +217,7 @@ class TilePlan(StillPlan):
             self._assembly = Assembly.starting_from(utils.resized(image[0], self.width, self.height))
         elif index >= self.coarse and index - self.coarse not in self.assembly.done:
             tile = self.tile_at(index)
-            rows, columns = tile.region
-            self.assembly.image[rows, columns], self.assembly.weight[rows, columns] = self.assembly.blended(
-                tile, image[0], feather(tile, self.width, self.height, self.overlap))
+            self.assembly.blend(tile, image[0], feather(tile, self.width, self.height, self.overlap))
             self.assembly.done.append(index - self.coarse)
         else:
             return
@@ -212,8 +228,8 @@ class TilePlan(StillPlan):
         tile = self.tile_at(index)
         if tile is None:
             return image, content
-        whole = self.assembly.image.copy()
+        whole = self.assembly.picture()
         if index - self.coarse not in self.assembly.done:
-            whole[tile.region] = self.assembly.blended(tile, image, feather(tile, self.width, self.height,
-                                                                            self.overlap))[0]
+            blended = self.assembly.blended(tile, image, feather(tile, self.width, self.height, self.overlap))
+            whole[tile.region] = self.assembly.picture(tile.region, *blended)
         return whole, self.images.content

@@ -258,6 +258,9 @@ def choose_tiling(args, width, height, deepest):
         if tile is None:
             check_memory(width, height, deepest, tiled_memory_needed(width, height, 64, deepest),
                          " even in tiles")
+    if args.keep_best:
+        raise FixableError("--keep-best compares the whole image's losses, and a tiled run's are a tile's: drop it")
+    if args.tile is None:
         print(f"--width {width} --height {height} does not fit in memory: refining it in tiles (as --tile {tile})",
               flush=True)
     check_memory(width, height, deepest, tiled_memory_needed(width, height, tile, deepest), f" in --tile {tile}")
@@ -270,8 +273,6 @@ def choose_tiling(args, width, height, deepest):
         scales, steps = (scale, 1.0), (max(1, args.iterations // 2),)
         if steps[0] >= args.iterations:
             raise FixableError(f"--iterations {args.iterations} leaves no step for the tiles: raise --iterations")
-    if args.keep_best:
-        raise FixableError("--keep-best compares the whole image's losses, and a tiled run's are a tile's: drop it")
     coarse_width, coarse_height = round(width * scales[-2]), round(height * scales[-2])
     check_memory(coarse_width, coarse_height, deepest, memory_needed(coarse_width, coarse_height, deepest),
                  f" (--scales {scales[-2]:g})")

@@ -11,7 +11,7 @@ the same size, so one graph serves them all; its steps are the full-size steps (
 scales' steps), each tile's in turn.
 
     layout = tile_layout(width, height, tile, overlap)     # Tiles covering the image, row by row
-    plan = TilePlan(coarse_stages, tile_steps, layout, files, images, folders, overlap)
+    plan = TilePlan(coarse_stages, tile_steps, layout, files, images, checkpoint_dir, overlap)
     plan.images_at(index)        # a tile's: its content crop (with the margin), and each style image in pieces
     plan.start_at(index, image)  # a tile's: its crop of the assembled image
     plan.surroundings_at(index)  # a tile's: the assembled image around it, the margin wide

@@ -60,7 +60,7 @@ class Outputs:
         if report.step % self.schedule.log_every == 0 or report.step in (1, self.first_logged, self.scale.last_step):
             self.log(report)
         if report.step % self.schedule.save_every == 0 or report.step == self.scale.last_step:
-            self.save()
+            self.save(stage_end=report.step == self.scale.last_step)
 
     def consider_best(self, report):
         """--keep-best: remember the report's image if its loss is the lowest yet."""
@@ -81,7 +81,8 @@ class Outputs:
         print(line, flush=True)
 
     def save(self, stage_end=False):
-        """The image as <output-dir>/<step>.png and in TensorBoard, then the checkpoint."""
+        """The image as <output-dir>/<step>.png and in TensorBoard, then the checkpoint. stage_end: the stage's last
+        save (a plan that saves step images only at stage ends writes one then)."""
         step = self.step
         image_path = os.path.join(self.folders.output_dir, f"{step}.png")
         image, finite = self.sess.run([self.model.image, self.model.image_is_finite])
@@ -89,7 +90,7 @@ class Outputs:
             raise self.diverged(step, "its image holds NaN or infinite values")
         pixels = self.whole_pixels(image[0])
         with self.run_folder.explaining_write_failure(step):
-            if stage_end or step == self.scale.last_step or not self.plan.saves_images_at_stage_ends:
+            if stage_end or not self.plan.saves_images_at_stage_ends:
                 utils.save_image(image_path, pixels)
                 self.image_step = step
             else:

@@ -225,7 +225,8 @@ def test_fast_sets_lbfgs_coarse_to_fine_and_what_is_given_still_wins():
     from runner import options
 
     fast = options.parse_args(["--fast"])
-    assert (fast.optimizer, fast.scales, fast.scale_steps, fast.iterations) == ("lbfgs", [0.125, 0.25, 0.5, 1.0], [20], 67)
+    assert (fast.optimizer, fast.scales, fast.scale_steps, fast.iterations) == (
+        "lbfgs", [0.125, 0.25, 0.5, 1.0], [20], 67)
     given = options.parse_args(["--fast", "--iterations", "80", "--optimizer", "adam"])
     assert (given.optimizer, given.scales, given.iterations) == ("adam", [0.125, 0.25, 0.5, 1.0], 80)
     assert options.parse_args([]).optimizer == "adam"  # the defaults stay CS20's
@@ -239,4 +240,5 @@ def test_a_fast_run_is_recorded_as_what_it_ran(workdir, capsys, vgg19_mat, image
     assert code == 0, err
     assert "Scale 1/4: 5x4" in out and "Scale 4/4: 40x32" in out
     record = json.load(open("checkpoints/style_transfer/run.json"))
-    assert (record["optimizer"], record["scales"], record["scale_steps"]) == ("lbfgs", [0.125, 0.25, 0.5, 1.0], [20, 20, 20])
+    assert (record["optimizer"], record["scales"], record["scale_steps"]) == (
+        "lbfgs", [0.125, 0.25, 0.5, 1.0], [20, 20, 20])

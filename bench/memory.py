@@ -128,6 +128,8 @@ def main():
     parser.add_argument("--steps", type=int, default=6, help="steps per process")
     parser.add_argument("--measure", choices=WAYS, help=argparse.SUPPRESS)  # the measuring process
     args, rest = parser.parse_known_args()
+    if args.steps < 2:
+        parser.error("--steps: at least 2 (the first step is measured apart from the others)")
     if args.measure:
         return measure([argument for argument in rest if argument != "--"], args.measure, args.steps)
 

@@ -189,7 +189,7 @@ class TilePlan(StillPlan):
         tile = self.tile_at(index)
         if tile is None:
             return self.files.read_at(self.stages[index].width, self.stages[index].height)
-        content = None if self.images.content is None else self.around(self.images.content, tile)
+        content = None if self.images.content is None else self.around(lambda region: self.images.content[region], tile)
         return dataclasses.replace(self.images, content=content, styles=self.styles, start_style=None)
 
     def start_at(self, index, previous_image):
@@ -200,14 +200,15 @@ class TilePlan(StillPlan):
 
     def surroundings_at(self, index):
         tile = self.tile_at(index)
-        return None if tile is None else self.around(self.assembly.picture(), tile)[np.newaxis]
+        return None if tile is None else self.around(self.assembly.picture, tile)[np.newaxis]
 
-    def around(self, image, tile):
+    def around(self, region_of, tile):
         """The tile's region of a whole image with self.context pixels around it, NaN past the image's border
-        (where the network holds its activations at 0, as SAME padding has them at the whole image's border)."""
+        (where the network holds its activations at 0, as SAME padding has them at the whole image's border).
+        region_of((rows, columns)): that region of the whole image (only what is needed of it is computed)."""
         top, left = tile.top - self.context, tile.left - self.context
         bottom, right = tile.top + tile.height + self.context, tile.left + tile.width + self.context
-        crop = image[max(top, 0):min(bottom, self.height), max(left, 0):min(right, self.width)]
+        crop = region_of((slice(max(top, 0), min(bottom, self.height)), slice(max(left, 0), min(right, self.width))))
         return np.pad(crop, ((max(0, -top), max(0, bottom - self.height)), (max(0, -left), max(0, right - self.width)),
                              (0, 0)), constant_values=np.nan)
 

@@ -8,9 +8,6 @@ Two steps, kept apart so the file is read once however many graphs need the netw
 As in CS20, a layer named `convX_Y` in a loss means that conv layer *after its ReLU*
 (`feature_layer` maps the one to the other); `reluX_Y` and `poolX` may be named directly.
 
-A tile of a large image (runner/tiles.py) is seen within surroundings: `past_the_border` and vgg_net's `inside`
-keep what lies past the picture's border at 0, as SAME padding does; `own_features` crops a layer to the tile.
-
 The .mat comes in two layouts: the current one (`layers` and `meta`) and the older
 "beta16" one (`layers` and a top-level `normalization`). Both are read by field name, never by
 field position, and every layer up to the deepest one used is checked against VGG-19's names and
@@ -33,7 +30,7 @@ import utils
 from runner.tf_setup import tf  # TensorFlow as the tool sets it up
 from utils import FixableError, atomic_output
 
-WEIGHTS_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
+WEIGHTS_URL = utils.VGG_WEIGHTS_URL
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 KERAS_MEAN_PIXEL_RGB = (123.68, 116.779, 103.939)  # Keras' VGG-19 subtracts these, in BGR order
 
@@ -310,8 +307,9 @@ def vgg_net(image, constants, deepest_layer, pooling="avg", inside=None):
 
     Conv: stride 1, SAME padding, plus bias. Pooling: 2x2, stride 2, average by default, as Gatys et al.
     recommend for image generation ("max" is VGG's own). `constants` comes from weight_constants.
-    inside: [1, height, width, 1], 1 where `image` shows the picture and 0 past its border (a tile's surroundings,
-    runner/tiles.py); the activations past the border are held at 0 after every conv, as SAME padding has them.
+    inside: [1, height, width, 1], 1 where `image` shows the picture and 0 past its border (an image seen within
+    surroundings that end there); the activations past the border are held at 0 after every conv, as SAME
+    padding has them at the picture's own border, and the average pools count the picture's part of a window.
     """
     layers = {}
     net = image
@@ -333,21 +331,3 @@ def vgg_net(image, constants, deepest_layer, pooling="avg", inside=None):
                     inside = tf.nn.max_pool2d(inside, ksize=2, strides=2, padding="SAME")
         layers[name] = net
     return layers
-
-
-def past_the_border(image):
-    """(the image with 0 past the picture's border, where it is NaN; 1 inside the border, 0 past it): a tile's
-    surroundings at the image's edge (runner.tiles)."""
-    inside = tf.math.is_finite(image[..., :1])
-    return tf.where(tf.broadcast_to(inside, tf.shape(image)), image, tf.zeros_like(image)), tf.cast(inside, tf.float32)
-
-
-def own_features(layers, name, problem):
-    """Layer `name`'s features of the image's own pixels: without those of its context (problem.context pixels of
-    fixed surroundings on each side, a multiple of 16, so that it spans whole positions down to conv5_1)."""
-    features = layers[feature_layer(name)]
-    if not problem.context:
-        return features
-    height, width = layer_size(problem.width, problem.height, feature_layer(name))
-    margin = (int(features.shape[2]) - width) // 2
-    return features[:, margin:margin + height, margin:margin + width, :]

@@ -3,15 +3,22 @@
     python style_transfer.py                    # CS20 defaults: deadpool.jpg in the style of guernica.jpg
     python style_transfer.py --iterations 500   # carries the run in checkpoints/style_transfer on to step 500
 
-This file is the algorithm, top to bottom: the losses; the targets (the style's Gram matrices, computed once;
-the content's features, fed); the model (StyleTransfer.build: create_input, load_vgg, losses, optimize,
-create_summary), whose steps() yields a report per step; train(), the Session loop of one stage (a scale of an
-image, a frame of a film); run(), over the stages of one item; main(), over the items. Around it: load_vgg.py
-builds VGG-19 from its weights file; lbfgs.py drives scipy's L-BFGS-B one step at a time; runner/ manages runs
-(options, inputs, the run folder with its checkpoints and events, what is written after each step, the stages:
-a still image's coarse-to-fine scales, a film's frames, a large image's tiles); utils.py downloads and reads images.
+This file is the algorithm, top to bottom: the losses, each a small piece the model sums; the targets (the
+style's Gram matrices, computed once; the content's features, fed); the model (StyleTransfer.build: create_input,
+load_vgg, losses, optimize, create_summary), whose steps() yields a report per step; train(), the Session loop of
+one stage; run(), over the stages of one item; main(), over the items. Around it: load_vgg.py builds VGG-19 from
+its weights file; lbfgs.py drives scipy's L-BFGS-B one step at a time; runner/ manages runs (options, inputs, the
+run folder with its checkpoints and events, what is written after each step, and the plans whose stages a run
+goes through: a still image's scales, a film's frames, a large image's tiles); utils.py downloads and reads images.
+
+How a stage adds to the model, without the model knowing what kind of stage it is: its plan gives `Extras`
+(runner/stages.py): more loss pieces (a film's temporal loss, runner/video.py) and a view, what the network sees
+around the image (a tile's surroundings, runner/tiles.py). A loss piece has a `name` (its TensorBoard tag and the
+key its fed values come under), a `weight`, the `layers` it reads, a `key` (what the graph depends on), and
+`build(image, features)`, which returns (its loss tensor, the placeholders it is fed each step, more curves).
 """
 
+import json
 import math
 import os
 import sys
@@ -19,22 +26,22 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 import lbfgs
 import load_vgg
-from runner import batch, options, run_folder
-from runner import scales as scale_plan
+from runner import batch, options, run_folder, stages
 from runner.batch import ItemResult
 from runner.graphs import Graphs
-from runner.inputs import JobMaker
-from runner.items import find_items
+from runner.inputs import prepare_work
 from runner.outputs import Outputs
+from runner.problem import Problem
 from runner.signals import StopSignals
 from runner.tf_setup import ONE_RUN_CONFIG, tf
 from utils import FixableError
 
 # ---------------------------------------------------------------------------------------------------
-# 1. The losses, as CS20 defines them.
+# 1. The losses, as CS20 defines them, and the pieces that the model sums.
 
 def gram_matrix(features):
     """Fᵀ F with F reshaped to (positions, channels): channel correlations, summed over positions."""
@@ -49,15 +56,8 @@ def _gram(matrix):
 
 
 def content_loss(features, target):
-    """sum((F - P)²) / (4 · size(P)), as CS20. target: an array, or a tensor (fed) of a known shape."""
-    size = target.size if isinstance(target, np.ndarray) else target.shape.num_elements()
-    return tf.reduce_sum(tf.square(features - target)) / (4.0 * size)
-
-
-def temporal_loss(image, warped_previous, mask):
-    """mean(mask · (x - warped)²) over pixels and channels (Ruder et al. 2016): a film's frame kept on the previous
-    result, moved on by the optical flow, wherever that flow is reliable (mask 1)."""
-    return tf.reduce_mean(mask * tf.square(image - warped_previous))
+    """sum((F - P)²) / (4 · size(P)), as CS20; target: a tensor of a known shape (fed)."""
+    return tf.reduce_sum(tf.square(features - target)) / (4.0 * target.shape.num_elements())
 
 
 def style_layer_loss(features, target_gram):
@@ -67,33 +67,97 @@ def style_layer_loss(features, target_gram):
     return tf.reduce_sum(tf.square(gram_matrix(features) - target_gram)) / (2.0 * int(channels) * positions) ** 2
 
 
+class ContentLoss:
+    """The content loss summed over the content layers; their targets (the content image's features) are fed."""
+
+    name = "content_loss"
+
+    def __init__(self, layers, weight):
+        self.layers, self.weight = tuple(layers), weight
+        self.key = ("content", self.layers, weight)
+
+    def build(self, image, features):
+        targets = [tf.placeholder(tf.float32, features[name].shape, name=f"content_target_{name}")
+                   for name in self.layers]
+        loss = tf.add_n([content_loss(features[name], target) for name, target in zip(self.layers, targets)])
+        return loss, targets, {}
+
+
+class StyleLoss:
+    """CS20's style loss: the weighted sum of the style layers' losses against the style's Gram matrices."""
+
+    name = "style_loss"
+
+    def __init__(self, layers, layer_weights, grams, weight):
+        self.layers, self.layer_weights, self.grams, self.weight = tuple(layers), layer_weights, grams, weight
+        self.key = ("style", self.layers, tuple(layer_weights), weight)  # the Grams: in the problem's key
+
+    def build(self, image, features):
+        per_layer = {name: style_layer_loss(features[name], gram) for name, gram in zip(self.layers, self.grams)}
+        loss = tf.add_n([weight * per_layer[name] for name, weight in zip(self.layers, self.layer_weights)])
+        return loss, [], {f"style_loss/{name}": layer_loss for name, layer_loss in per_layer.items()}
+
+
+class TotalVariationLoss:
+    """Sum of |differences| between neighbouring pixels: smooths the result (CS20 has none)."""
+
+    name, layers = "tv_loss", ()
+
+    def __init__(self, weight):
+        self.weight, self.key = weight, ("tv", weight)
+
+    def build(self, image, features):
+        return tf.reduce_sum(tf.image.total_variation(image)), [], {}
+
+
+def problem_losses(problem, style_grams):
+    """The loss pieces every stage of a problem has, in the order they add up: content (none with --texture),
+    style, and total variation when it has a weight."""
+    terms = [ContentLoss(problem.content_layers, problem.content_weight)] if problem.content_layers else []
+    terms.append(StyleLoss(problem.style_layers, problem.style_layer_weights, style_grams, problem.style_weight))
+    if problem.tv_weight:
+        terms.append(TotalVariationLoss(problem.tv_weight))
+    return terms
+
+
+class WholeImage:
+    """The view of a stage that adds none: the network sees the image alone."""
+
+    name, key = "image", ("whole image",)
+
+    def around(self, image):
+        """(what the network sees of the image variable, where that is the picture (None: everywhere), fed)."""
+        return image, None, []
+
+    def given(self, height, width):
+        """(a placeholder for an image given whole, what the network sees of it, where that is the picture)."""
+        image = tf.placeholder(tf.float32, (1, height, width, 3))
+        return image, image, None
+
+    def own(self, features, layer):
+        """A layer's features of the image's own positions."""
+        return features
+
+
 # ---------------------------------------------------------------------------------------------------
 # 2. The targets: the style's Gram matrices enter the training graph as constants; the content image's
 #    features are fed to it, so that the images of one data set share one graph.
 
-def compute_targets(weights, problem, style_images, content_image=None):
+def compute_targets(weights, problem, styles, content_image=None):
     """(the target Gram matrix of each style layer, the content image's features at each content layer), computed
-    in a throwaway graph in one run (a run of a new graph costs a fraction of a second of set-up). content_image:
-    None when the content comes later, fed (ContentFeatures); the features are then []. With several style images
-    a layer's target is their blend; a Gram matrix is a sum over positions, so each is scaled to the positions the
-    generated image has at that layer. A style image too large for the network comes in pieces (a list, from
-    runner.tiles): its Gram matrices are the sums of its pieces', each piece passed through in a run of its own."""
+    in a throwaway graph. styles: each style image as a list of pieces (one piece: the whole image; runner.tiles
+    cuts a style too large for the network at once); its Gram matrices are the sums of its pieces'. With several
+    style images a layer's target is their blend; a Gram matrix is a sum over positions, so each is scaled to the
+    positions the generated image has at that layer. content_image: None when the content comes later, fed
+    (ContentFeatures); the features are then []."""
     graph = tf.Graph()
     with graph.as_default():
         constants = load_vgg.weight_constants(weights)
-
-        def grams_of(image):
-            layers = load_vgg.vgg_net(image, constants, load_vgg.deepest_layer_used([], problem.style_layers),
-                                      problem.pooling)
-            return [gram_matrix(layers[load_vgg.feature_layer(name)]) for name in problem.style_layers]
-
-        feeds, gram_ops, content_ops = {}, [], []
-        for style_image in [image for image in style_images if not isinstance(image, list)]:
-            style_input = tf.placeholder(tf.float32, (1, *style_image.shape))
-            feeds[style_input] = [style_image - weights.mean_pixel]
-            gram_ops.append(grams_of(style_input))
-        piece_input = tf.placeholder(tf.float32, (1, None, None, 3))
-        piece_grams = grams_of(piece_input) if len(gram_ops) < len(style_images) else None
+        piece = tf.placeholder(tf.float32, (1, None, None, 3))  # any size: one graph for every piece
+        layers = load_vgg.vgg_net(piece, constants, load_vgg.deepest_layer_used([], problem.style_layers),
+                                  problem.pooling)
+        piece_grams = [gram_matrix(layers[load_vgg.feature_layer(name)]) for name in problem.style_layers]
+        content_ops, feeds = [], {}
         if content_image is not None and problem.content_layers:
             content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
             feeds[content_input] = [content_image - weights.mean_pixel]
@@ -101,36 +165,33 @@ def compute_targets(weights, problem, style_images, content_image=None):
                                       load_vgg.deepest_layer_used(problem.content_layers, []), problem.pooling)
             content_ops = [layers[load_vgg.feature_layer(name)] for name in problem.content_layers]
         with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
-            whole_grams, content_features = sess.run([gram_ops, content_ops], feeds)
-            whole_grams = iter(whole_grams)
-            grams = [[sum(layer) for layer in zip(*[sess.run(piece_grams, {piece_input: [piece - weights.mean_pixel]})
-                                                    for piece in image])]
-                     if isinstance(image, list) else next(whole_grams) for image in style_images]
+            content_features = sess.run(content_ops, feeds)
+            grams = [[sum(layer) for layer in zip(*[sess.run(piece_grams, {piece: [part - weights.mean_pixel]})
+                                                    for part in style])] for style in styles]
     style_grams = []
     for index, name in enumerate(problem.style_layers):
         layer = load_vgg.feature_layer(name)
         height, width = load_vgg.layer_size(problem.width, problem.height, layer)
-        positions = [sum(math.prod(load_vgg.layer_size(piece.shape[1], piece.shape[0], layer))
-                         for piece in (image if isinstance(image, list) else [image])) for image in style_images]
+        positions = [sum(math.prod(load_vgg.layer_size(part.shape[1], part.shape[0], layer)) for part in style)
+                     for style in styles]
         style_grams.append(sum(blend * grams[style][index] * (height * width / positions[style])
                                for style, blend in enumerate(problem.style_blend_weights)))
     return style_grams, content_features
 
 
 class ContentFeatures:
-    """features(content_image): the content image's features at each content layer, for one image size; a
-    graph and Session of their own, built once and run once per image."""
+    """features(content_image): the content image's features at each content layer, for one image size and view;
+    a graph and Session of their own, built once and run once per image."""
 
-    def __init__(self, weights, problem):
+    def __init__(self, weights, problem, view):
         self.mean_pixel = weights.mean_pixel
         self.graph = tf.Graph()
         with self.graph.as_default():
-            seen = 2 * problem.context  # a tile's content image comes with its context around it
-            self.image = tf.placeholder(tf.float32, (1, problem.height + seen, problem.width + seen, 3))
-            image, inside = load_vgg.past_the_border(self.image) if problem.context else (self.image, None)
-            layers = load_vgg.vgg_net(image, load_vgg.weight_constants(weights),
+            self.image, seen, inside = view.given(problem.height, problem.width)
+            layers = load_vgg.vgg_net(seen, load_vgg.weight_constants(weights),
                                       load_vgg.deepest_layer_used(problem.content_layers, []), problem.pooling, inside)
-            self.features = [load_vgg.own_features(layers, name, problem) for name in problem.content_layers]
+            self.features = [view.own(layers[load_vgg.feature_layer(name)], load_vgg.feature_layer(name))
+                             for name in problem.content_layers]
         self.graph.finalize()
         self.sess = tf.Session(graph=self.graph, config=ONE_RUN_CONFIG)
 
@@ -169,16 +230,20 @@ class StepReport:
 class StyleTransfer:
     """The training graph, built in CS20's stages; steps() optimises it and reports each step.
 
-    What changes from one image of a data set to the next is fed: the start image (`start_image`, when the
-    variables are initialised with `initialize`) and the content features (`use_content`, fed every step).
+    problem: the stage's (its size, pooling, optimiser); terms: the loss pieces to sum (problem_losses, and what
+    the stage adds); view: what the network sees of the image (WholeImage, or what the stage gives). What changes
+    from one image of a data set to the next is fed: the start image (`start_image`, when the variables are
+    initialised with `initialize`) and each piece's values (`use_targets`, fed every step).
     """
 
-    def __init__(self, problem, weights, style_grams):
+    def __init__(self, problem, weights, terms, view=None):
         self.problem = problem
         self.weights = weights
-        self.style_grams = style_grams
+        self.terms = terms
+        self.view = view or WholeImage()
         self.graph = tf.Graph()
-        self.feeds = {}  # the content targets' values, fed with every step
+        self.fed = {}  # piece name -> its placeholders
+        self.feeds = {}  # placeholder -> value, fed with every step
 
     def build(self):
         with self.graph.as_default():
@@ -190,14 +255,10 @@ class StyleTransfer:
             self.initialize = tf.global_variables_initializer()  # the image from start_image; Adam's state
         return self
 
-    def use_targets(self, content_features, temporal, surroundings=None):
-        """What this image's losses compare with: its content features; a film's frame also (warped previous
-        result, mask), from runner.video; a tile is seen within its surroundings, from runner.tiles."""
-        self.feeds = dict(zip(self.content_targets, content_features))
-        if temporal is not None:
-            self.feeds.update(zip(self.temporal_targets, temporal))
-        if surroundings is not None:
-            self.feeds[self.surroundings] = surroundings
+    def use_targets(self, values):
+        """What this image's pieces are fed: {piece name: its values}, e.g. "content_loss": the content features."""
+        self.feeds = {placeholder: value for name, placeholders in self.fed.items() if placeholders
+                      for placeholder, value in zip(placeholders, values[name])}
 
     def create_input(self):
         # The image lives in mean-subtracted space: the network's own input space.
@@ -205,47 +266,26 @@ class StyleTransfer:
                                           name="start_image")
         self.image = tf.Variable(self.start_image, name="generated_image")
         self.image_is_finite = tf.reduce_all(tf.math.is_finite(self.image))  # clipping would hide a NaN
-        self.seen, self.inside = self.image, None  # what the network sees, and where that is the picture
-        if self.problem.context:  # a tile's: seen within the assembled image around it (runner.tiles), fixed
-            context, (height, width) = self.problem.context, self.image.shape[1:3]
-            margin = [[0, 0], [context, context], [context, context], [0, 0]]
-            self.surroundings = tf.placeholder(tf.float32, (1, height + 2 * context, width + 2 * context, 3),
-                                               name="surroundings")
-            outside = np.pad(np.zeros((1, height, width, 1), np.float32), margin, constant_values=1)
-            surroundings, self.inside = load_vgg.past_the_border(self.surroundings)
-            self.seen = surroundings * outside + tf.pad(self.image, margin)
+        self.seen, self.inside, self.fed[self.view.name] = self.view.around(self.image)
         self.global_step = tf.train.get_or_create_global_step()
-        if self.problem.temporal_weight is not None:  # a film's: the previous frame's result, warped; its mask
-            self.temporal_targets = (tf.placeholder(tf.float32, self.image.shape, name="warped_previous"),
-                                     tf.placeholder(tf.float32, (*self.image.shape[:3], 1), name="reliable"))
 
     def load_vgg(self):
         constants = load_vgg.weight_constants(self.weights)
-        deepest = load_vgg.deepest_layer_used(self.problem.content_layers, self.problem.style_layers)
+        deepest = load_vgg.deepest_layer_used([name for term in self.terms for name in term.layers], [])
         self.layers = load_vgg.vgg_net(self.seen, constants, deepest, self.problem.pooling, self.inside)
 
     def losses(self):
-        problem = self.problem
         with tf.name_scope("losses"):
-            features = {name: load_vgg.own_features(self.layers, name, problem)
-                        for name in (*problem.content_layers, *problem.style_layers)}
-            self.content_targets = [tf.placeholder(tf.float32, features[name].shape, name=f"content_target_{name}")
-                                    for name in problem.content_layers]
-            self.content_loss = tf.add_n([tf.constant(0.0)] + [
-                content_loss(features[name], target)
-                for name, target in zip(problem.content_layers, self.content_targets)])
-            self.style_layer_losses = {
-                name: style_layer_loss(features[name], gram)
-                for name, gram in zip(problem.style_layers, self.style_grams)}
-            self.style_loss = tf.add_n([weight * self.style_layer_losses[name] for name, weight
-                                        in zip(problem.style_layers, problem.style_layer_weights)])
-            self.total_loss = problem.content_weight * self.content_loss + problem.style_weight * self.style_loss
-            if problem.tv_weight:  # sum of |differences| between neighbouring pixels
-                self.tv_loss = tf.reduce_sum(tf.image.total_variation(self.image))
-                self.total_loss += problem.tv_weight * self.tv_loss
-            if problem.temporal_weight is not None:  # a film's frame: stay on the previous result, moved on
-                self.temporal_loss = temporal_loss(self.image, *self.temporal_targets)
-                self.total_loss += problem.temporal_weight * self.temporal_loss
+            features = {name: self.view.own(self.layers[load_vgg.feature_layer(name)], load_vgg.feature_layer(name))
+                        for term in self.terms for name in term.layers}
+            self.loss_tensors, self.curves = {}, {}
+            for term in self.terms:
+                self.loss_tensors[term.name], self.fed[term.name], curves = term.build(self.image, features)
+                self.curves.update(curves)
+            weighted = [term.weight * self.loss_tensors[term.name] for term in self.terms]
+            self.total_loss = weighted[0]
+            for loss in weighted[1:]:
+                self.total_loss += loss
 
     def optimize(self):
         if self.problem.optimizer == "adam":
@@ -263,14 +303,7 @@ class StyleTransfer:
             self.set_image = tf.assign(self.image, self.new_image)
 
     def create_summary(self):
-        self.loss_tensors = {"total_loss": self.total_loss, "style_loss": self.style_loss}
-        if self.problem.content_layers:  # none with --texture
-            self.loss_tensors["content_loss"] = self.content_loss
-        if self.problem.tv_weight:
-            self.loss_tensors["tv_loss"] = self.tv_loss
-        if self.problem.temporal_weight is not None:
-            self.loss_tensors["temporal_loss"] = self.temporal_loss
-        self.loss_tensors.update({f"style_loss/{name}": loss for name, loss in self.style_layer_losses.items()})
+        self.loss_tensors = {"total_loss": self.total_loss, **self.loss_tensors, **self.curves}
         self.loss_summary = tf.summary.merge([tf.summary.scalar(name, loss)
                                               for name, loss in self.loss_tensors.items()])
 
@@ -326,48 +359,60 @@ def losses_of(image, problem, weights, images):
     """The losses of an image (in the network's space, [1, height, width, 3]) as a whole, at its size: how a
     result scores, however it was made (the benchmark compares a tiled result with an untiled one)."""
     grams, content_features = compute_targets(weights, problem, images.styles, images.content)
-    model = StyleTransfer(problem, weights, grams).build()
-    model.use_targets(content_features, None)
+    model = StyleTransfer(problem, weights, problem_losses(problem, grams)).build()
+    model.use_targets({ContentLoss.name: content_features})
     with tf.Session(graph=model.graph, config=ONE_RUN_CONFIG) as sess:
         sess.run(model.initialize, {model.start_image: image})
         return sess.run(model.loss_tensors, model.feeds)
 
 
-# ---------------------------------------------------------------------------------------------------
-# 4. train(): one stage of one item in one Session; run(): its stages (runner.scales, video, tiles); main(): items.
+def losses_of_run(run_record, image_path, weights, files):
+    """The losses of a run's image file (its final image, say) as a whole, scored on the problem its run record
+    (run.json) holds at the image's own size; files: its runner.images.ImageFiles."""
+    with Image.open(image_path) as saved:
+        pixels = np.asarray(saved.convert("RGB"), np.float32)
+    height, width = pixels.shape[:2]
+    with open(run_record) as file:
+        problem = Problem.from_record(json.load(file)).at_size(width, height)
+    return losses_of((pixels - weights.mean_pixel)[np.newaxis], problem, weights, files.read_at(width, height))
 
-def build_graph(problem, weights, images, fed):
-    """(the model of a problem, built; content_features(image): the features to feed for a content image), for
-    runner.graphs. fed: several content images will come, their features from ContentFeatures; else the one
-    image's are computed with the style's Gram matrices (none with --texture)."""
-    grams, features = compute_targets(weights, problem, images.styles, None if fed else images.content)
-    model = StyleTransfer(problem, weights, grams).build()
-    if fed and problem.content_layers:
-        return model, ContentFeatures(weights, problem)
+
+# ---------------------------------------------------------------------------------------------------
+# 4. train(): one stage of one item in one Session; run(): its stages (runner.stages); main(): the items.
+
+def build_graph(problem, weights, images, extras, content_fed):
+    """(the model of a stage, built; content_features(image): the features to feed for a content image), for
+    runner.graphs. extras: what the stage adds (runner.stages.Extras). content_fed: several content images will
+    come, their features from ContentFeatures; else the one image's are computed with the style's Gram matrices."""
+    grams, features = compute_targets(weights, problem, images.styles, None if content_fed else images.content)
+    model = StyleTransfer(problem, weights, [*problem_losses(problem, grams), *extras.terms], extras.view).build()
+    if content_fed and problem.content_layers:
+        return model, ContentFeatures(weights, problem, model.view)
     return model, lambda image: features
 
 
 def train(job, index, graphs, checkpoint, previous_image):
-    """Optimise stage `index` of job's plan (a scale, a frame, a tile) up to its last step; return (exit code, its
-    Outputs, the image reached). graphs: the Graphs of this process, shared by its images. checkpoint: the one
-    this stage starts from, or None. previous_image: the previous stage's result (None at the first)."""
-    stages, plan = job.plan.stages, job.plan
-    stage, is_last = stages[index], index == len(stages) - 1
-    problem = job.problem.at_size(stage.width, stage.height, stage.context)
+    """Optimise stage `index` of job's plan up to its last step; return (exit code, its Outputs, the image
+    reached). graphs: the Graphs of this process, shared by its images. checkpoint: the one this stage starts
+    from, or None. previous_image: the previous stage's result (None at the first)."""
+    plan = job.plan
+    stage = plan.stages[index]
+    problem = job.problem.at_size(stage.width, stage.height)
     images = plan.images_at(index)
-    model, saver, sess, content_features = graphs.get(problem, job.weights, images, plan.feeds_content)
-    model.use_targets(content_features(images.content), plan.temporal_at(index), plan.surroundings_at(index))
+    model, saver, sess, content_features = graphs.get(problem, job.weights, images, plan.extras_at(index),
+                                                      plan.feeds_content_at(index), job.schedule.keep)
+    model.use_targets({ContentLoss.name: content_features(images.content), **plan.feeds_at(index)})
     start_image = plan.start_at(index, previous_image)
     if start_image is None:
         start_image = initial_image(problem, images.content, images.start_style, job.weights.mean_pixel)
-    first_step = scale_plan.first_step(stages, index)
-    if len(stages) > 1 and checkpoint is None:
+    first_step = stages.first_step(plan.stages, index)
+    if len(plan.stages) > 1 and checkpoint is None:
         print(f"{plan.describe(index)}, steps {first_step + 1} to {stage.last_step}", flush=True)
 
     folder = run_folder.RunFolder(job.folders.checkpoint_dir, job.folders.log_dir, saver)
     step = folder.start_or_resume(sess, job.problem, model.global_step, first_step, checkpoint, job.schedule.restart,
                                   initialize=lambda: sess.run(model.initialize, {model.start_image: start_image}))
-    outputs = Outputs(sess, model, folder, job, stages, index, start_step=step, log_first=checkpoint is None,
+    outputs = Outputs(sess, model, folder, job, index, start_step=step, log_first=checkpoint is None,
                       content_image=images.content)
     with StopSignals() as stop:
         for report in model.steps(sess, stage.last_step, with_images=outputs.keep_best):
@@ -377,8 +422,8 @@ def train(job, index, graphs, checkpoint, previous_image):
                 return 128 + stop.received, outputs, None
     if outputs.step < stage.last_step:
         print(f"L-BFGS converged at step {outputs.step}", flush=True)
-    outputs.finish_scale()
-    if is_last and outputs.keep_best:
+    outputs.finish_stage()
+    if index == len(plan.stages) - 1 and outputs.keep_best:
         print(f"Best: loss {outputs.best_loss:.4g} at step {outputs.best_step}, image {job.folders.best_output}",
               flush=True)
     return 0, outputs, sess.run(model.image)
@@ -387,21 +432,22 @@ def train(job, index, graphs, checkpoint, previous_image):
 def run(job, graphs):
     """Train job's image to its last step, stage by stage; return an ItemResult (its code: 0, or 128 + a signal's
     number)."""
-    stages = job.plan.stages
+    plan = job.plan
+    graphs.make_room_for(plan.graph_count)
     with run_folder.locked(job.folders.checkpoint_dir):  # one process at a time in a run folder
         found = run_folder.newest_readable_checkpoint(job.folders.checkpoint_dir) if job.resumable else None
         checkpoint, restored_step = found or (None, None)
-        first_index = scale_plan.index_at(stages, restored_step)  # the stage of that checkpoint's image
+        first_index = stages.index_at(plan.stages, restored_step)  # the stage of that checkpoint's image
         for folder in job.folders.all():
             os.makedirs(folder, exist_ok=True)
         image = None  # the previous stage's result
-        for index in range(first_index, len(stages)):
+        for index in range(first_index, len(plan.stages)):
             code, outputs, image = train(job, index, graphs, checkpoint if index == first_index else None,
                                          previous_image=image)
             if code:
                 return ItemResult(code, None, None, outputs.step)
-            job.plan.finished(index, image)
-        job.plan.finish()
+            plan.stage_done(index, image)
+        plan.run_done()
     print(f"Done: step {outputs.step}; image {job.folders.output}; checkpoints in "
           f"{job.folders.checkpoint_dir}; TensorBoard: tensorboard --logdir {job.folders.log_dir}", flush=True)
     return ItemResult(0, job.folders.output, outputs.last_loss, outputs.step)
@@ -410,22 +456,18 @@ def run(job, graphs):
 def main(argv=None):
     args = options.parse_args(argv)
     try:
-        items = find_items(args.content, args.texture, args.video)
-        shard = batch.shard_from(args.shard, args.shard_count)
-        make_job = JobMaker(args)
-        graphs = Graphs(args.keep, len(args.scales), len(items) > 1 or shard.count > 1, build_graph)
+        work = prepare_work(args)  # the options, turned into typed objects: nothing below reads them
+        graphs = Graphs(build_graph, several_items=work.several_items)
         try:
-            if len(items) == 1 and shard.count == 1 and not args.output_tfrecord:  # one image: the folders as given
-                if items[0].failure:
-                    raise FixableError(items[0].failure)
-                return run(make_job(items[0], own_folders=False), graphs).code
-            code = batch.run_items(items, shard, args.output_dir,
-                                   lambda item: run(make_job(item, own_folders=True), graphs),
-                                   lambda item: make_job.folders.for_item(item.name).checkpoint_dir)
+            if not work.several_items:  # one image: the folders as given
+                return run(work.make_job(work.items[0], own_folders=False), graphs).code
+            code = batch.run_items(work.items, work.shard, work.output_dir,
+                                   lambda item: run(work.make_job(item, own_folders=True), graphs),
+                                   lambda item: work.make_job.folders.for_item(item.name).checkpoint_dir)
         finally:
             graphs.close()
-        if args.output_tfrecord and code in (0, 2):
-            batch.write_results(args.output_tfrecord, shard, args.output_dir)
+        if work.output_tfrecord and code in (0, 2):
+            batch.write_results(work.output_tfrecord, work.shard, work.output_dir)
         return code
     except FixableError as error:
         print(f"style_transfer.py: error: {error}", file=sys.stderr)

@@ -38,10 +38,12 @@ class Download:
 _CS20_RAW = ("https://raw.githubusercontent.com/chiphuyen/stanford-tensorflow-tutorials/"
              "51e53daaa2a32cfe7a1966f060b28dbbd081791c/2017/assignments/style_transfer/")
 
+VGG_WEIGHTS_URL = "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat"
+
 # The default paths of style_transfer.py's options, fetched on first use when missing.
 DEFAULT_DOWNLOADS = {
     "imagenet-vgg-verydeep-19.mat": Download(
-        "https://www.vlfeat.org/matconvnet/models/imagenet-vgg-verydeep-19.mat",
+        VGG_WEIGHTS_URL,
         534_904_783, "106118b7cf60435e6d8e04f6a6dc3657", "md5"),
     os.path.join("content", "deadpool.jpg"): Download(
         _CS20_RAW + "content/deadpool.jpg",
@@ -128,6 +130,13 @@ def _read_upright_image(path, what):
 
 
 _large_images_told = set()  # the paths warned about, so each is told once
+
+
+def image_files(folder):
+    """The paths of the image files (by extension, as Pillow knows them) directly in `folder`, sorted by name."""
+    extensions = set(Image.registered_extensions())
+    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))
+            if os.path.splitext(name)[1].lower() in extensions]
 
 
 def image_size(path, what="image"):

@@ -55,12 +55,12 @@ def measure(argv, way, steps):
     import load_vgg
     import style_transfer
     from runner import options
-    from runner.inputs import JobMaker
-    from runner.items import find_items
+    from runner.inputs import prepare_work
     from runner.tf_setup import SESSION_CONFIG, tf
     record("import")
     args = options.parse_args(argv)
-    job = JobMaker(args)(find_items(args.content, args.texture, args.video)[0], own_folders=False)
+    work = prepare_work(args)
+    job = work.make_job(work.items[0], own_folders=False)
     problem, images = job.problem, job.plan.images_at(0)
     record("weights")
     grams, content_features = style_transfer.compute_targets(job.weights, problem, images.styles, images.content)
@@ -75,14 +75,14 @@ def measure(argv, way, steps):
                 held[name] = tuple(tf.Variable(placeholder, trainable=False) for placeholder in placeholders)
             return held
         load_vgg.weight_constants = weight_variables
-    model = style_transfer.StyleTransfer(problem, job.weights, grams).build()
+    model = style_transfer.StyleTransfer(problem, job.weights, style_transfer.problem_losses(problem, grams)).build()
     model.graph.finalize()
     record("graph")
     start = style_transfer.initial_image(problem, images.content, images.start_style, job.weights.mean_pixel)
     with tf.Session(graph=model.graph, config=SESSION_CONFIG) as sess:
         sess.run(model.initialize, {model.start_image: start, **weight_feeds})
         record("initialised")
-        model.use_targets(content_features, None)
+        model.use_targets({style_transfer.ContentLoss.name: content_features})
         reports = model.steps(sess, steps)
         next(reports)
         record("step 1")

@@ -26,8 +26,7 @@ import load_vgg  # noqa: E402
 import style_transfer  # noqa: E402
 from bench import HERE, default_inputs, print_table, timed_run  # noqa: E402
 from runner import tiles  # noqa: E402
-from runner.inputs import ImageFiles  # noqa: E402
-from runner.problem import Problem  # noqa: E402
+from runner.images import ImageFiles  # noqa: E402
 
 RUN_RECORD = os.path.join("checkpoints", "style_transfer", "run.json")
 FINAL = os.path.join("outputs", "final.png")
@@ -50,13 +49,11 @@ def seam_figure(pixels, layout, band=2):
     return magnitude[near_edge].mean() / magnitude[~near_edge].mean()
 
 
-def whole_loss(folder, vgg, images, width, height):
+def whole_loss(folder, vgg, images):
     """The total loss of the run's final image as a whole, at its size."""
-    weights = load_vgg.load_weights(vgg)
-    problem = Problem(**{**json.load(open(os.path.join(folder, RUN_RECORD))), "width": width, "height": height})
-    read = ImageFiles(images[0], (images[1],), None, problem.init).read_at(width, height)
-    image = np.asarray(Image.open(os.path.join(folder, FINAL)).convert("RGB"), np.float32) - weights.mean_pixel
-    return float(style_transfer.losses_of(image[np.newaxis], problem, weights, read)["total_loss"])
+    files = ImageFiles(images[0], (images[1],), None, "noise")
+    return float(style_transfer.losses_of_run(os.path.join(folder, RUN_RECORD), os.path.join(folder, FINAL),
+                                              load_vgg.load_weights(vgg), files)["total_loss"])
 
 
 def tiled_run(argv, folder):
@@ -118,7 +115,7 @@ def main():
                                   + (" per tile" if layout else ""),
                          "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9,
                          "seam figure": seam_figure(pixels, layout) if layout else None,
-                         "total loss as a whole": whole_loss(folder, vgg, inputs, 1024, 768)})
+                         "total loss as a whole": whole_loss(folder, vgg, inputs)})
     print_table(rows)
 
 

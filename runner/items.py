@@ -13,8 +13,7 @@ import glob
 import os
 from dataclasses import dataclass
 
-from PIL import Image
-
+import utils
 from runner import tfrecords
 from runner.video import is_video_file
 from utils import FixableError
@@ -41,9 +40,8 @@ def find_items(content, texture=False, video_folders=False):
     for given in content:
         found += _items_of(given, video_folders)
     found.sort(key=lambda item: item.name)
-    names = [item.name for item in found]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
+    twice = sorted({before.name for before, after in zip(found, found[1:]) if before.name == after.name})
+    if twice:  # sorted by name, items of one name stand side by side
         raise FixableError(f"several content images are named {twice[0]}: their outputs would mix; rename one")
     return found
 
@@ -57,11 +55,10 @@ def _items_of(given, video_folders):
     if video_folders and os.path.isdir(given) or is_video_file(given):
         return [Item(os.path.splitext(os.path.basename(os.path.normpath(given)))[0], given, given, video=True)]
     if os.path.isdir(given):
-        extensions = set(Image.registered_extensions())
-        names = sorted(name for name in os.listdir(given) if os.path.splitext(name)[1].lower() in extensions)
-        if not names:
+        paths = utils.image_files(given)
+        if not paths:
             raise FixableError(f"content folder {given} holds no image files: pass images or another folder")
-        return [_file_item(os.path.join(given, name)) for name in names]
+        return [_file_item(path) for path in paths]
     extension = os.path.splitext(given)[1].lower()
     if extension in TFRECORD_EXTENSIONS:
         return _record_items(given)

@@ -1,7 +1,9 @@
 """The command line: every option, its default and its help, in one place; argparse only, no files read.
 
 parse_args returns the options checked against each other (a bad value is one line on stderr, exit code 2).
-runner.inputs turns them into typed jobs; nothing past that reads or changes the options.
+runner.inputs turns them into typed work and jobs; nothing past that reads or changes the options. An option whose
+default depends on what else is given (a film's --frame-steps, say) defaults to None here, so that runner.inputs
+can tell it was given, and the helpers at the end of this file give its value.
 """
 
 import argparse
@@ -10,7 +12,7 @@ import os
 
 DEFAULT_SCALE_STEPS = 100  # steps at each scale before the last
 # --fast: L-BFGS coarse to fine. bench/bench.py --optimizers: below the loss of CS20's 300 Adam steps at 333x250 and
-# 1024x768, in under a tenth of their time. Evaluations at an eighth of the size cost almost nothing and leave
+# 1024x768, in 0.136 and 0.062 of their time. Evaluations at an eighth of the size cost almost nothing and leave
 # the full size fewer to do: 7 there, where three scales needed 10 (and passed the goal at 1024 wide by 1.4%).
 FAST = {"optimizer": "lbfgs", "scales": [0.125, 0.25, 0.5, 1.0], "scale_steps": [20], "iterations": 67}
 DEFAULT_TILE_OVERLAP = 64
@@ -188,8 +190,9 @@ def parse_args(argv=None):
     film.add_argument("--frame-steps", type=positive_int,
                       help="steps of each frame after the first, which starts from the previous one warped "
                            "(default: half of --iterations, which frame 1 takes)")
-    film.add_argument("--temporal-weight", type=non_negative_float, default=DEFAULT_TEMPORAL_WEIGHT,
-                      help="weight of the temporal loss, which keeps each frame where the previous one moved to")
+    film.add_argument("--temporal-weight", type=non_negative_float,
+                      help="weight of the temporal loss, which keeps each frame where the previous one moved to "
+                           f"(default: {DEFAULT_TEMPORAL_WEIGHT:g})")
     large = parser.add_argument_group("large images (see runner/tiles.py)")
     large.add_argument("--tile", type=_checked(_whole_number, lambda value: value >= 32, "at least 32"),
                        metavar="SIZE",
@@ -233,6 +236,11 @@ def parse_args(argv=None):
 def frame_steps(args):
     """(frame 1's steps, each later frame's) of a film."""
     return args.iterations, args.frame_steps or max(1, args.iterations // 2)
+
+
+def temporal_weight(args):
+    """--temporal-weight, or its default (given only with a film: a still image refuses it)."""
+    return DEFAULT_TEMPORAL_WEIGHT if args.temporal_weight is None else args.temporal_weight
 
 
 def tile_overlap(args, tile):

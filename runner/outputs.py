@@ -1,10 +1,11 @@
 """What a run writes as it goes. The training loop hands over a report after each step; this decides and writes.
 
-- At the log cadence (every --log-every steps, step 1, the first step at a new scale, a scale's last step):
+- At the log cadence (every --log-every steps, step 1, the first step of a new stage, a stage's last step):
   the loss summaries (already fetched with the step) and a progress line.
 - At the save cadence (every --save-every steps, a stage's last step, and when a signal stops the run): the
-  image as <output-dir>/<step>.png (for a tiled image only at a tile's end) and in TensorBoard, then a
-  checkpoint. The image is the whole picture the stage is part of (with tiles: the assembled image).
+  image as <output-dir>/<step>.png (where the plan says so: a tiled image's only at a tile's end) and in
+  TensorBoard, then a checkpoint. The image is the picture the stage is part of, as the plan gives it (with
+  tiles: the assembled image).
 - With --keep-best, the lowest-loss image seen, as <output>-best.png with its loss in best.json.
 - At the end, the final image.
 """
@@ -18,30 +19,29 @@ import signal
 import numpy as np
 
 import utils
-from runner import scales as scale_plan
+from runner import stages
 from runner.tf_setup import tf
 from utils import FixableError
 
 
 class Outputs:
-    """The writes of one scale of one run (a new scale is a new graph, and gets a new Outputs)."""
+    """The writes of one stage of one run (each stage gets a new Outputs, whether or not it shares a graph)."""
 
-    def __init__(self, sess, model, run_folder, job, scales, index, start_step, log_first, content_image):
-        """start_step: the global step the loop starts from; log_first: log the first step taken here (a new
-        scale's); content_image: at this scale's size, for --preserve-colors."""
+    def __init__(self, sess, model, run_folder, job, index, start_step, log_first, content_image):
+        """index: the stage's in job.plan; start_step: the global step the loop starts from; log_first: log the
+        first step taken here (a new stage's); content_image: at this stage's size, for --preserve-colors."""
         self.sess, self.model, self.run_folder, self.job = sess, model, run_folder, job
-        self.schedule, self.folders = job.schedule, job.folders
-        self.scales, self.index, self.scale = scales, index, scales[index]
+        self.schedule, self.folders, self.plan = job.schedule, job.folders, job.plan
+        self.stages, self.index, self.stage = job.plan.stages, index, job.plan.stages[index]
         self.content_image = content_image
         self.step = self.saved_step = self.image_step = start_step
         self.last_loss = None  # the total loss of the last step taken here
         self.first_logged = start_step + 1 if log_first else 1
-        self.keep_best = self.schedule.keep_best and index == len(scales) - 1  # losses at other sizes do not compare
+        self.keep_best = self.schedule.keep_best and index == len(self.stages) - 1  # other sizes' do not compare
         self.best_loss, self.best_step = run_folder.best()
         self.best_image = None  # a better image than the one at best_output, not yet written
         self.timings = []  # seconds per step in this process
         self.saved = None  # (checkpoint, image) last written
-        self.plan = job.plan
         # An event file per stage: one named only by the second it was opened in would replace the previous
         # stage's when stages are short (a film's frames); the stage number keeps them in order for TensorBoard.
         self.writer = tf.summary.FileWriter(self.folders.log_dir, filename_suffix=f".{os.getpid()}.{index + 1:05d}")
@@ -57,10 +57,10 @@ class Outputs:
         self.timings.append(report.seconds)
         if self.keep_best:
             self.consider_best(report)
-        if report.step % self.schedule.log_every == 0 or report.step in (1, self.first_logged, self.scale.last_step):
+        if report.step % self.schedule.log_every == 0 or report.step in (1, self.first_logged, self.stage.last_step):
             self.log(report)
-        if report.step % self.schedule.save_every == 0 or report.step == self.scale.last_step:
-            self.save(stage_end=report.step == self.scale.last_step)
+        if report.step % self.schedule.save_every == 0 or report.step == self.stage.last_step:
+            self.save(stage_end=report.step == self.stage.last_step)
 
     def consider_best(self, report):
         """--keep-best: remember the report's image if its loss is the lowest yet."""
@@ -73,7 +73,7 @@ class Outputs:
         recent = self.timings[1:][-self.schedule.log_every:] or self.timings  # the process's first step warms up
         seconds_per_step = sum(recent) / len(recent)
         line = progress_line(report, self.schedule.iterations, seconds_per_step,
-                             scale_plan.steps_left(self.scales, self.index, report.step))
+                             stages.steps_left(self.stages, self.index, report.step))
         if self.keep_best:
             best = tf.Summary(value=[tf.Summary.Value(tag="best_total_loss", simple_value=self.best_loss)])
             self.writer.add_summary(best, report.step)
@@ -81,8 +81,8 @@ class Outputs:
         print(line, flush=True)
 
     def save(self, stage_end=False):
-        """The image as <output-dir>/<step>.png and in TensorBoard, then the checkpoint. stage_end: the stage's last
-        save (a plan that saves step images only at stage ends writes one then)."""
+        """The image as <output-dir>/<step>.png (where the plan says so) and in TensorBoard, then the checkpoint.
+        stage_end: the stage's last save."""
         step = self.step
         image_path = os.path.join(self.folders.output_dir, f"{step}.png")
         image, finite = self.sess.run([self.model.image, self.model.image_is_finite])
@@ -90,7 +90,7 @@ class Outputs:
             raise self.diverged(step, "its image holds NaN or infinite values")
         pixels = self.whole_pixels(image[0])
         with self.run_folder.explaining_write_failure(step):
-            if stage_end or not self.plan.saves_images_at_stage_ends:
+            if self.plan.writes_step_image(self.index, stage_end):
                 utils.save_image(image_path, pixels)
                 self.image_step = step
             else:
@@ -127,12 +127,12 @@ class Outputs:
         print(f"Stopped by {signal.Signals(signal_number).name} at step {self.step}: checkpoint {checkpoint}"
               f"{image}. Run the same command to resume.", flush=True)
 
-    def finish_scale(self):
-        """Save the scale's last step (if the steps ended early), and after the last scale the final image."""
+    def finish_stage(self):
+        """Save the stage's last step (if the steps ended early), and after the last stage the final image."""
         if self.saved_step != self.step or self.image_step != self.step:
             self.save(stage_end=True)
         self.writer.close()
-        if self.index == len(self.scales) - 1:
+        if self.index == len(self.stages) - 1:
             with self.run_folder.explaining_write_failure(self.step, what=f"the final image {self.folders.output}"):
                 utils.save_image(self.folders.output, self.whole_pixels(self.sess.run(self.model.image)[0]))
                 self.write_best()
@@ -140,7 +140,7 @@ class Outputs:
     def whole_pixels(self, image):
         """The picture the stage's image (in the network's space) is part of, as saved: pixels in 0..255, with the
         content's colours under --preserve-colors."""
-        image, content = self.plan.whole(self.index, image, self.content_image)
+        image, content = self.plan.picture(self.index, image, self.content_image)
         return self.as_saved(np.clip(image + self.model.weights.mean_pixel, 0, 255), content)
 
     def as_saved(self, pixels, content=None):
@@ -151,9 +151,8 @@ class Outputs:
 
 def progress_line(report, last_step, seconds_per_step, steps_left):
     """steps_left: the steps still to take, counted in steps of the current size."""
-    losses = "  ".join(f"{name.replace('_loss', '')} {report.losses[name]:.4g}"
-                       for name in ("total_loss", "content_loss", "style_loss", "tv_loss", "temporal_loss")
-                      if name in report.losses)
+    losses = "  ".join(f"{name.replace('_loss', '')} {value:.4g}" for name, value in report.losses.items()
+                       if "/" not in name)  # the total and each loss piece's, not their parts (style_loss/conv1_1)
     left = format_duration(seconds_per_step * steps_left)
     step = f"{report.step:>{len(str(last_step))}}/{last_step}"
     return f"step {step}  {losses}  {seconds_per_step:.3f} s/step  {left} left"

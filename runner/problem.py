@@ -36,11 +36,18 @@ class Problem:
     temporal_weight: float = None  # a film's: weight of the loss that keeps a frame on the previous one, warped
     tiles: tuple = None  # a tiled image's: (tile size, overlap) in pixels
     tile_steps: int = None  # a tiled image's: the steps of each tile
-    context: int = 0  # pixels of fixed surroundings around the image, fed, that the network sees (a tile's)
 
-    def at_size(self, width, height, context=0):
-        """The same problem at another image size (one of its scales; a tile, with its context)."""
-        return dataclasses.replace(self, width=width, height=height, context=context)
+    def at_size(self, width, height):
+        """The same problem at another image size: one of its stages' (a scale, a tile)."""
+        return dataclasses.replace(self, width=width, height=height)
+
+    @classmethod
+    def from_record(cls, record):
+        """The Problem a run record holds (fields it lacks take their defaults; fields problems no longer have,
+        an earlier version's `context`, are passed over)."""
+        fields = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in record.items()
+                      if key in fields})
 
     def as_record(self):
         return json.loads(json.dumps(asdict(self)))  # lists for tuples, as JSON gives them back
@@ -48,7 +55,8 @@ class Problem:
     def differences_from(self, record):
         """'field: recorded then, current now' for each field where a run record differs from this problem.
 
-        A record written before a field existed (scales, say) counts as holding that field's default.
+        A record written before a field existed (scales, say) counts as holding that field's default; a field a
+        record holds that problems no longer have (an earlier version's `context`, always 0) is passed over.
         """
         defaults = {field.name: field.default for field in dataclasses.fields(self)
                     if field.default is not dataclasses.MISSING}
@@ -58,8 +66,8 @@ class Problem:
                 for key in current if recorded.get(key) != current[key]]
 
     def graph_key(self):
-        """What the training graph depends on: problems that differ only in their content image and start
-        (the images of one data set) share one."""
+        """What the training graph depends on (beside what its stage adds, runner.stages.Extras): problems that
+        differ only in their content image and start (the images of one data set) share one."""
         record = self.as_record()
         for fed in ("content", "init", "noise_ratio", "seed", "scales", "scale_steps", "frames", "frame_steps",
                     "tiles", "tile_steps"):

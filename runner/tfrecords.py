@@ -88,11 +88,6 @@ def image_record(path, index, serialized):
     return ImageRecord(name, source, ImageBytes(f"{path}, record {index}", data))
 
 
-def read_image_records(path):
-    """Every ImageRecord of a TFRecord file, in order."""
-    return [image_record(path, index, serialized) for index, serialized in serialized_records(path)]
-
-
 def example(features):
     """A serialized tf.train.Example from {key: bytes, str or int}."""
     def feature(value):
@@ -122,15 +117,14 @@ def write_records(path, records):
 def pack(folder, prefix, layout, shards):
     """Pack the images of a folder (by name) into `shards` TFRecord files PREFIX-<i>-of-<shards>.tfrecord,
     image k in shard k mod shards; return their paths."""
-    extensions = set(Image.registered_extensions())
-    names = sorted(name for name in os.listdir(folder) if os.path.splitext(name)[1].lower() in extensions)
-    if not names:
+    images = utils.image_files(folder)
+    if not images:
         raise FixableError(f"{folder} holds no image files: nothing to pack")
     paths = []
     for shard in range(shards):
         records = []
-        for name in names[shard::shards]:
-            path = os.path.join(folder, name)
+        for path in images[shard::shards]:
+            name = os.path.basename(path)
             if layout == "cs20":
                 pixels = np.asarray(Image.open(path).convert("RGB"))
                 records.append(example({"image": pixels.tobytes(), "shape": np.array(pixels.shape, np.int32).tobytes(),

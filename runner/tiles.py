@@ -1,22 +1,17 @@
 """Large outputs: the full-size image refined in overlapping tiles, after coarse scales that fit in memory.
 
-A still image's run goes through stages (runner/scales.py). With tiles, the coarse scales run on the whole
-image as usual; the last one's result, upsampled to the output size, starts the assembled image. Then each
-tile is a stage of its own, at the tile's size: it starts from its crop of the assembled image, aims at its
-crop of the content image and at the whole style's Gram matrices (scaled to the tile's positions), and, once
-finished, is blended back in with a feathered weight. The network sees the tile within a margin of the
-assembled image around it (fixed, fed; past the image's border, nothing), and its losses count the features of
-the tile's own pixels only: its deep features see its neighbours, as they would in the whole image. All tiles are
-the same size, so one graph serves them all; its steps are the full-size steps (--iterations minus the coarse
-scales' steps), each tile's in turn.
+A tiled image's plan (runner/stages.py) has two phases. Its coarse scales run on the whole image as usual; the
+last one's result, upsampled to the output size, begins the assembled image. Then each tile is a stage of the tile
+phase, at the tile's size: it starts from its crop of the assembled image, aims at its crop of the content image
+and at the whole style's Gram matrices (scaled to the tile's positions; the style is passed through the network in
+pieces), and, once finished, is blended back in with a feathered weight. What the stage adds to the model is its
+view (WithinSurroundings): the network sees the tile within a margin of the assembled image around it (fixed, fed;
+past the image's border, nothing), and the losses count the features of the tile's own pixels only, so its deep
+features see its neighbours as they would in the whole image. All tiles are the same size, so one graph serves
+them all; their steps are the full-size steps (--iterations minus the coarse scales' steps), each tile's in turn.
 
+    plan = tiled_plan(problem, iterations, files, images, checkpoint_dir)   # problem.tiles: (tile size, overlap)
     layout = tile_layout(width, height, tile, overlap)     # Tiles covering the image, row by row
-    plan = TilePlan(coarse_stages, tile_steps, layout, files, images, checkpoint_dir, overlap)
-    plan.images_at(index)        # a tile's: its content crop (with the margin), and each style image in pieces
-    plan.start_at(index, image)  # a tile's: its crop of the assembled image
-    plan.surroundings_at(index)  # a tile's: the assembled image around it, the margin wide
-    plan.finished(index, image)  # the last coarse scale: starts the assembled image; a tile: blends it in
-    plan.whole(index, image, c)  # what a step image shows: the assembled image with the tile blended in
 
 The assembled image is <checkpoint-dir>/assembled.npz (the tiles' weighted mean and the weight summed at each
 pixel so far, the upsampled coarse result, and which tiles it holds), replaced atomically at each tile's end: a
@@ -33,12 +28,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import load_vgg
 import utils
-from runner.scales import Scale, StillPlan
+from runner import stages
+from runner.stages import Extras, Phase, Plan, ScalePhase, Stage
+from runner.tf_setup import tf
 from utils import FixableError
 
 ASSEMBLED = "assembled.npz"
-def context_for(tile):
+
+
+def margin_for(tile):
     """The pixels of fixed surroundings a tile of `tile` pixels is seen with: a quarter of it, at most 64, in whole
     multiples of 16 (VGG's four poolings halve them exactly down to conv5_1)."""
     return 16 * max(1, min(64, tile // 4) // 16)
@@ -76,10 +76,10 @@ def tile_layout(width, height, tile, overlap):
             for left in tile_starts(width, tile_width, overlap)]
 
 
-def work(width, height, tile, overlap):
-    """Pixels the network sees in one pass over the tiles of a width x height image: each within its context."""
+def pixels_seen(width, height, tile, overlap):
+    """Pixels the network sees in one pass over the tiles of a width x height image: each within its margin."""
     layout = tile_layout(width, height, tile, overlap)
-    seen = 2 * context_for(max(layout[0].width, layout[0].height))
+    seen = 2 * margin_for(max(layout[0].width, layout[0].height))
     return len(layout) * (layout[0].width + seen) * (layout[0].height + seen)
 
 
@@ -149,35 +149,86 @@ class Assembly:
                                f"same command with --restart to start over") from None
 
 
-class TilePlan(StillPlan):
-    """The stages of a tiled still image: its coarse scales (as StillPlan's), then one per tile."""
+def past_the_border(image):
+    """(the image with 0 past the picture's border, where it is NaN; 1 inside the border, 0 past it): surroundings
+    that end at the whole image's edge."""
+    inside = tf.math.is_finite(image[..., :1])
+    return tf.where(tf.broadcast_to(inside, tf.shape(image)), image, tf.zeros_like(image)), tf.cast(inside, tf.float32)
 
-    saves_images_at_stage_ends = True  # a full-size step image per tile, not per --save-every: 4K images are large
+
+class WithinSurroundings:
+    """A tile's view, what it adds to the model (style_transfer.WholeImage is the view that adds nothing): the
+    network sees the tile within `margin` pixels of fixed surroundings on each side, fed (NaN past the whole
+    image's border, where the network holds its activations at 0, as SAME padding has them there), and the losses
+    read the features of the tile's own positions."""
+
+    name = "surroundings"
+
+    def __init__(self, margin, width, height):
+        self.margin, self.width, self.height = margin, width, height
+        self.key = ("within surroundings", margin, width, height)
+
+    def around(self, image):
+        """(what the network sees of the image variable, where that is the picture, [the surroundings, fed])."""
+        margin, (height, width) = self.margin, image.shape[1:3]
+        padding = [[0, 0], [margin, margin], [margin, margin], [0, 0]]
+        surroundings = tf.placeholder(tf.float32, (1, height + 2 * margin, width + 2 * margin, 3), name="surroundings")
+        outside = np.pad(np.zeros((1, height, width, 1), np.float32), padding, constant_values=1)
+        filled, inside = past_the_border(surroundings)
+        return filled * outside + tf.pad(image, padding), inside, [surroundings]
+
+    def given(self, height, width):
+        """(a placeholder for an image given with its surroundings (a content image's), what the network sees of
+        it, where that is the picture)."""
+        image = tf.placeholder(tf.float32, (1, height + 2 * self.margin, width + 2 * self.margin, 3))
+        return (image, *past_the_border(image))
+
+    def own(self, features, layer):
+        """A layer's features of the tile's own positions, without those of its surroundings (a margin in whole
+        positions down to conv5_1)."""
+        height, width = load_vgg.layer_size(self.width, self.height, layer)
+        margin = (int(features.shape[2]) - width) // 2
+        return features[:, margin:margin + height, margin:margin + width, :]
+
+
+def tiled_plan(problem, iterations, files, images, checkpoint_dir):
+    """The plan of a tiled still image: its coarse scales (the problem's scales but the last), then its tiles."""
+    coarse = stages.scale_stages(problem, iterations)[:-1]
+    tile, overlap = problem.tiles
+    layout = tile_layout(problem.width, problem.height, tile, overlap)
+    end = coarse[-1].last_step
+    tile_stages = [Stage(item.width, item.height, end + (number + 1) * problem.tile_steps)
+                   for number, item in enumerate(layout)]
+    output_size = (problem.width, problem.height)
+    return Plan(ScalePhase(coarse, files, images, output_size, described_as="{} before the tiles"),
+                TilePhase(tile_stages, layout, images, checkpoint_dir, overlap))
+
+
+class TilePhase(Phase):
+    """The tiles of a large image, each a stage (see the module's docstring)."""
+
+    word = "Tile"
     feeds_content = True  # the tiles share one graph
 
-    def __init__(self, coarse_stages, tile_steps, layout, files, images, checkpoint_dir, overlap):
-        """coarse_stages: the Scales before full size; images: at the output size (runner.inputs.Images)."""
-        self.coarse, self.layout, self.overlap = len(coarse_stages), layout, overlap
+    def __init__(self, tile_stages, layout, images, checkpoint_dir, overlap):
+        """images: at the output size (runner.images.Images)."""
+        self.stages, self.layout, self.overlap = tile_stages, layout, overlap
         self.width, self.height = layout[-1].left + layout[-1].width, layout[-1].top + layout[-1].height
-        self.context = context_for(max(layout[0].width, layout[0].height))
-        end = coarse_stages[-1].last_step
-        tiles = [Scale(tile.width, tile.height, end + (number + 1) * tile_steps, self.context)
-                 for number, tile in enumerate(layout)]
-        super().__init__([*coarse_stages, *tiles], files, images)
+        self.images = images
+        side = max(layout[0].width, layout[0].height)
+        self.view = WithinSurroundings(margin_for(side), layout[0].width, layout[0].height)
         self.path = os.path.join(checkpoint_dir, ASSEMBLED)
-        self.styles = [pieces(style, max(layout[0].width, layout[0].height, STYLE_PIECE)) for style in images.styles]
+        self.styles = [[part for whole in style for part in pieces(whole, max(side, STYLE_PIECE))]
+                       for style in images.styles]
         self._assembly = None
 
-    def tile_at(self, index):
-        return self.layout[index - self.coarse] if index >= self.coarse else None
+    @property
+    def graph_count(self):
+        return 1
 
     def describe(self, index):
-        tile = self.tile_at(index)
-        if tile is None:
-            return f"Scale {index + 1}/{self.coarse} before the tiles: {self.stages[index].width}x" \
-                   f"{self.stages[index].height}"
-        return (f"Tile {index - self.coarse + 1}/{len(self.layout)}: {tile.width}x{tile.height} at ({tile.left}, "
-                f"{tile.top})")
+        tile = self.layout[index]
+        return f"Tile {index + 1}/{len(self.layout)}: {tile.width}x{tile.height} at ({tile.left}, {tile.top})"
 
     @property
     def assembly(self):
@@ -186,51 +237,53 @@ class TilePlan(StillPlan):
         return self._assembly
 
     def images_at(self, index):
-        tile = self.tile_at(index)
-        if tile is None:
-            return self.files.read_at(self.stages[index].width, self.stages[index].height)
-        content = None if self.images.content is None else self.around(lambda region: self.images.content[region], tile)
+        content = self.images.content
+        if content is not None:
+            content = self.with_surroundings(lambda region: self.images.content[region], self.layout[index])
         return dataclasses.replace(self.images, content=content, styles=self.styles, start_style=None)
 
     def start_at(self, index, previous_image):
-        tile = self.tile_at(index)
-        if tile is None:
-            return super().start_at(index, previous_image)
-        return self.assembly.picture(tile.region)[np.newaxis]
+        return self.assembly.picture(self.layout[index].region)[np.newaxis]
 
-    def surroundings_at(self, index):
-        tile = self.tile_at(index)
-        return None if tile is None else self.around(self.assembly.picture, tile)[np.newaxis]
+    def extras_at(self, index):
+        return Extras(view=self.view)
 
-    def around(self, region_of, tile):
-        """The tile's region of a whole image with self.context pixels around it, NaN past the image's border
-        (where the network holds its activations at 0, as SAME padding has them at the whole image's border).
+    def feeds_at(self, index):
+        return {self.view.name: [self.with_surroundings(self.assembly.picture, self.layout[index])[np.newaxis]]}
+
+    def with_surroundings(self, region_of, tile):
+        """The tile's region of a whole image with the view's margin around it, NaN past the image's border.
         region_of((rows, columns)): that region of the whole image (only what is needed of it is computed)."""
-        top, left = tile.top - self.context, tile.left - self.context
-        bottom, right = tile.top + tile.height + self.context, tile.left + tile.width + self.context
+        margin = self.view.margin
+        top, left = tile.top - margin, tile.left - margin
+        bottom, right = tile.top + tile.height + margin, tile.left + tile.width + margin
         crop = region_of((slice(max(top, 0), min(bottom, self.height)), slice(max(left, 0), min(right, self.width))))
         return np.pad(crop, ((max(0, -top), max(0, bottom - self.height)), (max(0, -left), max(0, right - self.width)),
                              (0, 0)), constant_values=np.nan)
 
-    def finished(self, index, image):
-        """The last coarse scale's result starts the assembled image; a tile's is blended in (once)."""
-        if index == self.coarse - 1:
-            self._assembly = Assembly.starting_from(utils.resized(image[0], self.width, self.height))
-        elif index >= self.coarse and index - self.coarse not in self.assembly.done:
-            tile = self.tile_at(index)
-            self.assembly.blend(tile, image[0], feather(tile, self.width, self.height, self.overlap))
-            self.assembly.done.append(index - self.coarse)
-        else:
+    def begin(self, previous_result):
+        """The last coarse scale's result, upsampled, begins the assembled image."""
+        self._assembly = Assembly.starting_from(utils.resized(previous_result[0], self.width, self.height))
+        self._assembly.save(self.path)
+
+    def stage_done(self, index, image):
+        """A tile's result is blended in (once)."""
+        if index in self.assembly.done:
             return
+        tile = self.layout[index]
+        self.assembly.blend(tile, image[0], feather(tile, self.width, self.height, self.overlap))
+        self.assembly.done.append(index)
         self.assembly.save(self.path)
 
-    def whole(self, index, image, content):
-        """(the whole image as it stands with the stage's image in, the content image at that size)."""
-        tile = self.tile_at(index)
-        if tile is None:
-            return image, content
+    def picture(self, index, image, content):
+        """(the whole image as it stands with the tile's image in, the content image at that size)."""
         whole = self.assembly.picture()
-        if index - self.coarse not in self.assembly.done:
+        if index not in self.assembly.done:
+            tile = self.layout[index]
             blended = self.assembly.blended(tile, image, feather(tile, self.width, self.height, self.overlap))
             whole[tile.region] = self.assembly.picture(tile.region, *blended)
         return whole, self.images.content
+
+    def writes_step_image(self, index, stage_end):
+        """A full-size step image per tile, at its end, not per --save-every: 4K images are large."""
+        return stage_end

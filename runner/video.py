@@ -1,20 +1,19 @@
 """Films: a video file or a folder of frames in; stylised frames and a video out, without flicker.
 
-A film is one run whose stages are its frames, as a still image's stages are its scales (runner/scales.py).
+A film is one run whose plan (runner/stages.py) is one phase, its frames, as a still image's is its scales.
 Frame 1 is stylised as a still image in --iterations steps; every later frame takes --frame-steps more,
-starting from the previous stylised frame warped by the optical flow, with a temporal loss (in
-style_transfer.py) that keeps it there wherever the flow is reliable (Ruder et al. 2016; runner/flow.py).
-One global step runs across the frames, so TensorBoard shows one curve per loss and a checkpoint says which
-frame a killed run was on; a frame, once finished, is on disk and never redone.
+starting from the previous stylised frame warped by the optical flow, with a temporal loss that keeps it there
+wherever the flow is reliable (Ruder et al. 2016; runner/flow.py). The temporal loss is what a film adds to the
+model: a loss piece (TemporalLoss, here) fed each frame's warped previous result and reliability mask. One global
+step runs across the frames, so TensorBoard shows one curve per loss and a checkpoint says which frame a killed
+run was on; a frame, once finished, is on disk and never redone.
 
     clip = read_clip(source, width, height, numbers, fps)     # the frames, fitted to the output size
-    plan = FramePlan(clip, steps, images, mean_pixel, folders, preserve_colors)
-    plan.stages                  # one runner.scales.Scale per frame: its size and the step it ends at
-    plan.images_at(index)        # the frame as the content image, the styles
-    plan.start_at(index, _)      # None for frame 1 (the usual start), else the warped previous result
-    plan.temporal_at(index)      # what the temporal loss compares with: (warped previous, reliability mask)
-    plan.finished(index, image)  # writes <output-dir>/frames/<number>.png
-    plan.finish()                # writes the video: <output> as .mp4, at the source's frame rate, with its sound
+    plan = film_plan(clip, steps, temporal_weight, images, mean_pixel, folders, preserve_colors)
+    # its phase (FramePhase): the frame as the content image; frame 1 starts as a still image does, a later one
+    # from the previous result warped; each frame is fed (warped previous, mask) for the temporal loss; a frame's
+    # result is written as <output-dir>/frames/<number>.png, and at the end the video: <output> as .mp4, at the
+    # source's frame rate, with its sound
 
 Flow is computed once per pair of frames and cached in <checkpoint-dir>/flow/. Decoding and encoding use the
 ffmpeg that the imageio-ffmpeg wheel ships; a folder of frames is read with Pillow.
@@ -34,7 +33,8 @@ from PIL import Image
 
 import utils
 from runner import flow
-from runner.scales import Scale, StagePlan
+from runner.stages import Extras, Phase, Plan, Stage
+from runner.tf_setup import tf
 from utils import FixableError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
@@ -55,7 +55,7 @@ class Clip:
     sound: bool  # the source is a video file with a sound track, used whole: the output gets it
 
 
-def source_size(source, what="film"):
+def source_size(source):
     """(width, height) of the film's frames, read without decoding them all."""
     if os.path.isdir(source):
         return utils.image_size(_frame_files(source)[0], "frame")
@@ -74,12 +74,11 @@ def identity(source):
 
 def _frame_files(folder):
     """The image files of a folder of frames, in natural order (frame2 before frame10)."""
-    extensions = set(Image.registered_extensions())
-    names = [name for name in os.listdir(folder) if os.path.splitext(name)[1].lower() in extensions]
-    if not names:
+    paths = utils.image_files(folder)
+    if not paths:
         raise FixableError(f"frame folder {folder} holds no image files: pass a folder of frames")
-    names.sort(key=lambda name: [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)])
-    return [os.path.join(folder, name) for name in names]
+    return sorted(paths, key=lambda path: [int(part) if part.isdigit() else part
+                                           for part in re.split(r"(\d+)", os.path.basename(path))])
 
 
 def _open(path):
@@ -184,18 +183,39 @@ class FrameSteps:
     later: int  # each later frame's (--frame-steps)
 
 
-class FramePlan(StagePlan):
+class TemporalLoss:
+    """A film's loss piece (style_transfer.py's docstring gives the protocol): mean(mask · (x - warped)²) over
+    pixels and channels (Ruder et al. 2016), keeping a frame on the previous result, moved on by the optical flow,
+    wherever that flow is reliable (mask 1). Fed, each frame: the warped previous result and the mask."""
+
+    name, layers = "temporal_loss", ()
+
+    def __init__(self, weight):
+        self.weight, self.key = weight, ("temporal", weight)
+
+    def build(self, image, features):
+        warped_previous = tf.placeholder(tf.float32, image.shape, name="warped_previous")
+        reliable = tf.placeholder(tf.float32, (*image.shape[:3], 1), name="reliable")
+        return tf.reduce_mean(reliable * tf.square(image - warped_previous)), [warped_previous, reliable], {}
+
+
+def film_plan(clip, steps, temporal_weight, images, mean_pixel, folders, preserve_colors):
+    """The plan of a film: its frames."""
+    return Plan(FramePhase(clip, steps, TemporalLoss(temporal_weight), images, mean_pixel, folders, preserve_colors))
+
+
+class FramePhase(Phase):
     """The stages of a film: one per frame, all at the output size (see the module's docstring)."""
 
-    stage_word = "Frame"
+    word = "Frame"
     feeds_content = True
 
-    def __init__(self, clip, steps, images, mean_pixel, folders, preserve_colors):
-        """images: the style images (runner.inputs.Images) at the output size; folders: the run's Folders."""
+    def __init__(self, clip, steps, temporal_loss, images, mean_pixel, folders, preserve_colors):
+        """images: the style images (runner.images.Images) at the output size; folders: the run's Folders."""
         self.clip, self.images, self.mean_pixel = clip, images, mean_pixel
-        self.preserve_colors = preserve_colors
+        self.temporal_loss, self.preserve_colors = temporal_loss, preserve_colors
         height, width = clip.frames[0].shape[:2]
-        self.stages = [Scale(width, height, steps.first + index * steps.later) for index in range(len(clip.frames))]
+        self.stages = [Stage(width, height, steps.first + index * steps.later) for index in range(len(clip.frames))]
         self.frame_dir = os.path.join(folders.output_dir, "frames")
         self.flow_dir = os.path.join(folders.checkpoint_dir, "flow")
         self.video = video_output(folders.output)
@@ -215,6 +235,12 @@ class FramePlan(StagePlan):
         """Frame 1 starts as a still image does (None); a later frame from the previous result, warped. That
         result is read back from its file, so that a resumed run starts where an uninterrupted one does."""
         return None if index == 0 else self.temporal_at(index)[0]
+
+    def extras_at(self, index):
+        return Extras(terms=(self.temporal_loss,))
+
+    def feeds_at(self, index):
+        return {self.temporal_loss.name: self.temporal_at(index)}
 
     def temporal_at(self, index):
         """(warped previous result, mask): [1, height, width, 3] in the network's space, [1, height, width, 1].
@@ -246,7 +272,7 @@ class FramePlan(StagePlan):
             np.savez(file, backward=backward, mask=mask)
         return backward, mask
 
-    def finished(self, index, image):
+    def stage_done(self, index, image):
         """Write the frame's result (image: [1, height, width, 3] in the network's space)."""
         pixels = np.clip(image[0] + self.mean_pixel, 0, 255)
         if self.preserve_colors:
@@ -254,7 +280,7 @@ class FramePlan(StagePlan):
         os.makedirs(self.frame_dir, exist_ok=True)
         utils.save_image(self.frame_path(index), pixels)
 
-    def finish(self):
+    def run_done(self):
         """The video of every stylised frame, at the source's frame rate, with its sound when it has one."""
         frames = [np.asarray(Image.open(self.frame_path(index)).convert("RGB")) for index in range(len(self.stages))]
         write_video(self.video, frames, self.clip.fps, self.clip.source if self.clip.sound else None)

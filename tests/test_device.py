@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from runner import inputs, tf_setup
+from runner import memory, tf_setup
 from utils import FixableError
 
 DEEPEST = "relu5_1"  # the deepest layer of the CS20 losses (conv4_2, conv1_1 ... conv5_1)
@@ -50,9 +50,9 @@ def test_gpu_free_memory_is_read_from_nvidia_smi(tmp_path, monkeypatch):
 def test_on_a_gpu_the_memory_guard_weighs_the_gpus_memory_not_the_hosts(tmp_path, monkeypatch):
     monkeypatch.setattr(tf_setup, "ON_GPU", True)
     fake_nvidia_smi(tmp_path, monkeypatch, "3000\\n")  # 3 GB free on the GPU, whatever the host has
-    inputs.check_memory(333, 250, DEEPEST)
+    memory.check_memory(333, 250, DEEPEST)
     with pytest.raises(FixableError, match=r"GB of GPU memory and 3\.1 GB is available: at most about \d+x\d+ fits"):
-        inputs.check_memory(2048, 1536, DEEPEST)
+        memory.check_memory(2048, 1536, DEEPEST)
     monkeypatch.setattr(tf_setup, "ON_GPU", False)
-    monkeypatch.setattr(inputs.utils, "available_memory", lambda: 24e9)
-    inputs.check_memory(2048, 1536, DEEPEST)  # the host's 24 GB hold it
+    monkeypatch.setattr(memory.utils, "available_memory", lambda: 24e9)
+    memory.check_memory(2048, 1536, DEEPEST)  # the host's 24 GB hold it

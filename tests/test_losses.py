@@ -65,7 +65,7 @@ def test_content_and_style_losses_match_numpy():
     features, target = rng.standard_normal((2, 1, 6, 7, 5))
     target_gram = numpy_gram(rng.standard_normal((1, 6, 7, 5)))
     with tf.Graph().as_default():
-        content = evaluate(style_transfer.content_loss(tf.constant(features), target))
+        content = evaluate(style_transfer.content_loss(tf.constant(features), tf.constant(target)))
         style = evaluate(style_transfer.style_layer_loss(tf.constant(features), target_gram))
     np.testing.assert_allclose(content, numpy_content_loss(features, target), rtol=1e-10)
     np.testing.assert_allclose(style, numpy_style_layer_loss(features, target_gram), rtol=1e-10)
@@ -83,10 +83,10 @@ def small_problem(**changes):
 
 def built(problem, weights, content, style):
     """The model built for problem, its content features fed, and its start image."""
-    grams, model_content_features = style_transfer.compute_targets(weights, problem, [style], content)
-    model = StyleTransfer(problem, weights, grams).build()
-    model.content_features = model_content_features
-    model.use_targets(model.content_features, None)
+    grams, model_content_features = style_transfer.compute_targets(weights, problem, [[style]], content)
+    model = StyleTransfer(problem, weights, style_transfer.problem_losses(problem, grams)).build()
+    model.content_features, model.style_grams = model_content_features, grams
+    model.use_targets({"content_loss": model.content_features})
     return model, style_transfer.initial_image(problem, content, style, weights.mean_pixel)
 
 
@@ -157,8 +157,8 @@ def test_several_content_layers_add_their_losses(vgg19_mat):
     model, start = built(problem, weights, content, style)
     with model.graph.as_default(), tf.Session() as sess:
         sess.run(model.initialize, {model.start_image: start})
-        features, loss = sess.run([[model.layers["relu2_1"], model.layers["relu4_2"]], model.content_loss],
-                                  model.feeds)
+        features, loss = sess.run([[model.layers["relu2_1"], model.layers["relu4_2"]],
+                                   model.loss_tensors["content_loss"]], model.feeds)
     expected = sum(numpy_content_loss(feature.astype(np.float64), target)
                    for feature, target in zip(features, model.content_features))
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
@@ -168,7 +168,7 @@ def test_content_features_fed_later_match_those_computed_with_the_targets(built_
     """A data set's images get their content features from a graph of their own (ContentFeatures); one image
     gets them with the style's Gram matrices: the two agree."""
     model, content, weights, _ = built_model
-    later = style_transfer.ContentFeatures(weights, model.problem)
+    later = style_transfer.ContentFeatures(weights, model.problem, model.view)
     with later.sess:
         fed = later(content)
     for computed_later, computed_with_targets in zip(fed, model.content_features):

@@ -77,8 +77,8 @@ def test_blended_styles_give_the_blended_gram_targets(vgg19_mat):
     weights = load_vgg.load_weights(vgg19_mat[0], "relu2_1")
     shallow = dict(style_layers=("conv1_1", "conv2_1"), style_layer_weights=(1.0, 1.0), content_layers=("conv1_1",))
     blended_problem = small_problem(**shallow, style_blend_weights=(0.75, 0.25))
-    blended = style_transfer.compute_targets(weights, blended_problem, [first, second])[0]
-    alone = [style_transfer.compute_targets(weights, small_problem(**shallow), [image])[0]
+    blended = style_transfer.compute_targets(weights, blended_problem, [[first], [second]])[0]
+    alone = [style_transfer.compute_targets(weights, small_problem(**shallow), [[image]])[0]
              for image in (first, second, half)]
     for layer in range(2):
         np.testing.assert_allclose(blended[layer], 0.75 * alone[0][layer] + 0.25 * alone[1][layer], rtol=1e-4)

@@ -139,9 +139,9 @@ def test_a_run_recorded_before_scales_existed_resumes_as_one_scale(workdir, base
 
 
 def test_the_time_left_counts_larger_scales_by_their_pixels():
-    from runner.scales import Scale, steps_left
+    from runner.stages import Stage, steps_left
 
-    scales = [Scale(10, 10, 5), Scale(20, 10, 8), Scale(40, 20, 10)]
+    scales = [Stage(10, 10, 5), Stage(20, 10, 8), Stage(40, 20, 10)]
     assert steps_left(scales, 0, 2) == 3 + 3 * 2 + 2 * 8
     assert steps_left(scales, 1, 6) == 2 + 2 * 4
     assert steps_left(scales, 2, 9) == 1

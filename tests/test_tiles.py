@@ -13,7 +13,8 @@ from PIL import Image
 import load_vgg
 import style_transfer
 from conftest import run_main, write_image
-from runner import inputs, tiles
+from runner import memory, tiles
+from runner.images import ImageFiles
 from runner.problem import Problem
 from test_run import LOG_DIR, events, read_pixels, scalar_series, straight_and_killed
 from utils import FixableError
@@ -89,16 +90,13 @@ def test_a_style_in_pieces_has_the_gram_matrices_of_its_pieces_added_up(vgg19_ma
     rng = np.random.default_rng(5)
     first, second = rng.uniform(0, 255, (32, 48, 3)), rng.uniform(0, 255, (40, 24, 3))
     both = style_transfer.compute_targets(weights, problem, [[first, second]])[0]
-    alone = [style_transfer.compute_targets(weights, problem, [image])[0] for image in (first, second)]
+    alone = [style_transfer.compute_targets(weights, problem, [[image]])[0] for image in (first, second)]
     for index, layer in enumerate(["relu1_1", "relu3_1", "relu5_1"]):
         positions = [int(np.prod(load_vgg.layer_size(image.shape[1], image.shape[0], layer))) for image in (first,
                                                                                                             second)]
         # each target is scaled to the generated image's positions; unscaled, the pieces' Grams add up
         expected = (alone[0][index] * positions[0] + alone[1][index] * positions[1]) / sum(positions)
         np.testing.assert_allclose(both[index], expected, rtol=2e-4, atol=1e-3 * np.abs(expected).max())
-    whole = rng.uniform(0, 255, (40, 48, 3)).astype(np.float32)
-    np.testing.assert_allclose(style_transfer.compute_targets(weights, problem, [[whole]])[0][2],
-                               style_transfer.compute_targets(weights, problem, [whole])[0][2], rtol=1e-4)
 
 
 def test_pieces_cut_an_image_without_overlap():
@@ -119,15 +117,13 @@ def larger_images(tmp_path_factory):
     return write_image(folder / "content.jpg", 320, 240, seed=4), write_image(folder / "style.png", 160, 160, seed=5)
 
 
-def whole_loss(folder, vgg19_mat, content, style, width, height):
-    """The total loss of the final image in `folder` as a whole, as runner.inputs reads the images."""
-    weights = load_vgg.load_weights(vgg19_mat[0])
-    images = inputs.ImageFiles(content, (style,), None, "noise").read_at(width, height)
-    record = json.load(open(os.path.join(folder, "checkpoints", "style_transfer", "run.json")))
-    problem = Problem(**{**record, "width": width, "height": height})
-    image = read_pixels(os.path.join(folder, "outputs", "final.png")) - weights.mean_pixel
-    return float(style_transfer.losses_of(image[np.newaxis].astype(np.float32), problem, weights, images)
-                 ["total_loss"])
+def whole_loss(folder, vgg19_mat, content, style):
+    """The total loss of the final image in `folder` as a whole."""
+    losses = style_transfer.losses_of_run(os.path.join(folder, "checkpoints", "style_transfer", "run.json"),
+                                          os.path.join(folder, "outputs", "final.png"),
+                                          load_vgg.load_weights(vgg19_mat[0]),
+                                          ImageFiles(content, (style,), None, "noise"))
+    return float(losses["total_loss"])
 
 
 def test_a_tiled_run_scores_near_an_untiled_one_and_shows_the_assembled_image(
@@ -142,7 +138,7 @@ def test_a_tiled_run_scores_near_an_untiled_one_and_shows_the_assembled_image(
         monkeypatch.chdir(folder)
         code, out, err = run_main([*common, *more], capsys)
         assert code == 0, err
-        losses[name] = whole_loss(folder, vgg19_mat, content, style, 160, 120)
+        losses[name] = whole_loss(folder, vgg19_mat, content, style)
     assert "Tile 2/2: 128x120 at (32, 0), steps 41 to 65" in out
     # One tile, seen within its surroundings (none: past the border the network holds its activations at 0, as
     # SAME padding has them): the untiled run exactly.
@@ -173,9 +169,9 @@ def test_a_tiled_run_killed_mid_tile_resumes_at_its_tile_to_the_same_image(tmp_p
 def test_a_size_too_large_for_memory_is_tiled_by_itself_and_refused_only_when_tiles_cannot_help(
         workdir, monkeypatch, capsys, base_args):
     deepest = "relu5_1"
-    whole, tiled = inputs.memory_needed(128, 96, deepest), inputs.tiled_memory_needed(128, 96, 64, deepest)
+    whole, tiled = memory.memory_needed(128, 96, deepest), memory.tiled_memory_needed(128, 96, 64, deepest)
     assert tiled < whole
-    monkeypatch.setattr(inputs.utils, "available_memory", lambda: (whole + tiled) / 2)
+    monkeypatch.setattr(memory.utils, "available_memory", lambda: (whole + tiled) / 2)
     args = [*base_args[:-4], "--width", "128", "--height", "96", "--tile-overlap", "8", "--iterations", "4"]
     code, out, err = run_main(args, capsys)
     assert code == 0, err
@@ -184,7 +180,7 @@ def test_a_size_too_large_for_memory_is_tiled_by_itself_and_refused_only_when_ti
     assert record["tiles"] == [64, 8] and record["scales"] == [0.5, 1.0] and record["tile_steps"] == 2
     assert Image.open(workdir / "outputs" / "final.png").size == (128, 96)
 
-    monkeypatch.setattr(inputs.utils, "available_memory", lambda: inputs.MEMORY_FIXED)
+    monkeypatch.setattr(memory.utils, "available_memory", lambda: memory.MEMORY_FIXED)
     code, out, err = run_main([*args, "--output-dir", "other", "--checkpoint-dir", "other"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "even in tiles" in err and "Traceback" not in err
     assert not os.path.exists(workdir / "other")
@@ -232,18 +228,18 @@ def test_an_image_seen_within_empty_surroundings_has_its_own_features(vgg19_mat)
     """Past the border (NaN in the surroundings) the activations are held at 0 and the average pools count the
     picture only: the picture's features are those it has alone, with SAME padding, down to conv5_1."""
     weights = load_vgg.load_weights(vgg19_mat[0])
-    problem = Problem(None, (), (1.0,), None, "w", 40, 24, "avg", ("conv4_2",), ("conv1_1", "conv5_1"), (1.0, 1.0),
-                      1.0, 1.0, 0.0, "random", None, "lbfgs", None, 0, context=16)
+    view = tiles.WithinSurroundings(16, 40, 24)
     picture = np.random.default_rng(2).normal(0, 40, (24, 40, 3)).astype(np.float32)
     surroundings = np.pad(picture, ((16, 16), (16, 16), (0, 0)), constant_values=np.nan)
     graph = style_transfer.tf.Graph()
     with graph.as_default():
         constants = load_vgg.weight_constants(weights)
         alone = load_vgg.vgg_net(picture[np.newaxis], constants, "relu5_1")
-        seen, inside = load_vgg.past_the_border(style_transfer.tf.constant(surroundings[np.newaxis]))
+        seen, inside = tiles.past_the_border(style_transfer.tf.constant(surroundings[np.newaxis]))
         within = load_vgg.vgg_net(seen, constants, "relu5_1", inside=inside)
         names = ["conv1_1", "conv4_2", "conv5_1"]
-        pairs = [(alone[load_vgg.feature_layer(name)], load_vgg.own_features(within, name, problem))
+        pairs = [(alone[load_vgg.feature_layer(name)], view.own(within[load_vgg.feature_layer(name)],
+                                                                 load_vgg.feature_layer(name)))
                  for name in names]
         with style_transfer.tf.Session() as sess:
             for name, (expected, found) in zip(names, sess.run(pairs)):

@@ -1,0 +1,49 @@
+"""The rules that keep a run from losing anything: it writes over none of its inputs and no file this tool did
+not write, and only into folders it can create and write. Each refuses in one line before anything is written.
+
+    check_writable_folder(folder)
+    check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere)
+"""
+
+import os
+import re
+
+import utils
+from runner import video
+from utils import FixableError
+
+
+def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):
+    """Refuse a run that would write over one of its inputs, or over a file this tool did not write.
+
+    What a run writes: the final image (and with --keep-best the best one beside it), and step images
+    <output-dir>/<step>.png for steps up to --iterations (which steps depends on the cadence, signals and
+    L-BFGS's convergence, so every such name counts), and what the plan writes (a film's frames and video). An
+    existing file of those names is replaced only if it carries the mark this tool writes into its images
+    (utils.written_by_this_tool) and videos.
+    """
+    planned = [folders.output, *([folders.best_output] if schedule.keep_best else []), *planned_elsewhere]
+    for name in sorted(os.listdir(folders.output_dir)) if os.path.isdir(folders.output_dir) else []:
+        step = re.fullmatch(r"(\d+)\.png", name)
+        if step and 1 <= int(step.group(1)) <= schedule.iterations:
+            planned.append(os.path.join(folders.output_dir, name))
+    inputs = {os.path.realpath(path): path for path in inputs}
+    for path in planned:
+        if os.path.realpath(path) in inputs:
+            raise FixableError(f"{path} is the input {inputs[os.path.realpath(path)]}: the run would write over it; "
+                               f"choose another --output or --output-dir")
+        written_by_this_tool = video.written_by_this_tool if video.is_video_file(path) else utils.written_by_this_tool
+        if os.path.lexists(path) and not written_by_this_tool(path):
+            raise FixableError(f"{path} exists and was not written by style_transfer.py: the run would replace it; "
+                               f"move it, or choose another --output or --output-dir")
+
+
+def check_writable_folder(folder):
+    """Refuse a folder that could not be created or written into, without creating anything yet."""
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise FixableError(f"cannot create folder {folder}: {existing} is a file; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FixableError(f"cannot write into {existing} (for {folder}): choose another path or fix its permissions")

@@ -318,11 +318,17 @@ def default_inputs(folder):
     return vgg, images
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parser_with_inputs(description):
+    """The benchmarks' command line, with the inputs every benchmark takes: --vgg, --content, --style."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vgg", help="weights file (default: a random one as large as the real one)")
     parser.add_argument("--content", help="content image (default: content/deadpool.jpg if present)")
     parser.add_argument("--style", help="style image (default: styles/guernica.jpg if present)")
+    return parser
+
+
+def main():
+    parser = parser_with_inputs(__doc__)
     parser.add_argument("--sizes", nargs="*", default=["333x250", "512x384", "1024x768"])
     parser.add_argument("--steps", type=int, nargs="+", default=[40, 20, 6], help="steps per size")
     parser.add_argument("--scripts", nargs="+", default=[SCRIPT],

@@ -120,10 +120,9 @@ def table(size, records, tool_peak):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vgg", help="weights file (default: a random one as large as the real one)")
-    parser.add_argument("--content", help="content image (default: content/deadpool.jpg if present)")
-    parser.add_argument("--style", help="style image (default: styles/guernica.jpg if present)")
+    from bench import parser_with_inputs
+
+    parser = parser_with_inputs(__doc__)
     parser.add_argument("--sizes", nargs="+", default=["333x250"])
     parser.add_argument("--steps", type=int, default=6, help="steps per process")
     parser.add_argument("--measure", choices=WAYS, help=argparse.SUPPRESS)  # the measuring process

@@ -11,7 +11,6 @@ tiling costs in loss at 1024x768.
   1024x768, one forward pass), with the seam figure.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -24,7 +23,7 @@ from PIL import Image
 sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
 import load_vgg  # noqa: E402
 import style_transfer  # noqa: E402
-from bench import HERE, default_inputs, print_table, timed_run  # noqa: E402
+from bench import HERE, default_inputs, parser_with_inputs, print_table, timed_run  # noqa: E402
 from runner import tiles  # noqa: E402
 from runner.images import ImageFiles  # noqa: E402
 
@@ -70,10 +69,7 @@ def layout_of(record):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vgg", help="weights file (default: a random one as large as the real one)")
-    parser.add_argument("--content")
-    parser.add_argument("--style")
+    parser = parser_with_inputs(__doc__)
     parser.add_argument("--iterations", type=int, default=20, help="L-BFGS steps: half at the coarse scale, half "
                                                                      "per tile")
     parser.add_argument("--skip-4k", action="store_true")

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import time
 
 import pytest
 import tensorflow.compat.v1 as tf
@@ -52,12 +51,9 @@ def test_lbfgs_stops_cleanly_on_sigterm(tmp_path, vgg19_mat, images):
     process = start_script(args, cwd=tmp_path)
     wait_for(lambda: (tmp_path / LOG_DIR).exists() and os.listdir(tmp_path / LOG_DIR) or process.poll() is not None,
              120, "the first step")
-    time.sleep(1.0)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGTERM)  # at once: L-BFGS takes hundreds of steps to converge here
     out, err = process.communicate(timeout=120)
-    if "converged" in out:
-        pytest.skip("L-BFGS converged before the signal")
-    assert process.returncode == 143, err
+    assert "converged" not in out and process.returncode == 143, (out, err)
     step = int(out.split("at step ")[1].split(":")[0])
     assert os.path.basename(tf.train.latest_checkpoint(str(tmp_path / CHECKPOINT_DIR))) == f"ckpt-{step}"
 

@@ -1,5 +1,7 @@
 """Options beyond CS20: output size from one side, colour preservation, smoothness, start, pooling."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -242,3 +244,32 @@ def test_a_fast_run_is_recorded_as_what_it_ran(workdir, capsys, vgg19_mat, image
     record = json.load(open("checkpoints/style_transfer/run.json"))
     assert (record["optimizer"], record["scales"], record["scale_steps"]) == (
         "lbfgs", [0.125, 0.25, 0.5, 1.0], [20, 20, 20])
+
+
+@pytest.mark.parametrize("more, option", [
+    (["--frame-steps", "5"], "--frame-steps"), (["--frames", "1:2"], "--frames"), (["--fps", "12"], "--fps"),
+    (["--temporal-weight", "5"], "--temporal-weight")])
+def test_a_films_options_given_with_a_still_image_are_refused(workdir, capsys, base_args, more, option):
+    code, out, err = run_main([*base_args, *more], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{option} is for films, not still images" in err and "Traceback" not in err
+    assert os.listdir(workdir) == []
+
+
+def test_a_tiled_data_set_builds_each_of_its_graphs_once(workdir, tmp_path_factory, capsys, monkeypatch, vgg19_mat,
+                                                         images):
+    """A tiled image's plan needs two graphs (its coarse scale's, its tiles'): the items of a data set share them."""
+    import style_transfer
+    from conftest import write_image
+
+    folder = tmp_path_factory.mktemp("tiled-contents")
+    for seed in range(3):
+        write_image(folder / f"photo{seed}.png", 96, 64, seed=20 + seed)
+    builds = []
+    real_build = style_transfer.StyleTransfer.build
+    monkeypatch.setattr(style_transfer.StyleTransfer, "build", lambda model: builds.append(model) or real_build(model))
+    code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", str(folder), "--style", images["style"], "--width",
+                               "96", "--height", "64", "--tile", "64", "--tile-overlap", "8", "--iterations", "4"],
+                              capsys)
+    assert code == 0, err
+    assert out.count("Tile 2/2") == 3 and len(builds) == 2

@@ -106,7 +106,10 @@ def test_other_style_image_is_refused(finished_run, tmp_path, capsys):
     folder, args, _ = finished_run
     os.chdir(folder)
     code, _, err = run_main([*args, "--style", args[args.index("--content") + 1]], capsys)
-    assert code == 2 and "style" in err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--restart" in err
+    differences = err.split("holds a run of another problem (")[1].split("): pass")[0]
+    assert differences.startswith("style: [{'sha256'") and " then, [{'sha256'" in differences, err
+    assert "; " not in differences  # the style image is all that differs
 
 
 def test_restart_starts_over(finished_run, tmp_path, capsys):

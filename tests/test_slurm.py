@@ -65,12 +65,13 @@ def test_a_job_array_does_every_item_once_across_a_killed_task(slurm, tmp_path, 
     logs.mkdir()
     work = tmp_path / "work"
     args = ["--vgg", vgg19_mat[0], "--content", str(tmp_path / "data-*.tfrecord"), "--style", images["style"],
-            "--width", "64", "--height", "48", "--iterations", "200", "--save-every", "5", "--log-every", "100",
+            "--width", "64", "--height", "48", "--iterations", "400", "--save-every", "5", "--log-every", "100",
             "--checkpoint-dir", str(work / "checkpoints"), "--log-dir", str(work / "graphs"),
             "--output-dir", str(work / "outputs"), "--output-tfrecord", str(work / "styled")]
     job = submit(slurm, "0-2", logs, args)
     # Task 0 runs photo0 and photo3: kill it, without warning, once photo0 has a checkpoint (200 steps leave
-    # some seconds to do so: an item's steps are fast at this size, and its graph is built once per task).
+    # some seconds to do so: an item's steps are fast at this size, and its graph is built once per task; 400 leave
+    # enough that photo0 is still running when the kill lands, which the rerun's "Resuming" line shows).
     first = work / "checkpoints" / "photo0" / "checkpoint"
     wait_for(lambda: first.exists() or not running(slurm, job), 300, "task 0's first checkpoint")
     killed = subprocess.run(["scancel", "--full", "--signal=KILL", f"{job}_0"], env=slurm, timeout=60,
@@ -90,6 +91,6 @@ def test_a_job_array_does_every_item_once_across_a_killed_task(slurm, tmp_path, 
                                                                      sorted(logs.iterdir())])
     rerun_logs = [open(logs / f"{rerun}_{task}.out").read() for task in range(3)]
     assert all(f"Shard {task}-of-3" in log and "finished before, skipped" in log for task, log in enumerate(rerun_logs))
-    assert "Resuming from step" in rerun_logs[0] or "2 finished before, skipped" in rerun_logs[0]
+    assert "Resuming from step" in rerun_logs[0] and "0 finished before, skipped" in rerun_logs[0]  # photo0, killed
     assert sorted(path.name for path in work.iterdir() if path.name.startswith("styled")) == \
         ["styled-0-of-3.tfrecord", "styled-1-of-3.tfrecord", "styled-2-of-3.tfrecord"]

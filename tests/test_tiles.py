@@ -126,6 +126,7 @@ def whole_loss(folder, vgg19_mat, content, style):
     return float(losses["total_loss"])
 
 
+@pytest.mark.slow  # three full runs (L-BFGS, two scales, tiles)
 def test_a_tiled_run_scores_near_an_untiled_one_and_shows_the_assembled_image(
         tmp_path, monkeypatch, capsys, vgg19_mat, larger_images):
     content, style = larger_images

@@ -14,8 +14,7 @@ from PIL import Image
 
 from conftest import run_script
 from runner import flow, video
-from runner.tf_setup import tf
-from test_run import read_pixels, straight_and_killed
+from test_run import read_pixels, scalar_series, straight_and_killed
 from utils import FixableError
 
 
@@ -148,14 +147,7 @@ def film_args(vgg19_mat, images, film, *more):
             "--log-every", "1", "--save-every", "2", *more]
 
 
-def scalars(log_dir, tag):
-    found = []
-    for path in sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*"))):
-        for event in tf.train.summary_iterator(path):
-            found += [(event.step, value.simple_value) for value in event.summary.value if value.tag == tag]
-    return found
-
-
+@pytest.mark.slow
 def test_a_film_gives_its_frames_a_video_and_one_step_count(tmp_path, vgg19_mat, images, film):
     code, out, err = run_script(film_args(vgg19_mat, images, film), cwd=tmp_path)
     assert code == 0, err
@@ -167,7 +159,7 @@ def test_a_film_gives_its_frames_a_video_and_one_step_count(tmp_path, vgg19_mat,
     grey = np.array([0.299, 0.587, 0.114])  # H.264 keeps brightness well, colour at half resolution
     assert np.abs((clip.frames[3] - last) @ grey).mean() < 4
 
-    temporal = dict(scalars(str(tmp_path / "graphs" / "style_transfer"), "temporal_loss"))
+    temporal = dict(scalar_series(str(tmp_path / "graphs" / "style_transfer"), "temporal_loss"))
     assert sorted(temporal) == list(range(1, 21))  # 8 + 3 x 4 steps, one count across the frames
     assert all(temporal[step] == 0.0 for step in range(1, 9))  # frame 1 has no previous frame
     # A later frame starts on the warped previous result (temporal loss 0), and moves off it as its style settles.
@@ -179,6 +171,7 @@ def test_a_film_gives_its_frames_a_video_and_one_step_count(tmp_path, vgg19_mat,
     assert code == 0 and "Resuming from step 20" in out and "Frame" not in out, err
 
 
+@pytest.mark.slow
 def test_the_temporal_loss_steadies_the_film(tmp_path, vgg19_mat, images, film):
     """The film stylised with a strong temporal loss flickers less than with none (same start, same steps). The
     test weights' style loss is large: a weight of 1e4 is what balances it here."""
@@ -211,6 +204,7 @@ def test_sigkill_mid_film_then_the_same_command_gives_the_same_frames(tmp_path, 
         assert np.abs(read_pixels(straight / name) - read_pixels(interrupted / name)).max() <= 1, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, message", [
     ("not a video", "cannot be read"),
     ("frames out of range", "holds no frame"),
@@ -248,6 +242,7 @@ def test_bad_film_input_is_refused_in_one_line_and_nothing_is_written(tmp_path, 
     assert not os.path.exists(tmp_path / "checkpoints")
 
 
+@pytest.mark.slow
 def test_several_films_are_items_each_in_its_own_folder(tmp_path, vgg19_mat, images):
     first = write_frames(tmp_path / "walk", panning_frames(2, seed=1))
     second = tmp_path / "pan.mp4"

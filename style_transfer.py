@@ -463,11 +463,12 @@ def main(argv=None):
                 return run(work.make_job(work.items[0], own_folders=False), graphs).code
             code = batch.run_items(work.items, work.shard, work.output_dir,
                                    lambda item: run(work.make_job(item, own_folders=True), graphs),
-                                   lambda item: work.make_job.folders.for_item(item.name).checkpoint_dir)
+                                   lambda item: work.make_job.folders.for_item(item.folder).checkpoint_dir)
         finally:
             graphs.close()
         if work.output_tfrecord and code in (0, 2):
-            batch.write_results(work.output_tfrecord, work.shard, work.output_dir)
+            batch.write_results(work.output_tfrecord, work.shard, work.output_dir,
+                                [item.name for item in work.items[work.shard.index::work.shard.count]])
         return code
     except FixableError as error:
         print(f"style_transfer.py: error: {error}", file=sys.stderr)
@@ -476,8 +477,9 @@ def main(argv=None):
         print(f"style_transfer.py: error: cannot write {error.filename or 'a file'} ({error.strerror or error}): "
               f"free some space or fix the folder's permissions, and run the same command again", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("style_transfer.py: interrupted before the first step; nothing was saved", file=sys.stderr)
+    except KeyboardInterrupt:  # between steps the loop saves and stops itself; this is before a stage or between two
+        print("style_transfer.py: interrupted; what was saved before (checkpoints, finished stages and items) is "
+              "kept: run the same command to go on", file=sys.stderr)
         return 130
 
 

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -116,6 +117,9 @@ def _read_upright_image(path, what):
             with Image.open(io.BytesIO(path.data) if isinstance(path, ImageBytes) else path) as image:
                 image.load()
                 upright = ImageOps.exif_transpose(image)
+    except Image.UnidentifiedImageError:  # its message names the file, or an in-memory buffer's repr
+        raise FixableError(f"{what} {path} is not a readable image (not a format Pillow knows): use an intact JPEG "
+                           f"or PNG file") from None
     except Exception as error:  # Pillow raises many kinds for a truncated, corrupt or foreign file
         reason = one_line(error)
         raise FixableError(f"{what} {path} is not a readable image ({reason}): use an intact JPEG or PNG "
@@ -132,11 +136,13 @@ def _read_upright_image(path, what):
 _large_images_told = set()  # the paths warned about, so each is told once
 
 
+IMAGE_EXTENSIONS = frozenset(Image.registered_extensions())  # ".png", ".jpg", ...: what Pillow reads
+
+
 def image_files(folder):
     """The paths of the image files (by extension, as Pillow knows them) directly in `folder`, sorted by name."""
-    extensions = set(Image.registered_extensions())
     return [os.path.join(folder, name) for name in sorted(os.listdir(folder))
-            if os.path.splitext(name)[1].lower() in extensions]
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS]
 
 
 def image_size(path, what="image"):
@@ -234,12 +240,39 @@ def quiet_stderr():
         os.close(saved)
 
 
+def _process_is_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_stale_temporaries(path):
+    """Remove what an earlier, killed process of this tool left of writing `path`: <path>.<its pid>.tmp, when that
+    process is gone (a kill skips atomic_output's clean-up). A link of that name is not followed, only removed."""
+    folder, name = os.path.split(path)
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return
+    for candidate in names:
+        match = re.fullmatch(re.escape(name) + r"\.(\d+)\.tmp", candidate)
+        if match and int(match.group(1)) != os.getpid() and not _process_is_alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                os.remove(os.path.join(folder, candidate))
+
+
 @contextlib.contextmanager
 def atomic_output(path):
     """`with atomic_output(path) as temporary:` write to `temporary`; only on success does it become `path`.
 
-    A crash or a full disk midway leaves the earlier `path` as it was.
+    A crash or a full disk midway leaves the earlier `path` as it was; what a killed process left is removed the
+    next time the same file is written.
     """
+    remove_stale_temporaries(path)
     temporary = f"{path}.{os.getpid()}.tmp"
     try:
         yield temporary

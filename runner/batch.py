@@ -3,12 +3,15 @@
     python style_transfer.py --content photos/ --shard 0/4     # or the index and count from the scheduler
 
 Items (sorted by name) go to shards by position: item k to shard k mod COUNT. Without --shard, a Slurm job
-array's task (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT) or a Kubernetes Indexed
-Job's pod (JOB_COMPLETION_INDEX of --shard-count) says which shard this is. Each shard appends one JSON line
-per finished or failed item to <output-dir>/manifest-<INDEX>-of-<COUNT>.jsonl. A rerun skips the items any
-manifest records as done (whose image is there), resumes an interrupted one from its checkpoint and retries
-failed ones. Two workers never run one item at once: an item's checkpoint folder is locked while it runs, and
-a worker that finds it locked leaves it to the holder. Summarise a run's manifests with
+array's task or a Kubernetes Indexed Job's pod says which shard this is: the index is SLURM_ARRAY_TASK_ID or
+JOB_COMPLETION_INDEX, the count --shard-count (for a Slurm array of tasks 0 to N-1 submitted whole, N by
+default; any other array, one with a step or a list or a resubmission of some tasks, needs --shard-count, so that
+the partition never depends on which tasks are in a submission). Each shard appends one JSON line per finished
+or failed item to <output-dir>/manifest-<INDEX>-of-<COUNT>.jsonl, with the item's folder and its output relative
+to --output-dir. A rerun, from any folder and under any shard count, skips the items any manifest records as done
+(whose image is there), resumes an interrupted one from its checkpoint and retries failed ones. Two workers never
+run one item at once: an item's checkpoint folder is locked while it runs, and a worker that finds it locked
+leaves it to the holder. Summarise a run's manifests with
 
     python -m runner.batch OUTPUT_DIR
 """
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 import utils
-from runner import run_folder, tfrecords
+from runner import guards, run_folder, tfrecords
 from runner.run_folder import FolderInUse
 from utils import FixableError
 
@@ -50,6 +53,18 @@ class ItemResult:
     steps: int
 
 
+def _whole_number(environ, name, default=None):
+    """A scheduler's variable as a whole number; refuse one that is not."""
+    text = environ.get(name)
+    if text is None and default is not None:
+        return default
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise FixableError(f"{name}={text!r} is not a whole number: run under the scheduler as it sets it, or pass "
+                           f"--shard INDEX/COUNT") from None
+
+
 def shard_from(given, shard_count, environ=os.environ):
     """The Shard this worker runs: --shard INDEX/COUNT, else a Slurm array task, else a Kubernetes Indexed Job's
     pod (with --shard-count), else the only one."""
@@ -57,14 +72,22 @@ def shard_from(given, shard_count, environ=os.environ):
         index, count = given
         source = "--shard"
     elif "SLURM_ARRAY_TASK_ID" in environ:
-        index = int(environ["SLURM_ARRAY_TASK_ID"]) - int(environ.get("SLURM_ARRAY_TASK_MIN", 0))
-        count = int(environ.get("SLURM_ARRAY_TASK_COUNT", 1))
-        source = "the Slurm job array"
+        index, source = _whole_number(environ, "SLURM_ARRAY_TASK_ID"), "SLURM_ARRAY_TASK_ID"
+        count = shard_count
+        if count is None:  # only an array of tasks 0 to N-1, submitted whole, says N itself
+            first = _whole_number(environ, "SLURM_ARRAY_TASK_MIN", index)
+            last = _whole_number(environ, "SLURM_ARRAY_TASK_MAX", index)
+            count = _whole_number(environ, "SLURM_ARRAY_TASK_COUNT", 1)
+            if first != 0 or last != count - 1:
+                raise FixableError(f"this Slurm array's {count} tasks run from {first} to {last} (a step, a list, or "
+                                   f"some tasks of a larger array): pass --shard-count with the number of shards the "
+                                   f"data set is split into, so that task k runs shard k")
     elif "JOB_COMPLETION_INDEX" in environ:
         if shard_count is None:
             raise FixableError("JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but --shard-count is not: "
                                "pass --shard-count with the Job's completions")
-        index, count, source = int(environ["JOB_COMPLETION_INDEX"]), shard_count, "JOB_COMPLETION_INDEX"
+        index, count = _whole_number(environ, "JOB_COMPLETION_INDEX"), shard_count
+        source = "JOB_COMPLETION_INDEX"
     else:
         return Shard(0, 1)
     if not 0 <= index < count:
@@ -73,12 +96,25 @@ def shard_from(given, shard_count, environ=os.environ):
     return Shard(index, count)
 
 
+def output_path(output_dir, entry):
+    """Where a manifest line's output is: relative to --output-dir (this version's lines), or as an earlier
+    version recorded it (relative to the folder its worker ran in, or absolute); None where it is not there."""
+    recorded = entry.get("output")
+    if not isinstance(recorded, str) or not recorded:
+        return None
+    for path in (os.path.join(output_dir, recorded), recorded):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
 def done_items(output_dir):
     """{name: its last 'done' manifest line} over every shard's manifest in output_dir whose image is there."""
     done = {}
     for path in sorted(_manifests(output_dir)):
         for entry in _entries(path):
-            if entry.get("status") == "done" and os.path.exists(entry.get("output", "")):
+            if entry.get("status") == "done" and isinstance(entry.get("name"), str) and \
+                    output_path(output_dir, entry):
                 done[entry["name"]] = entry
     return done
 
@@ -90,12 +126,14 @@ def _manifests(output_dir):
 
 
 def _entries(path):
-    with open(path) as file:
+    with open(path, errors="replace") as file:
         for line in file:
             try:
-                yield json.loads(line)
+                entry = json.loads(line)
             except ValueError:  # a line cut short by a crash mid-append: as if never written
                 continue
+            if isinstance(entry, dict):
+                yield entry
 
 
 def append_entry(path, entry):
@@ -126,8 +164,8 @@ def run_items(items, shard, output_dir, run_item, item_folder):
     for number, item in enumerate(todo, start=1):
         print(f"== item {number}/{len(todo)}: {item.name} ({item.source})", flush=True)
         item_started = time.monotonic()
-        entry = {"name": item.name, "source": item.source, "output": None, "status": "failed", "reason": None,
-                 "loss": None, "steps": None, "seconds": None}
+        entry = {"name": item.name, "folder": item.folder, "source": item.source, "output": None,
+                 "status": "failed", "reason": None, "loss": None, "steps": None, "seconds": None}
         try:
             with run_folder.locked(item_folder(item)):
                 if item.name in done_items(output_dir):  # another worker finished it since this one started
@@ -148,7 +186,8 @@ def run_items(items, shard, output_dir, run_item, item_folder):
         else:
             if result.code:  # a signal stopped it: saved, and resumed by the next run
                 return result.code
-            entry.update(status="done", output=result.output, loss=result.loss, steps=result.steps)
+            entry.update(status="done", output=os.path.relpath(result.output, output_dir), loss=result.loss,
+                         steps=result.steps)
         entry["seconds"] = round(time.monotonic() - item_started, 3)
         append_entry(manifest, entry)
         counts[entry["status"]] += 1
@@ -165,24 +204,33 @@ def run_items(items, shard, output_dir, run_item, item_folder):
     return 2 if failures else 0
 
 
-def write_results(prefix, shard, output_dir):
+def results_path(prefix, shard):
+    return f"{prefix}-{shard.index}-of-{shard.count}.tfrecord"
+
+
+def check_results_file(prefix, shard):
+    """Refuse, before any item runs, a results file that cannot be written or that is not the tool's own."""
+    path = results_path(prefix, shard)
+    guards.check_writable_folder(os.path.dirname(path) or ".")
+    if os.path.lexists(path) and not tfrecords.written_by_this_tool(path):
+        raise FixableError(f"{path} exists and was not written by style_transfer.py: the results would replace it; "
+                           f"move it, or choose another --output-tfrecord")
+
+
+def write_results(prefix, shard, output_dir, names):
     """This shard's finished items as PREFIX-<INDEX>-of-<COUNT>.tfrecord in the common layout (image/encoded PNG,
-    image/filename = the item's name, its size, the final loss and steps), written whole each time: a record
-    for every item the shard's manifest has as done, and for no other."""
-    entries = {}
-    manifest = os.path.join(output_dir, MANIFEST.format(index=shard.index, count=shard.count))
-    for entry in _entries(manifest) if os.path.exists(manifest) else []:
-        if entry.get("status") == "done" and os.path.exists(entry["output"]):
-            entries[entry["name"]] = entry
+    image/filename = the item's name, its size, the final loss and steps), written whole each time: a record for
+    every item of `names` (the shard's) that any manifest has as done, whichever shard count finished it."""
+    entries = {name: entry for name, entry in done_items(output_dir).items() if name in set(names)}
     records = []
     for name, entry in sorted(entries.items()):
-        with Image.open(entry["output"]) as image:
+        with Image.open(output_path(output_dir, entry)) as image:
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
             records.append(tfrecords.common_example(name, buffer.getvalue(), "png", image.width, image.height,
                                                     **{"style_transfer/loss": float(entry["loss"] or 0.0),
                                                        "style_transfer/steps": int(entry["steps"] or 0)}))
-    path = f"{prefix}-{shard.index}-of-{shard.count}.tfrecord"
+    path = results_path(prefix, shard)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tfrecords.write_records(path, records)
     print(f"Results of shard {shard}: {len(records)} records in {path}", flush=True)
@@ -194,14 +242,19 @@ def summary(output_dir):
     given = set()
     for name in os.listdir(output_dir):
         if name.startswith("items-") and name.endswith(".json"):
-            with open(os.path.join(output_dir, name)) as file:
-                given |= set(json.load(file))
+            try:
+                with open(os.path.join(output_dir, name)) as file:
+                    given |= {item for item in json.load(file) if isinstance(item, str)}
+            except (OSError, ValueError, TypeError):  # damaged: its items still count where a manifest has them
+                print(f"warning: {os.path.join(output_dir, name)} cannot be read; passed over", file=sys.stderr)
     last, seconds = {}, 0.0  # each item's last line, except that once done it stays done
     for path in sorted(_manifests(output_dir)):
         for entry in _entries(path):
+            if not isinstance(entry.get("name"), str):
+                continue
             if last.get(entry["name"], {}).get("status") != "done":
                 last[entry["name"]] = entry
-            seconds += entry.get("seconds") or 0.0
+            seconds += entry.get("seconds") if isinstance(entry.get("seconds"), (int, float)) else 0.0
     done = sorted(name for name, entry in last.items() if entry["status"] == "done")
     failed = sorted(name for name, entry in last.items() if entry["status"] != "done")
     return {"items": len(given | set(last)), "done": len(done), "failed": len(failed),

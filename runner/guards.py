@@ -3,6 +3,10 @@ not write, and only into folders it can create and write. Each refuses in one li
 
     check_writable_folder(folder)
     check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere)
+    check_not_an_input(path, inputs, option)
+
+An input is a file (an image, a record file, a video, the weights) or a folder (a film's frames): an output is an
+input if it is the same file, however either is named (links, relative paths), or lies in an input folder.
 """
 
 import os
@@ -11,6 +15,23 @@ import re
 import utils
 from runner import video
 from utils import FixableError
+
+
+def input_that_is(path, inputs):
+    """The input (as given) that writing `path` would write over or into, or None."""
+    real = os.path.realpath(path)
+    for given in inputs:
+        input_path = os.path.realpath(given)
+        if real == input_path or (os.path.isdir(input_path) and real.startswith(input_path.rstrip(os.sep) + os.sep)):
+            return given
+    return None
+
+
+def check_not_an_input(path, inputs, option):
+    """Refuse an output path that is one of the inputs, or lies in an input folder."""
+    given = input_that_is(path, inputs)
+    if given is not None:
+        raise FixableError(f"{path} is the input {given}: the run would write over it; choose another {option}")
 
 
 def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):
@@ -27,11 +48,12 @@ def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):
         step = re.fullmatch(r"(\d+)\.png", name)
         if step and 1 <= int(step.group(1)) <= schedule.iterations:
             planned.append(os.path.join(folders.output_dir, name))
-    inputs = {os.path.realpath(path): path for path in inputs}
     for path in planned:
-        if os.path.realpath(path) in inputs:
-            raise FixableError(f"{path} is the input {inputs[os.path.realpath(path)]}: the run would write over it; "
-                               f"choose another --output or --output-dir")
+        given = input_that_is(path, inputs)
+        if given is not None:
+            where = "is the input" if os.path.realpath(path) == os.path.realpath(given) else "is in the input folder"
+            raise FixableError(f"{path} {where} {given}: the run would write over it; choose another --output or "
+                               f"--output-dir")
         written_by_this_tool = video.written_by_this_tool if video.is_video_file(path) else utils.written_by_this_tool
         if os.path.lexists(path) and not written_by_this_tool(path):
             raise FixableError(f"{path} exists and was not written by style_transfer.py: the run would replace it; "

@@ -39,6 +39,13 @@ def prepare_work(args):
     items = find_items(args.content, args.texture, args.video)
     shard = batch.shard_from(args.shard, args.shard_count)
     several = len(items) > 1 or shard.count > 1 or bool(args.output_tfrecord)
+    if several:  # once, up front, rather than item by item
+        for folder in (args.checkpoint_dir, args.log_dir, args.output_dir):
+            guards.check_writable_folder(folder)
+    if args.output_tfrecord:
+        results = batch.results_path(args.output_tfrecord, shard)
+        guards.check_not_an_input(results, [item.file for item in items if item.file], "--output-tfrecord")
+        batch.check_results_file(args.output_tfrecord, shard)
     return Work(items, shard, JobMaker(args), args.output_dir, args.output_tfrecord, several)
 
 
@@ -60,7 +67,7 @@ class JobMaker:
         """The checked Job of one item (runner.items.Item); own_folders: in subfolders named after it."""
         if item.failure:
             raise FixableError(item.failure)
-        folders = self.folders.for_item(item.name) if own_folders else self.folders
+        folders = self.folders.for_item(item.folder) if own_folders else self.folders
         job = prepare_job(self.args, item, self.schedule, folders, self.weights)
         self.weights = job.weights
         return job
@@ -109,13 +116,14 @@ def prepare_job(args, item, schedule, folders, weights=None):
         **(dict(tiles=tiling.tiles, tile_steps=tiling.tile_steps) if tiling else {}))
 
     if film:
-        plan = video.film_plan(clip, video.FrameSteps(*frame_steps(args)), problem.temporal_weight, images,
-                               weights.mean_pixel, folders, args.preserve_colors)
+        plan = video.film_plan(clip, problem.content, video.FrameSteps(*frame_steps(args)), problem.temporal_weight,
+                               images, weights.mean_pixel, folders, args.preserve_colors)
     elif tiling:
         plan = tiles.tiled_plan(problem, schedule.iterations, files, images, folders.checkpoint_dir)
     else:
         plan = stages.still_plan(problem, schedule.iterations, files, images)
     schedule = dataclasses.replace(schedule, iterations=plan.stages[-1].last_step)  # a film's or tiles': their end
+    run_folder.check_only_own_checkpoints(folders.checkpoint_dir)  # --restart or not: others' are never touched
     resumable = not args.restart and run_folder.holds_run_of(folders.checkpoint_dir, problem)
     for folder in folders.all():
         guards.check_writable_folder(folder)

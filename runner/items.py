@@ -7,10 +7,16 @@ globs of them (`data-*.tfrecord`, either layout: runner.tfrecords). A video file
 file name without its extension, a record's image/filename or image/source_id, else <file stem>-<record index>.
 Items are sorted by name. A record that cannot be read or has an unknown layout becomes an item that fails
 alone, with its reason; the others go on.
+
+A name can be anything a record holds ('..', '', a NUL byte, the name of a file the tool writes): each item's
+outputs go in a folder named by folder_name(), its name where that is a plain file name the tool never writes
+itself, else the name made safe and made unique by a hash of the whole name (the manifest says which is whose).
 """
 
 import glob
+import hashlib
 import os
+import re
 from dataclasses import dataclass
 
 import utils
@@ -21,14 +27,40 @@ from utils import FixableError
 TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords")
 LIST_EXTENSIONS = (".txt", ".lst")
 
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# Names of what the tool writes directly in its folders (manifests, item lists, checkpoints, events, records):
+TOOL_NAMES = re.compile(r"(manifest-|items-|ckpt-|events\.out\.tfevents\.|replaced-)|"
+                        r"(checkpoint|flow|frames|run\.json|run\.lock|best\.json|assembled\.npz)$", re.IGNORECASE)
+# ...and the extensions of the files it writes there (a single image's run writes outputs/final.png, 12.png):
+TOOL_EXTENSIONS = {*utils.IMAGE_EXTENSIONS, ".json", ".jsonl", ".npz", ".mp4", ".tfrecord", ".tmp", ".lock", ".part"}
+
+
+def folder_name(name):
+    """The folder of an item's outputs (under each of --checkpoint-dir, --log-dir and --output-dir): its name if
+    that is a plain file name (letters, digits, '.', '_', '-'; at most 100) that the tool never writes itself;
+    else the name with every other character as '_', cut to 60 ('_' before a leading '.' or a tool's prefix), and a
+    hash of the whole name, so that it is unique and the same in every run."""
+    if PLAIN_NAME.fullmatch(name) and not TOOL_NAMES.match(name) and not name.endswith(".") and \
+            os.path.splitext(name)[1].lower() not in TOOL_EXTENSIONS:
+        return name
+    safe = re.sub(r"^\.", "_", re.sub(r"[^A-Za-z0-9._-]", "_", name))[:60] or "item"
+    safe = f"_{safe}" if TOOL_NAMES.match(safe) else safe  # no folder starts as the tool's files do
+    return f"{safe}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
+
 
 @dataclass(frozen=True)
 class Item:
-    name: str  # its outputs' subfolder, its line in the manifest
+    name: str  # its line in the manifest
     source: str  # where it came from: a path, or "<TFRecord file>#<record index>"
     image: object  # a path, or ImageBytes; None for texture synthesis
     failure: str = None  # why it cannot be run at all (a damaged record), or None
     video: bool = False  # a film: `image` is a video file or a folder of frames
+    file: str = None  # the file (or a film's folder) it is read from: an input that nothing may write over
+
+    @property
+    def folder(self):
+        """Its outputs' subfolder (folder_name)."""
+        return folder_name(self.name)
 
 
 def find_items(content, texture=False, video_folders=False):
@@ -42,7 +74,13 @@ def find_items(content, texture=False, video_folders=False):
     found.sort(key=lambda item: item.name)
     twice = sorted({before.name for before, after in zip(found, found[1:]) if before.name == after.name})
     if twice:  # sorted by name, items of one name stand side by side
-        raise FixableError(f"several content images are named {twice[0]}: their outputs would mix; rename one")
+        raise FixableError(f"several content images are named {twice[0]!r}: their outputs would mix; rename one")
+    folders = {}
+    for item in found:  # distinct names have distinct folders, save a hash's coincidence: refused, not mixed
+        other = folders.setdefault(item.folder, item.name)
+        if other != item.name:
+            raise FixableError(f"the content images named {other!r} and {item.name!r} would share the folder "
+                               f"{item.folder}: rename one")
     return found
 
 
@@ -53,7 +91,8 @@ def _items_of(given, video_folders):
             raise FixableError(f"--content {given} matches no file: check the pattern")
         return [item for path in matches for item in _items_of(path, video_folders)]
     if video_folders and os.path.isdir(given) or is_video_file(given):
-        return [Item(os.path.splitext(os.path.basename(os.path.normpath(given)))[0], given, given, video=True)]
+        return [Item(os.path.splitext(os.path.basename(os.path.normpath(given)))[0], given, given, video=True,
+                     file=given)]
     if os.path.isdir(given):
         paths = utils.image_files(given)
         if not paths:
@@ -68,7 +107,7 @@ def _items_of(given, video_folders):
 
 
 def _file_item(path):
-    return Item(os.path.splitext(os.path.basename(path))[0], path, path)
+    return Item(os.path.splitext(os.path.basename(path))[0], path, path, file=path)
 
 
 def _listed_items(path):
@@ -91,11 +130,13 @@ def _record_items(path):
         for index, serialized in tfrecords.serialized_records(path):
             try:
                 record = tfrecords.image_record(path, index, serialized)
-                items.append(Item(record.name, record.source, record.image))
+                items.append(Item(record.name, record.source, record.image, file=path))
             except FixableError as error:
-                items.append(Item(f"{stem}-{index}", f"{os.path.basename(path)}#{index}", None, str(error)))
+                items.append(Item(f"{stem}-{index}", f"{os.path.basename(path)}#{index}", None, str(error), file=path))
     except FixableError as error:  # the file itself is damaged from this record on
         index = len(items)
-        items.append(Item(f"{stem}-{index}", f"{os.path.basename(path)}#{index}", None, str(error)))
+        items.append(Item(f"{stem}-{index}", f"{os.path.basename(path)}#{index}", None, str(error), file=path))
+    if not items:
+        raise FixableError(f"TFRecord file {path} holds no records: write it again, or leave it out of --content")
     return items
 

@@ -28,12 +28,12 @@ class Folders:
         stem, extension = os.path.splitext(self.output)
         return f"{stem}-best{extension}"
 
-    def for_item(self, name):
-        """The folders of one of several items: a subfolder of each, named after the item; its final image is
-        <output-dir>/<name>/ named as --output."""
-        return Folders(os.path.join(self.checkpoint_dir, name), os.path.join(self.log_dir, name),
-                       os.path.join(self.output_dir, name),
-                       os.path.join(self.output_dir, name, os.path.basename(self.output)))
+    def for_item(self, folder):
+        """The folders of one of several items: a subfolder of each, `folder` (runner.items.folder_name); its final
+        image is <output-dir>/<folder>/ named as --output."""
+        return Folders(os.path.join(self.checkpoint_dir, folder), os.path.join(self.log_dir, folder),
+                       os.path.join(self.output_dir, folder),
+                       os.path.join(self.output_dir, folder, os.path.basename(self.output)))
 
 
 @dataclass(frozen=True)

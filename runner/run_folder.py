@@ -10,9 +10,15 @@
 Checkpoints are TensorFlow's own (`Saver`, without MetaGraphs: those would embed every weight constant).
 TensorFlow writes a checkpoint's files before it replaces the `checkpoint` pointer file, so a crash mid-save
 leaves the previous pointer; a checkpoint that cannot be read is skipped for the one before it.
+
+The tool deletes and replaces only what it can show it wrote: a folder's checkpoints are its own when the folder
+holds its run record (run.json, a Problem) and each checkpoint holds its variable (generated_image); a folder
+with checkpoints of any other kind is refused, --restart or not. It follows no symbolic link for a lock or a
+deletion: a link in the folder is left as it is, and said.
 """
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -20,10 +26,12 @@ import os
 import re
 import shutil
 import socket
+import stat
 import sys
 import time
 
 import utils
+from runner import tf_setup
 from runner.tf_setup import tf
 from utils import FixableError
 
@@ -95,20 +103,85 @@ def newest_readable_checkpoint(checkpoint_dir):
 
 def _first_line(error):
     """An error's message without TensorFlow's appended op stack ("Detected at node ... defined at ...")."""
-    message = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
-    return utils.one_line(str(message).split("\n")[0])
+    return tf_setup.reason_of(error)
+
+
+RECORD_FIELDS = ("style", "weights", "width", "height", "style_layers", "optimizer")  # in every version's run.json
+
+
+def run_record(checkpoint_dir):
+    """The folder's run record (a dict) if it is this tool's (a regular file holding a Problem), else None."""
+    path = os.path.join(checkpoint_dir, RUN_RECORD)
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    try:
+        with open(path) as file:
+            recorded = json.load(file)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return recorded if isinstance(recorded, dict) and all(key in recorded for key in RECORD_FIELDS) else None
+
+
+def _checkpoint_files(checkpoint_dir):
+    """The names in the folder that are checkpoint files by their name: `checkpoint`, ckpt-*."""
+    return sorted(name for name in _names_in(checkpoint_dir)
+                  if name == "checkpoint" or name.startswith(CHECKPOINT_PREFIX + "-"))
+
+
+def _variables_of(prefix):
+    """The names of the variables a checkpoint holds, or None where its index cannot be read."""
+    try:
+        return {name for name, _ in tf.train.list_variables(prefix)}
+    except Exception:  # TensorFlow's reader raises many kinds for a damaged or foreign file
+        return None
+
+
+def foreign_checkpoint_files(checkpoint_dir):
+    """The checkpoint files in the folder that the tool cannot show it wrote. With its run record there: links,
+    and the files of a readable checkpoint that lacks its variable (an unreadable one is a damaged one of its
+    own). Without (a run record lost): all but its readable checkpoints and their pointer."""
+    names = _checkpoint_files(checkpoint_dir)
+    kinds = {}  # checkpoint prefix (ckpt-12) -> "ours", "foreign" or "unreadable", by what its index holds
+    for name in names:
+        match = re.fullmatch(rf"({CHECKPOINT_PREFIX}-\d+)\.index", name)
+        if match:
+            variables = _variables_of(os.path.join(checkpoint_dir, match.group(1)))
+            kinds[match.group(1)] = ("unreadable" if variables is None else
+                                     "ours" if "generated_image" in variables else "foreign")
+    recorded = run_record(checkpoint_dir) is not None
+
+    def is_ours(name):
+        if os.path.islink(os.path.join(checkpoint_dir, name)):
+            return False
+        if name == "checkpoint":
+            return recorded or "ours" in kinds.values()
+        kind = kinds.get(name.split(".")[0])  # ckpt-12.index and ckpt-12.data-00000-of-00001: ckpt-12
+        return kind != "foreign" if recorded else kind == "ours"
+
+    return [name for name in names if not is_ours(name)]
+
+
+def check_only_own_checkpoints(checkpoint_dir):
+    """Refuse a checkpoint folder that holds checkpoint files the tool did not write: it would resume them,
+    replace them, or (with --restart) delete them."""
+    foreign = foreign_checkpoint_files(checkpoint_dir)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise FixableError(f"{checkpoint_dir} holds checkpoint files this tool did not write ({shown}; no run record "
+                           f"{RUN_RECORD} of its own, or not its variables): move them, or choose another "
+                           f"--checkpoint-dir")
 
 
 def holds_run_of(checkpoint_dir, problem):
-    """True if checkpoint_dir holds a run of this problem, False if no run; refuse a run of another."""
+    """True if checkpoint_dir holds a run of this problem, False if no run; refuse a run of another, and a folder
+    holding checkpoints that are not this tool's."""
+    check_only_own_checkpoints(checkpoint_dir)
     if not checkpoint_paths(checkpoint_dir):
         return False
-    try:
-        with open(os.path.join(checkpoint_dir, RUN_RECORD)) as file:
-            recorded = json.load(file)
-    except (OSError, ValueError):
+    recorded = run_record(checkpoint_dir)
+    if recorded is None:
         raise FixableError(f"{checkpoint_dir} holds a checkpoint without a readable {RUN_RECORD}: pass --restart "
-                         f"to replace it, or another --checkpoint-dir") from None
+                           f"to replace it, or another --checkpoint-dir")
     differences = problem.differences_from(recorded)
     if differences:
         raise FixableError(f"{checkpoint_dir} holds a run of another problem ({'; '.join(differences)}): pass "
@@ -126,7 +199,18 @@ def locked(checkpoint_dir):
     if key in _held:
         yield
         return
-    with open(os.path.join(checkpoint_dir, LOCK_FILE), "a+") as file:
+    path = os.path.join(checkpoint_dir, LOCK_FILE)
+    try:  # never through a link: what it points to would be truncated
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        raise FixableError(f"{path} is a symbolic link, which this tool never makes: remove the link (what it points "
+                           f"to is not touched), or choose another --checkpoint-dir") from None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        raise FixableError(f"{path} is not a regular file: remove it, or choose another --checkpoint-dir")
+    with os.fdopen(descriptor, "r+") as file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -224,12 +308,20 @@ class RunFolder:
         return first_step
 
     def clear(self):
-        """Remove this tool's checkpoint files and records (for --restart)."""
-        names = [name for name in _names_in(self.checkpoint_dir) if name.startswith(CHECKPOINT_PREFIX + "-")]
-        for path in [*(os.path.join(self.checkpoint_dir, name) for name in names),
-                     os.path.join(self.checkpoint_dir, "checkpoint"), self.run_record, self.best_record]:
-            if os.path.exists(path):
+        """Remove this tool's checkpoint files and records (for --restart), and say what was left: only files it
+        can show it wrote go (check_only_own_checkpoints has refused a folder with others); links stay."""
+        if run_record(self.checkpoint_dir) is None:
+            return
+        ours = [name for name in _checkpoint_files(self.checkpoint_dir)
+                if name not in foreign_checkpoint_files(self.checkpoint_dir)] + [RUN_RECORD, BEST_RECORD]
+        for name in ours:
+            path = os.path.join(self.checkpoint_dir, name)
+            if os.path.isfile(path) and not os.path.islink(path):
                 os.remove(path)
+        left = [name for name in _names_in(self.checkpoint_dir) if name not in (LOCK_FILE, "flow", "assembled.npz")]
+        if left:
+            print(f"--restart left {len(left)} entries in {self.checkpoint_dir} that are not this tool's checkpoints: "
+                  f"{', '.join(sorted(left)[:5])}{' ...' if len(left) > 5 else ''}", flush=True)
 
     def record(self, problem):
         """Start the folder's record of a new run (and forget an earlier run's best image)."""

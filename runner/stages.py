@@ -190,15 +190,19 @@ class ScalePhase(Phase):
 
     word = "Scale"
 
-    def __init__(self, stages, files, images, output_size, described_as="{}"):
+    def __init__(self, stages, files, images, output_size, described_as="{}", step_images_at_stage_ends=False):
         """files: the run's runner.images.ImageFiles; images: read at output_size (width, height); described_as:
-        how the progress lines name a scale ("{} before the tiles" for a tiled image's)."""
+        how the progress lines name a scale ("{} before the tiles" for a tiled image's); step_images_at_stage_ends:
+        a save writes <output-dir>/<step>.png only at a scale's end (a tiled image's, as its tiles do)."""
         self.stages, self.files, self.images, self.output_size = stages, files, images, output_size
-        self.described_as = described_as
+        self.described_as, self.step_images_at_stage_ends = described_as, step_images_at_stage_ends
 
     def describe(self, index):
         number, size = super().describe(index).split(": ")
         return f"{self.described_as.format(number)}: {size}"
+
+    def writes_step_image(self, index, stage_end):
+        return stage_end or not self.step_images_at_stage_ends
 
     def images_at(self, index):
         stage = self.stages[index]

@@ -54,6 +54,17 @@ def session_config(on_gpu):
     return config
 
 
+def reason_of(error):
+    """What a TensorFlow error says went wrong, on one line: its message without the "Graph execution error:"
+    heading, the op stack TensorFlow appends ("Detected at node ...", "File ...") and the node's name."""
+    message = str(getattr(error, "message", None) or getattr(error, "strerror", None) or error)
+    lines = [line.strip() for line in message.splitlines()]
+    if "Graph execution error:" in lines:  # the cause stands on the line before "[[{{node ...}}]]"
+        node = next((index for index, line in enumerate(lines) if line.startswith("[[")), len(lines))
+        lines = [line for line in lines[:node] if line][-1:] or lines
+    return utils.one_line(next((line for line in lines if line), message))
+
+
 def gpu_free_memory():
     """Bytes free on the first GPU, as nvidia-smi reports them, or None where it cannot say."""
     try:

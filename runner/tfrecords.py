@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 import utils
+from runner import tf_setup
 from runner.tf_setup import tf
 from utils import FixableError, ImageBytes
 
@@ -52,11 +53,37 @@ def serialized_records(path):
                 except tf.errors.OutOfRangeError:
                     return
                 except tf.errors.OpError as error:
-                    reason = utils.one_line(str(getattr(error, "message", error)).split("\n")[0])
+                    reason = tf_setup.reason_of(error)
                     raise FixableError(f"{path}: record {index} and any after it cannot be read ({reason}): write "
                                        f"the file again") from None
                 yield index, record
                 index += 1
+
+
+def _bytes(path, index, features, key):
+    """A record's bytes feature; refuse one of another type, or empty."""
+    values = features[key].bytes_list.value
+    if not values or not values[0]:
+        kind = features[key].WhichOneof("kind")
+        what = "empty" if kind in (None, "bytes_list") else f"a {kind.replace('_list', '')} list, not bytes"
+        raise FixableError(f"{path}: record {index}'s {key} is {what}: write the file again")
+    return values[0]
+
+
+def _cs20_pixels(path, index, features):
+    """The pixels of a record in CS20's layout, checked: `shape` is (height, width) or (height, width, 1, 3 or
+    4 channels) as int32, every size positive, and `image` holds exactly that many bytes."""
+    shape_bytes, pixels = _bytes(path, index, features, "shape"), _bytes(path, index, features, "image")
+    shape = np.frombuffer(shape_bytes, dtype=np.int32) if len(shape_bytes) % 4 == 0 else None
+    if shape is None or shape.size not in (2, 3) or (shape <= 0).any() or \
+            (shape.size == 3 and shape[2] not in (1, 3, 4)):
+        what = f"{len(shape_bytes)} bytes" if shape is None else shape.tolist()
+        raise FixableError(f"{path}: record {index}'s shape {what} is not (height, width) or (height, width, 1, 3 or "
+                           f"4 channels) as int32: write the file again")
+    if int(np.prod(shape, dtype=np.int64)) != len(pixels):
+        raise FixableError(f"{path}: record {index} has {len(pixels)} pixel bytes for shape {shape.tolist()}: "
+                           f"write the file again")
+    return np.frombuffer(pixels, dtype=np.uint8).reshape(shape)
 
 
 def image_record(path, index, serialized):
@@ -69,18 +96,14 @@ def image_record(path, index, serialized):
     keys = set(features.keys())
     stem = os.path.basename(path).split(".")[0]
     if set(COMMON_KEYS) <= keys:
-        data = features["image/encoded"].bytes_list.value[0]
+        data = _bytes(path, index, features, "image/encoded")
         named = [features[key].bytes_list.value[0].decode("utf-8", "replace")
                  for key in ("image/filename", "image/source_id") if key in keys and features[key].bytes_list.value]
         name = os.path.splitext(os.path.basename(named[0]))[0] if named else f"{stem}-{index}"
     elif set(CS20_KEYS) <= keys:
-        shape = np.frombuffer(features["shape"].bytes_list.value[0], dtype=np.int32)
-        pixels = np.frombuffer(features["image"].bytes_list.value[0], dtype=np.uint8)
-        if shape.size not in (2, 3) or np.prod(shape) != pixels.size:
-            raise FixableError(f"{path}: record {index} has {pixels.size} pixel bytes for shape {shape.tolist()}: "
-                               f"write the file again")
+        pixels = _cs20_pixels(path, index, features)
         buffer = io.BytesIO()
-        Image.fromarray(pixels.reshape(shape).squeeze()).save(buffer, format="PNG")
+        Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels).save(buffer, "PNG")
         data, name = buffer.getvalue(), f"{stem}-{index}"
     else:
         raise FixableError(f"{path}: record {index} has the features {', '.join(sorted(keys)) or 'none'}: not a "
@@ -107,6 +130,18 @@ def common_example(name, encoded, image_format, width, height, **extra):
                     "image/height": height, "image/width": width, **extra})
 
 
+def written_by_this_tool(path):
+    """True if the TFRecord file at `path` holds nothing, or only records this tool's results carry
+    (style_transfer/steps): a file the tool may replace."""
+    try:
+        for _, serialized in serialized_records(path):
+            if "style_transfer/steps" not in tf.train.Example.FromString(serialized).features.feature:
+                return False
+    except Exception:  # damaged, or not a TFRecord file at all: not the tool's
+        return False
+    return True
+
+
 def write_records(path, records):
     """Write serialized records as a TFRecord file, atomically (a crash leaves any earlier file as it was)."""
     with utils.atomic_output(path) as temporary, tf.io.TFRecordWriter(temporary) as writer:
@@ -117,22 +152,30 @@ def write_records(path, records):
 def pack(folder, prefix, layout, shards):
     """Pack the images of a folder (by name) into `shards` TFRecord files PREFIX-<i>-of-<shards>.tfrecord,
     image k in shard k mod shards; return their paths."""
+    if not os.path.isdir(folder):
+        raise FixableError(f"{folder} is not a folder: pass a folder of images")
     images = utils.image_files(folder)
     if not images:
         raise FixableError(f"{folder} holds no image files: nothing to pack")
+    os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
     paths = []
     for shard in range(shards):
         records = []
         for path in images[shard::shards]:
             name = os.path.basename(path)
+            try:
+                with Image.open(path) as image:
+                    pixels = np.asarray(image.convert("RGB")) if layout == "cs20" else None
+                    width, height, image_format = image.width, image.height, (image.format or "png").lower()
+            except Exception as error:  # Pillow raises many kinds for a damaged file
+                raise FixableError(f"{path} is not a readable image ({utils.one_line(error)}): mend it or move it out "
+                                   f"of {folder}") from None
             if layout == "cs20":
-                pixels = np.asarray(Image.open(path).convert("RGB"))
                 records.append(example({"image": pixels.tobytes(), "shape": np.array(pixels.shape, np.int32).tobytes(),
                                         "label": name}))
             else:
-                with Image.open(path) as image:
-                    width, height, image_format = image.width, image.height, (image.format or "png").lower()
-                records.append(common_example(name, open(path, "rb").read(), image_format, width, height))
+                with open(path, "rb") as file:
+                    records.append(common_example(name, file.read(), image_format, width, height))
         paths.append(f"{prefix}-{shard}-of-{shards}.tfrecord")
         write_records(paths[-1], records)
     return paths
@@ -152,6 +195,10 @@ def main(argv=None):
             print(path)
     except FixableError as error:
         print(f"runner.tfrecords: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"runner.tfrecords: error: cannot write {error.filename or args.prefix} ({error.strerror or error}): "
+              f"free some space or choose another PREFIX", file=sys.stderr)
         return 2
     return 0
 

@@ -22,6 +22,8 @@ their weights sum to less than 1, so that each tile starts from a picture withou
 """
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -134,19 +136,51 @@ class Assembly:
         cover = np.minimum(self.weight[region] if weight is None else weight, 1)[..., np.newaxis]
         return cover * tiles + (1 - cover) * self.base[region]
 
-    def save(self, path):
-        with utils.atomic_output(path) as temporary, open(temporary, "wb") as file:
-            np.savez(file, tiles=self.tiles, weight=self.weight, base=self.base,
-                     done=np.asarray(self.done, np.int64))
+    def save(self, path, key):
+        """Write the assembly atomically, with `key`: what it was made from (assembly_key)."""
+        try:
+            with utils.atomic_output(path) as temporary, open(temporary, "wb") as file:
+                np.savez(file, tiles=self.tiles, weight=self.weight, base=self.base,
+                         done=np.asarray(self.done, np.int64), key=np.asarray(key))
+        except OSError as error:
+            reason = error.strerror or utils.one_line(error)
+            raise FixableError(f"could not write {path}, the image assembled from the tiles so far ({reason}); the "
+                               f"tile's checkpoint is kept: free some space and run the same command to "
+                               f"resume") from None
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, key, width, height, tile_count):
+        """The assembly saved at `path`, checked: made from `key`, of the image's size, finite, its tiles' indices
+        among the layout's; refused in one line otherwise (it holds tiles that cannot be recomputed)."""
+        problem = None
         try:
             with np.load(path) as saved:
-                return cls(saved["tiles"], saved["weight"], saved["base"], [int(index) for index in saved["done"]])
-        except (OSError, ValueError, KeyError):
-            raise FixableError(f"{path}, the image assembled from the tiles so far, is missing or damaged: run the "
-                               f"same command with --restart to start over") from None
+                assembly = cls(saved["tiles"], saved["weight"], saved["base"], [int(index) for index in saved["done"]])
+                saved_key = str(saved["key"]) if "key" in saved.files else key  # written before keys: trusted
+        except FileNotFoundError:
+            problem = "is missing"
+        except Exception as error:  # cut, bit-flipped, not an npz: numpy and zipfile raise many kinds
+            problem = f"is damaged ({utils.one_line(error)})"
+        else:
+            if saved_key != key:
+                problem = "was made for another run (another problem or tile layout)"
+            elif assembly.tiles.shape != (height, width, 3) or assembly.base.shape != (height, width, 3) or \
+                    assembly.weight.shape != (height, width):
+                problem = f"holds an image of shape {assembly.tiles.shape} where {(height, width, 3)} belongs"
+            elif not all(np.isfinite(array).all() for array in (assembly.tiles, assembly.weight, assembly.base)):
+                problem = "holds NaN or infinite values"
+            elif any(not 0 <= index < tile_count for index in assembly.done) or \
+                    len(set(assembly.done)) != len(assembly.done):
+                problem = "lists tiles the layout does not have"
+        if problem:
+            raise FixableError(f"{path}, the image assembled from the tiles so far, {problem}: run the same command "
+                               f"with --restart to start over")
+        return assembly
+
+
+def assembly_key(problem):
+    """What an assembled image is made from: the tiled problem (its images, weights, sizes, tiles and steps)."""
+    return hashlib.sha256(json.dumps(problem.as_record(), sort_keys=True).encode()).hexdigest()
 
 
 def past_the_border(image):
@@ -200,8 +234,9 @@ def tiled_plan(problem, iterations, files, images, checkpoint_dir):
     tile_stages = [Stage(item.width, item.height, end + (number + 1) * problem.tile_steps)
                    for number, item in enumerate(layout)]
     output_size = (problem.width, problem.height)
-    return Plan(ScalePhase(coarse, files, images, output_size, described_as="{} before the tiles"),
-                TilePhase(tile_stages, layout, images, checkpoint_dir, overlap))
+    return Plan(ScalePhase(coarse, files, images, output_size, described_as="{} before the tiles",
+                           step_images_at_stage_ends=True),  # a tiled image is large: a step image per stage
+                TilePhase(tile_stages, layout, images, checkpoint_dir, overlap, assembly_key(problem)))
 
 
 class TilePhase(Phase):
@@ -210,9 +245,9 @@ class TilePhase(Phase):
     word = "Tile"
     feeds_content = True  # the tiles share one graph
 
-    def __init__(self, tile_stages, layout, images, checkpoint_dir, overlap):
-        """images: at the output size (runner.images.Images)."""
-        self.stages, self.layout, self.overlap = tile_stages, layout, overlap
+    def __init__(self, tile_stages, layout, images, checkpoint_dir, overlap, key):
+        """images: at the output size (runner.images.Images); key: what the assembled image is made from."""
+        self.stages, self.layout, self.overlap, self.key = tile_stages, layout, overlap, key
         self.width, self.height = layout[-1].left + layout[-1].width, layout[-1].top + layout[-1].height
         self.images = images
         side = max(layout[0].width, layout[0].height)
@@ -233,7 +268,7 @@ class TilePhase(Phase):
     @property
     def assembly(self):
         if self._assembly is None:
-            self._assembly = Assembly.load(self.path)
+            self._assembly = Assembly.load(self.path, self.key, self.width, self.height, len(self.layout))
         return self._assembly
 
     def images_at(self, index):
@@ -264,7 +299,7 @@ class TilePhase(Phase):
     def begin(self, previous_result):
         """The last coarse scale's result, upsampled, begins the assembled image."""
         self._assembly = Assembly.starting_from(utils.resized(previous_result[0], self.width, self.height))
-        self._assembly.save(self.path)
+        self._assembly.save(self.path, self.key)
 
     def stage_done(self, index, image):
         """A tile's result is blended in (once)."""
@@ -273,7 +308,7 @@ class TilePhase(Phase):
         tile = self.layout[index]
         self.assembly.blend(tile, image[0], feather(tile, self.width, self.height, self.overlap))
         self.assembly.done.append(index)
-        self.assembly.save(self.path)
+        self.assembly.save(self.path, self.key)
 
     def picture(self, index, image, content):
         """(the whole image as it stands with the tile's image in, the content image at that size)."""

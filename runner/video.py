@@ -15,8 +15,10 @@ run was on; a frame, once finished, is on disk and never redone.
     # result is written as <output-dir>/frames/<number>.png, and at the end the video: <output> as .mp4, at the
     # source's frame rate, with its sound
 
-Flow is computed once per pair of frames and cached in <checkpoint-dir>/flow/. Decoding and encoding use the
-ffmpeg that the imageio-ffmpeg wheel ships; a folder of frames is read with Pillow.
+Flow is computed once per pair of frames and cached in <checkpoint-dir>/flow/, each file named by the film it was
+computed from (its identity and size) and the frame's number, and checked when read: one that is damaged or of
+another shape is computed again, with a warning. Decoding and encoding use the ffmpeg that the imageio-ffmpeg
+wheel ships; a folder of frames is read with Pillow.
 """
 
 import dataclasses
@@ -25,6 +27,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from dataclasses import dataclass
 
 import imageio_ffmpeg
@@ -107,12 +110,13 @@ def read_clip(source, width, height, numbers=None, fps=None):
     content image is. numbers: (first, last) frame numbers to keep, counted from 1; None for all. fps: a folder's
     frame rate (a video file's own is used)."""
     first, last = numbers or (1, None)
-    frames, kept = [], []
+    frames, kept, seen = [], [], 0  # seen: the frames of the film read past, up to `last`
     if os.path.isdir(source):
         files = _frame_files(source)
         sizes = {_stored_size(path) for path in files} - {None}
         if len(sizes) > 1:
             raise FixableError(f"the frames in {source} are of {len(sizes)} different sizes: make them one size")
+        seen = len(files)
         for number, path in enumerate(files, start=1):
             if first <= number <= (last or number):
                 frames.append(utils.load_image(path, width, height, "frame").astype(np.uint8))
@@ -125,6 +129,7 @@ def read_clip(source, width, height, numbers=None, fps=None):
             for number, data in enumerate(reader, start=1):
                 if last is not None and number > last:
                     break
+                seen = number
                 if number >= first:
                     pixels = np.frombuffer(data, np.uint8).reshape(source_height, source_width, 3)
                     frames.append(np.asarray(utils.fitted(Image.fromarray(pixels), width, height)))
@@ -139,6 +144,9 @@ def read_clip(source, width, height, numbers=None, fps=None):
     if not kept:
         where = f"frames {first}:{last or ''} of " if numbers else ""
         raise FixableError(f"{where}{source} holds no frame: check --frames, or pass a film with frames")
+    if last is not None and kept[-1] < last:
+        raise FixableError(f"--frames {first}:{last} asks for frames past the end of {source}, which has {seen}: "
+                           f"give a range within 1:{seen}")
     return Clip(source, frames, kept, float(rate or 25.0), sound)  # a folder without --fps: 25
 
 
@@ -199,9 +207,12 @@ class TemporalLoss:
         return tf.reduce_mean(reliable * tf.square(image - warped_previous)), [warped_previous, reliable], {}
 
 
-def film_plan(clip, steps, temporal_weight, images, mean_pixel, folders, preserve_colors):
-    """The plan of a film: its frames."""
-    return Plan(FramePhase(clip, steps, TemporalLoss(temporal_weight), images, mean_pixel, folders, preserve_colors))
+def film_plan(clip, identity, steps, temporal_weight, images, mean_pixel, folders, preserve_colors):
+    """The plan of a film: its frames. identity: what the film is made of (video.identity), for its flow cache."""
+    height, width = clip.frames[0].shape[:2]
+    film_key = hashlib.sha256(json.dumps([identity, width, height], sort_keys=True).encode()).hexdigest()[:16]
+    return Plan(FramePhase(clip, film_key, steps, TemporalLoss(temporal_weight), images, mean_pixel, folders,
+                           preserve_colors))
 
 
 class FramePhase(Phase):
@@ -210,9 +221,10 @@ class FramePhase(Phase):
     word = "Frame"
     feeds_content = True
 
-    def __init__(self, clip, steps, temporal_loss, images, mean_pixel, folders, preserve_colors):
-        """images: the style images (runner.images.Images) at the output size; folders: the run's Folders."""
-        self.clip, self.images, self.mean_pixel = clip, images, mean_pixel
+    def __init__(self, clip, film_key, steps, temporal_loss, images, mean_pixel, folders, preserve_colors):
+        """film_key: names its flow files; images: the style images (runner.images.Images) at the output size;
+        folders: the run's Folders."""
+        self.clip, self.film_key, self.images, self.mean_pixel = clip, film_key, images, mean_pixel
         self.temporal_loss, self.preserve_colors = temporal_loss, preserve_colors
         height, width = clip.frames[0].shape[:2]
         self.stages = [Stage(width, height, steps.first + index * steps.later) for index in range(len(clip.frames))]
@@ -258,12 +270,20 @@ class FramePhase(Phase):
 
     def flow_at(self, index):
         """(backward flow, reliability mask) from frame index to the one before, cached on disk."""
-        path = os.path.join(self.flow_dir, f"{self.clip.numbers[index]:05d}.npz")
-        try:
-            with np.load(path) as cached:
-                return cached["backward"], cached["mask"]
-        except (OSError, ValueError, KeyError):  # not there yet, or damaged: compute it again
-            pass
+        path = os.path.join(self.flow_dir, f"{self.film_key}-{self.clip.numbers[index]:05d}.npz")
+        height, width = self.clip.frames[0].shape[:2]
+        if os.path.exists(path):
+            try:
+                with np.load(path) as cached:
+                    backward, mask = cached["backward"], cached["mask"]
+                if backward.shape != (height, width, 2) or mask.shape != (height, width) or \
+                        not np.isfinite(backward).all() or not np.isin(mask, (0, 1)).all():
+                    raise ValueError(f"it holds flow of shape {backward.shape} and a mask of shape {mask.shape}, "
+                                     f"not all finite 0/1")
+                return backward, mask
+            except Exception as error:  # cut, bit-flipped, another shape: numpy and zipfile raise many kinds
+                print(f"warning: the flow cache {path} is damaged ({utils.one_line(error)}); computing it again",
+                      file=sys.stderr)
         frame, previous = self.clip.frames[index], self.clip.frames[index - 1]
         backward, forward = flow.flow(frame, previous), flow.flow(previous, frame)
         mask = flow.reliability(backward, forward)

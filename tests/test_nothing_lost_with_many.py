@@ -1,0 +1,420 @@
+"""Nothing lost with data sets, films and tiles: one test (at least) for each class of defect the held-out probes
+found. Names into paths; outputs over inputs; what --restart deletes and what a lock opens; caches keyed and
+checked; damaged records failing alone; shards that cover the data set; and the smaller ones."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+from PIL import Image
+from test_video import panning_frames, write_frames
+
+from conftest import run_main, write_image
+from runner import batch, tfrecords, tiles
+from test_cli import assert_refused
+
+SMALL_RUN = ["--width", "40", "--height", "32", "--iterations", "2", "--save-every", "1"]
+
+
+def png_bytes(width, height, seed):
+    pixels = np.random.default_rng(seed).uniform(0, 255, (height, width, 3)).astype(np.uint8)
+    buffer = __import__("io").BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def named_records(path, names):
+    """A TFRecord file in the common layout whose records carry these image/filename values."""
+    tfrecords.write_records(str(path), [tfrecords.common_example(name, png_bytes(48, 40, seed), "png", 48, 40)
+                                        for seed, name in enumerate(names)])
+    return str(path)
+
+
+def every_file(folder):
+    return sorted(os.path.relpath(os.path.join(root, name), folder) for root, _, names in os.walk(folder)
+                  for name in names)
+
+
+def manifest_entries(output_dir):
+    return [json.loads(line) for name in sorted(os.listdir(output_dir))
+            if name.startswith("manifest-") and name.endswith(".jsonl")
+            for line in open(os.path.join(output_dir, name))]
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. Names into paths: any name gets a safe, unique, stable folder inside the three folders.
+
+HOSTILE = ["..", "", ".", "a\x00b", "manifest-0-of-1.jsonl.png", "checkpoint", "final.png", "plain"]
+
+
+def test_hostile_item_names_stay_inside_their_folders_each_in_its_own(workdir, capsys, base_args):
+    records = named_records(workdir / "hostile.tfrecord", HOSTILE)
+    folders = ["--checkpoint-dir", "run/checkpoints", "--log-dir", "run/graphs", "--output-dir", "run/outputs"]
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN, *folders], capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(workdir)) == ["hostile.tfrecord", "run"]  # nothing written beside or above
+    entries = manifest_entries(workdir / "run" / "outputs")
+    names = {entry["name"]: entry for entry in entries}
+    assert set(names) == {os.path.splitext(name)[0] for name in HOSTILE} and len(entries) == len(HOSTILE)
+    item_folders = [entry["folder"] for entry in entries]
+    assert len(set(item_folders)) == len(HOSTILE) and names["plain"]["folder"] == "plain"
+    for entry in entries:
+        assert entry["status"] == "done", entry
+        folder = entry["folder"]
+        assert os.sep not in folder and folder not in (".", "..", "") and "\x00" not in folder
+        for top in ("checkpoints", "graphs", "outputs"):
+            assert os.path.isdir(workdir / "run" / top / folder), (top, folder)
+        assert Image.open(workdir / "run" / "outputs" / folder / "final.png").size == (40, 32)
+    top_files = [name for name in os.listdir(workdir / "run" / "outputs")
+                 if os.path.isfile(workdir / "run" / "outputs" / name)]
+    assert sorted(top_files) == ["items-0-of-1.json", "manifest-0-of-1.jsonl"]
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN, *folders], capsys)  # stable
+    assert code == 0 and f"{len(HOSTILE)} finished before, skipped; 0 to run" in out, (out, err)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. Outputs over inputs, however the input was given.
+
+def test_results_written_over_the_input_record_file_are_refused(workdir, capsys, base_args):
+    os.mkdir("data")
+    records = named_records(workdir / "data" / "photos-0-of-1.tfrecord", ["a", "b"])
+    before = open(records, "rb").read()
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN, "--output-tfrecord", "data/photos"],
+                              capsys)
+    assert_refused(code, out, err, "photos-0-of-1.tfrecord is the input", "--output-tfrecord")
+    assert open(records, "rb").read() == before and not os.path.exists("outputs")
+
+
+def test_results_written_over_a_users_file_are_refused_before_any_item_runs(workdir, capsys, base_args):
+    records = named_records(workdir / "photos.tfrecord", ["a", "b"])
+    open("styled-0-of-1.tfrecord", "w").write("the user's own notes\n")
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN, "--output-tfrecord", "styled"], capsys)
+    assert_refused(code, out, err, "styled-0-of-1.tfrecord exists and was not written by style_transfer.py")
+    assert open("styled-0-of-1.tfrecord").read() == "the user's own notes\n" and not os.path.exists("outputs")
+    os.mkdir("a-file-here")
+    open("a-file-here/x", "w").write("")
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN, "--output-tfrecord",
+                               "a-file-here/x/styled"], capsys)
+    assert_refused(code, out, err, "a-file-here/x is a file")  # an unwritable prefix: found before the items run
+    assert not os.path.exists("outputs")
+
+
+def test_a_film_of_the_tools_own_output_frames_is_refused_into_the_same_folder(workdir, capsys, base_args, vgg19_mat,
+                                                                              images):
+    import utils
+
+    os.makedirs("outputs/frames")
+    for number, frame in enumerate(panning_frames(3), start=1):
+        utils.save_image(f"outputs/frames/{number:05d}.png", frame)  # carry the tool's mark, as its results do
+    before = {name: open(f"outputs/frames/{name}", "rb").read() for name in os.listdir("outputs/frames")}
+    code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", "outputs/frames", "--video", "--style",
+                               images["style"], *SMALL_RUN, "--frame-steps", "1"], capsys)
+    assert_refused(code, out, err, "is in the input folder outputs/frames")
+    assert {name: open(f"outputs/frames/{name}", "rb").read() for name in os.listdir("outputs/frames")} == before
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. What --restart deletes, and what a lock opens.
+
+def another_programs_checkpoint(folder):
+    """A checkpoint of another program (its own variable), as a TF1 Saver writes it."""
+    os.makedirs(folder, exist_ok=True)
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.Variable(np.ones(3, np.float32), name="weights_of_my_model")
+        saver = tf.train.Saver()
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            saver.save(sess, os.path.join(folder, "ckpt"), global_step=1)
+    return {name: open(os.path.join(folder, name), "rb").read() for name in os.listdir(folder)}
+
+
+@pytest.mark.parametrize("restart", [[], ["--restart"]])
+def test_another_programs_checkpoints_are_never_resumed_replaced_or_deleted(workdir, capsys, base_args, restart):
+    kept = another_programs_checkpoint("checkpoints/style_transfer")
+    code, out, err = run_main([*base_args, *SMALL_RUN, *restart], capsys)
+    assert_refused(code, out, err, "holds checkpoint files this tool did not write", "ckpt-1")
+    folder = "checkpoints/style_transfer"
+    assert {name: open(os.path.join(folder, name), "rb").read() for name in os.listdir(folder)} == kept
+
+
+def test_restart_deletes_only_its_own_files_and_says_what_it_left(workdir, capsys, base_args):
+    assert run_main([*base_args, *SMALL_RUN], capsys)[0] == 0
+    folder = "checkpoints/style_transfer"
+    open(os.path.join(folder, "notes.txt"), "w").write("mine\n")
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "ckpt-1.index").write_text("a user's file\n")
+    os.symlink(elsewhere / "ckpt-1.index", os.path.join(folder, "ckpt-99.index"))  # planted: never followed
+    code, out, err = run_main([*base_args, *SMALL_RUN, "--restart"], capsys)
+    assert_refused(code, out, err, "ckpt-99.index")
+    os.remove(os.path.join(folder, "ckpt-99.index"))
+    code, out, err = run_main([*base_args, *SMALL_RUN, "--restart"], capsys)
+    assert code == 0, err
+    assert "--restart left 1 entries" in out and "notes.txt" in out
+    assert open(os.path.join(folder, "notes.txt")).read() == "mine\n"
+    assert (elsewhere / "ckpt-1.index").read_text() == "a user's file\n"
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(workdir, capsys, base_args):
+    os.makedirs("checkpoints/style_transfer")
+    (workdir / "precious.txt").write_text("keep me\n")
+    os.symlink(workdir / "precious.txt", "checkpoints/style_transfer/run.lock")
+    code, out, err = run_main([*base_args, *SMALL_RUN], capsys)
+    assert_refused(code, out, err, "run.lock is a symbolic link")
+    assert (workdir / "precious.txt").read_text() == "keep me\n"
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. Caches keyed by what they were made from, and checked when read.
+
+def film_run(folder, vgg19_mat, images, frames, capsys, *more):
+    os.chdir(folder)
+    return run_main(["--vgg", vgg19_mat[0], "--content", frames, "--video", "--style", images["style"], "--width",
+                     "40", "--height", "32", "--optimizer", "lbfgs", "--iterations", "4", "--frame-steps", "2",
+                     "--save-every", "2", *more], capsys)
+
+
+def stylised_frames(folder):
+    return [np.asarray(Image.open(os.path.join(folder, "outputs", "frames", name)))
+            for name in sorted(os.listdir(os.path.join(folder, "outputs", "frames")))]
+
+
+@pytest.mark.slow  # three films
+def test_the_flow_cache_of_another_film_is_not_used_and_a_damaged_one_is_computed_again(tmp_path, capsys, vgg19_mat,
+                                                                                         images):
+    first = write_frames(tmp_path / "first", panning_frames(3, seed=1))
+    second = write_frames(tmp_path / "second", panning_frames(3, step=(-2, 0), seed=2))
+    alone, after = tmp_path / "alone", tmp_path / "after"
+    alone.mkdir(), after.mkdir()
+    assert film_run(alone, vgg19_mat, images, second, capsys)[0] == 0
+    assert film_run(after, vgg19_mat, images, first, capsys)[0] == 0
+    code, out, err = film_run(after, vgg19_mat, images, second, capsys, "--restart")  # same size, another film
+    assert code == 0, err
+    for expected, found in zip(stylised_frames(alone), stylised_frames(after)):
+        np.testing.assert_array_equal(found, expected)
+
+    flow_dir = after / "checkpoints" / "style_transfer" / "flow"
+    for name in os.listdir(flow_dir):
+        (flow_dir / name).write_bytes((flow_dir / name).read_bytes()[:200])  # cut short
+    code, out, err = film_run(after, vgg19_mat, images, second, capsys, "--restart")
+    assert code == 0 and "warning: the flow cache" in err and "is damaged" in err, err
+    for expected, found in zip(stylised_frames(alone), stylised_frames(after)):
+        np.testing.assert_array_equal(found, expected)
+
+
+TILED = ["--width", "96", "--height", "64", "--tile", "64", "--tile-overlap", "8", "--iterations", "6",
+         "--save-every", "1"]
+
+
+def damage_assembly(path, how):
+    if how == "cut":
+        path.write_bytes(path.read_bytes()[:300])
+    elif how == "bit-flipped":
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x40
+        path.write_bytes(bytes(data))
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:
+        with np.load(path) as saved:
+            arrays = dict(saved)
+        if how == "NaN":
+            arrays["tiles"][3, 3] = np.nan
+        elif how == "wrong shape":
+            arrays = {**arrays, "tiles": arrays["tiles"][:10], "base": arrays["base"][:10],
+                      "weight": arrays["weight"][:10]}
+        elif how == "another run's":
+            arrays["key"] = np.asarray("0" * 64)
+        with open(path, "wb") as file:
+            np.savez(file, **arrays)
+
+
+@pytest.mark.parametrize("how", ["cut", "bit-flipped", "empty", "NaN", "wrong shape", "another run's"])
+def test_a_damaged_assembled_image_is_refused_and_the_finished_image_kept(workdir, capsys, base_args, how):
+    args = [*base_args[:-4], *TILED]
+    assert run_main(args, capsys)[0] == 0
+    final = open("outputs/final.png", "rb").read()
+    assembled = workdir / "checkpoints" / "style_transfer" / tiles.ASSEMBLED
+    damage_assembly(assembled, how)
+    damaged = assembled.read_bytes()
+    code, out, err = run_main(args, capsys)  # a finished run, run again: it rewrites its final image
+    assert_refused(code, out, err, "assembled", "--restart")
+    assert open("outputs/final.png", "rb").read() == final and assembled.read_bytes() == damaged
+
+
+def test_a_full_disk_while_writing_the_assembled_image_names_it(workdir, capsys, base_args, monkeypatch):
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(tiles.np, "savez", no_space)
+    code, out, err = run_main([*base_args[:-4], *TILED], capsys)
+    assert_refused(code, out, err, "could not write", "assembled.npz", "No space left on device")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5. Damaged records fail alone, each with its own reason.
+
+def cs20_record(shape, pixel_bytes):
+    return tfrecords.example({"image": pixel_bytes, "shape": np.asarray(shape, np.int32).tobytes(), "label": "x"})
+
+
+def test_damaged_records_of_every_kind_fail_alone_with_their_reasons(workdir, capsys, base_args):
+    good = np.random.default_rng(0).integers(0, 255, (30, 40, 3), dtype=np.uint8)
+    records = {
+        "ok": cs20_record(good.shape, good.tobytes()),
+        "negative": cs20_record((-30, -40, 3), good.tobytes()),
+        "too few bytes": cs20_record((30, 40, 3), good.tobytes()[:100]),
+        "two channels": cs20_record((30, 40, 2), good.tobytes()[:2400]),
+        "empty": cs20_record((0, 40, 3), b""),
+        "shape of 5 bytes": tfrecords.example({"image": good.tobytes(), "shape": b"\x01\x02\x03\x04\x05"}),
+        "integers for image": tf.train.Example(features=tf.train.Features(feature={
+            "image/encoded": tf.train.Feature(int64_list=tf.train.Int64List(value=[1, 2]))})).SerializeToString(),
+        "not an image": tfrecords.example({"image/encoded": b"not an image at all", "image/filename": "junk.png"}),
+    }
+    tfrecords.write_records("mixed.tfrecord", list(records.values()))
+    code, out, err = run_main([*base_args, "--content", "mixed.tfrecord", *SMALL_RUN], capsys)
+    assert_refused(code, out, err, f"{len(records) - 1} of {len(records)} items failed")
+    entries = manifest_entries("outputs")
+    assert [entry["status"] for entry in entries].count("done") == 1
+    reasons = [entry["reason"] for entry in entries if entry["status"] == "failed"]
+    assert len(reasons) == len(records) - 1
+    for reason in reasons:
+        assert "record" in reason or "junk" in reason, reason
+        assert "BytesIO" not in reason and "Graph execution error" not in reason and "Traceback" not in reason
+
+
+def test_an_empty_record_file_is_refused_in_one_line(workdir, capsys, base_args):
+    open("empty.tfrecord", "wb").close()
+    code, out, err = run_main([*base_args, "--content", "empty.tfrecord", *SMALL_RUN], capsys)
+    assert_refused(code, out, err, "empty.tfrecord holds no records")
+
+
+def test_a_file_that_is_not_a_tfrecord_gives_its_cause(workdir, capsys, base_args):
+    open("junk.tfrecord", "wb").write(b"\x10\x00\x00\x00\x00\x00\x00\x00 plainly not a record file")
+    code, out, err = run_main([*base_args, "--content", "junk.tfrecord", *SMALL_RUN], capsys)
+    assert_refused(code, out, err, "corrupted record")
+
+
+# ---------------------------------------------------------------------------------------------------
+# 6. Shards that cover the data set.
+
+@pytest.mark.parametrize("environ, words", [
+    ({"SLURM_ARRAY_TASK_ID": "two"}, "SLURM_ARRAY_TASK_ID='two' is not a whole number"),
+    ({"JOB_COMPLETION_INDEX": ""}, "JOB_COMPLETION_INDEX='' is not a whole number"),
+    ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "4",
+      "SLURM_ARRAY_TASK_COUNT": "3"}, "pass --shard-count"),  # --array=0-4:2
+    ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "9",
+      "SLURM_ARRAY_TASK_COUNT": "3"}, "pass --shard-count"),  # --array=1,5,9
+])
+def test_an_array_that_would_leave_items_undone_is_refused(environ, words):
+    with pytest.raises(batch.FixableError, match=words):
+        batch.shard_from(None, 5 if "JOB_COMPLETION_INDEX" in environ else None, environ)
+
+
+def test_with_a_shard_count_a_slurm_task_runs_its_own_shard_whatever_the_submission():
+    for task in ("1", "5", "9"):
+        environ = {"SLURM_ARRAY_TASK_ID": task, "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "9",
+                   "SLURM_ARRAY_TASK_COUNT": "3"}
+        assert batch.shard_from(None, 10, environ) == batch.Shard(int(task), 10)
+    whole = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3",
+             "SLURM_ARRAY_TASK_COUNT": "4"}
+    assert batch.shard_from(None, None, whole) == batch.Shard(2, 4)
+
+
+def test_items_finished_under_another_shard_count_are_in_the_results(workdir, capsys, base_args):
+    records = named_records(workdir / "photos.tfrecord", ["a", "b", "c"])
+    assert run_main([*base_args, "--content", records, *SMALL_RUN], capsys)[0] == 0  # all, as one shard
+    found = []
+    for index in range(2):
+        code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN, "--shard", f"{index}/2",
+                                   "--output-tfrecord", "styled"], capsys)
+        assert code == 0 and "finished before, skipped; 0 to run" in out, (out, err)
+        found += [tf.train.Example.FromString(record).features.feature["image/filename"].bytes_list.value[0]
+                  for _, record in tfrecords.serialized_records(f"styled-{index}-of-2.tfrecord")]
+    assert sorted(found) == [b"a", b"b", b"c"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# 7. The smaller ones.
+
+def test_a_rerun_from_another_folder_skips_what_is_done(tmp_path, capsys, base_args):
+    records = named_records(tmp_path / "photos.tfrecord", ["a", "b"])
+    here, there = tmp_path / "here", tmp_path / "there"
+    here.mkdir(), there.mkdir()
+    folders = ["--checkpoint-dir", str(tmp_path / "c"), "--log-dir", str(tmp_path / "g"), "--output-dir",
+               str(tmp_path / "o")]
+    os.chdir(here)
+    assert run_main([*base_args, "--content", records, *SMALL_RUN, *folders], capsys)[0] == 0
+    os.chdir(there)
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN, *folders], capsys)
+    assert code == 0 and "2 finished before, skipped; 0 to run" in out, (out, err)
+    assert all(not os.path.isabs(entry["output"]) for entry in manifest_entries(tmp_path / "o"))
+
+
+def test_manifests_of_the_earlier_version_still_count(workdir, capsys, base_args):
+    records = named_records(workdir / "photos.tfrecord", ["a", "b"])
+    assert run_main([*base_args, "--content", records, *SMALL_RUN], capsys)[0] == 0
+    manifest = workdir / "outputs" / "manifest-0-of-1.jsonl"
+    entries = [json.loads(line) for line in manifest.read_text().splitlines()]
+    for entry in entries:  # as the earlier version wrote them: relative to the worker's folder, no folder key
+        entry["output"] = os.path.join("outputs", entry.pop("folder"), "final.png")
+    manifest.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN], capsys)
+    assert code == 0 and "2 finished before, skipped" in out, (out, err)
+
+
+def test_a_checkpoint_folder_that_is_a_file_is_refused_once_for_a_data_set(workdir, capsys, base_args):
+    records = named_records(workdir / "photos.tfrecord", ["a", "b"])
+    open("not-a-folder", "w").write("")
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN, "--checkpoint-dir", "not-a-folder"],
+                              capsys)
+    assert_refused(code, out, err, "not-a-folder is a file")
+    assert not os.path.exists("outputs")
+
+
+def test_frames_past_the_end_of_a_film_are_refused(workdir, capsys, vgg19_mat, images):
+    frames = write_frames(workdir / "film", panning_frames(5))
+    code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", frames, "--video", "--style", images["style"],
+                               *SMALL_RUN, "--frames", "4:9"], capsys)
+    assert_refused(code, out, err, "--frames 4:9", "which has 5")
+
+
+def test_packing_into_a_folder_that_does_not_exist_yet(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_image(photos / "a.png", 20, 16, seed=1)
+    finished = subprocess.run([sys.executable, "-m", "runner.tfrecords", str(photos), str(tmp_path / "data/photos")],
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
+                              text=True)
+    assert finished.returncode == 0, finished.stderr
+    assert os.path.isfile(tmp_path / "data" / "photos-0-of-1.tfrecord")
+
+
+def test_what_a_killed_writer_left_is_removed_the_next_time(workdir, capsys, base_args):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that has ended: its pid names a temporary nobody is writing
+    os.makedirs("outputs")
+    left = f"outputs/final.png.{gone.pid}.tmp"
+    open(left, "wb").write(b"half an image")
+    assert run_main([*base_args, *SMALL_RUN], capsys)[0] == 0
+    assert not os.path.exists(left) and os.path.isfile("outputs/final.png")
+
+
+def test_ctrl_c_between_stages_does_not_say_nothing_was_saved(workdir, capsys, base_args, monkeypatch):
+    import style_transfer
+
+    real_train = style_transfer.train
+
+    def interrupted_second_stage(job, index, *args, **kwargs):
+        if index == 1:
+            raise KeyboardInterrupt
+        return real_train(job, index, *args, **kwargs)
+    monkeypatch.setattr(style_transfer, "train", interrupted_second_stage)
+    code, out, err = run_main([*base_args, "--scales", "0.5", "1", "--scale-steps", "2", "--iterations", "4"], capsys)
+    assert code == 130 and len(err.strip().splitlines()) == 1
+    assert "nothing was saved" not in err and "kept" in err
+    assert os.path.exists("checkpoints/style_transfer/ckpt-2.index")

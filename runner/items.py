@@ -48,6 +48,12 @@ def folder_name(name):
     return f"{safe}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
 
 
+def shown(name):
+    """A name as a message shows it: as it is, or quoted where it is empty, has spaces at its ends or a control
+    character."""
+    return name if name and name.isprintable() and name.strip() == name else repr(name)
+
+
 @dataclass(frozen=True)
 class Item:
     name: str  # its line in the manifest
@@ -74,13 +80,13 @@ def find_items(content, texture=False, video_folders=False):
     found.sort(key=lambda item: item.name)
     twice = sorted({before.name for before, after in zip(found, found[1:]) if before.name == after.name})
     if twice:  # sorted by name, items of one name stand side by side
-        raise FixableError(f"several content images are named {twice[0]!r}: their outputs would mix; rename one")
+        raise FixableError(f"several content images are named {shown(twice[0])}: their outputs would mix; rename one")
     folders = {}
     for item in found:  # distinct names have distinct folders, save a hash's coincidence: refused, not mixed
         other = folders.setdefault(item.folder, item.name)
         if other != item.name:
-            raise FixableError(f"the content images named {other!r} and {item.name!r} would share the folder "
-                               f"{item.folder}: rename one")
+            raise FixableError(f"the content images named {shown(other)} and {shown(item.name)} would share the "
+                               f"folder {item.folder}: rename one")
     return found
 
 

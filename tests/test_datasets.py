@@ -86,9 +86,9 @@ def test_a_bad_item_fails_alone_and_a_rerun_skips_what_is_done(workdir, capsys, 
     assert "not a readable image" in failed["reason"] and failed["source"].endswith("broken.jpg")
     done = [entry for entry in entries if entry["status"] == "done"]
     assert all(entry["steps"] == 2 and entry["loss"] > 0 and entry["seconds"] > 0 for entry in done)
-    for entry in done:
-        assert entry["output"] == os.path.join("outputs", entry["name"], "final.png")
-        assert Image.open(entry["output"]).size == (40, 32)
+    for entry in done:  # relative to --output-dir: a rerun from any folder finds it
+        assert entry["output"] == os.path.join(entry["name"], "final.png") and entry["folder"] == entry["name"]
+        assert Image.open(os.path.join("outputs", entry["output"])).size == (40, 32)
 
     records = read_back("results/styled-0-of-1.tfrecord")  # finished items only, as a tf.data pipeline reads them
     assert [record["image/filename"] for record in records] == [b"beach", b"city", b"dog", b"forest"]
@@ -121,8 +121,14 @@ def test_a_damaged_record_fails_alone(workdir, capsys, base_args, photos):
 
 def test_shards_from_the_command_line_and_the_schedulers():
     assert batch.shard_from((1, 4), None, {}) == batch.Shard(1, 4)
-    slurm = {"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_COUNT": "3"}
+    slurm = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "2",
+             "SLURM_ARRAY_TASK_COUNT": "3"}
     assert batch.shard_from(None, None, slurm) == batch.Shard(2, 3)
+    part = {"SLURM_ARRAY_TASK_ID": "12", "SLURM_ARRAY_TASK_MIN": "10", "SLURM_ARRAY_TASK_MAX": "12",
+            "SLURM_ARRAY_TASK_COUNT": "3"}  # tasks 10-12 of a larger array: the count must be said
+    assert batch.shard_from(None, 20, part) == batch.Shard(12, 20)
+    with pytest.raises(Exception, match="--shard-count"):
+        batch.shard_from(None, None, part)
     assert batch.shard_from(None, 5, {"JOB_COMPLETION_INDEX": "4"}) == batch.Shard(4, 5)
     assert batch.shard_from(None, None, {}) == batch.Shard(0, 1)
     with pytest.raises(Exception, match="--shard-count"):

@@ -4,6 +4,7 @@ checked; damaged records failing alone; shards that cover the data set; and the 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -234,10 +235,26 @@ def damage_assembly(path, how):
             np.savez(file, **arrays)
 
 
+@pytest.fixture(scope="module")
+def finished_tiled_run(tmp_path_factory, vgg19_mat, images):
+    """A finished tiled run's folder (made once for the module), and its options."""
+    import style_transfer
+
+    folder = tmp_path_factory.mktemp("tiled")
+    args = ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"], *TILED]
+    started_in = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert style_transfer.main(args) == 0
+    finally:
+        os.chdir(started_in)
+    return folder, args
+
+
 @pytest.mark.parametrize("how", ["cut", "bit-flipped", "empty", "NaN", "wrong shape", "another run's"])
-def test_a_damaged_assembled_image_is_refused_and_the_finished_image_kept(workdir, capsys, base_args, how):
-    args = [*base_args[:-4], *TILED]
-    assert run_main(args, capsys)[0] == 0
+def test_a_damaged_assembled_image_is_refused_and_the_finished_image_kept(workdir, capsys, finished_tiled_run, how):
+    shutil.copytree(finished_tiled_run[0], workdir, dirs_exist_ok=True)
+    args = finished_tiled_run[1]
     final = open("outputs/final.png", "rb").read()
     assembled = workdir / "checkpoints" / "style_transfer" / tiles.ASSEMBLED
     damage_assembly(assembled, how)
@@ -387,10 +404,7 @@ def test_packing_into_a_folder_that_does_not_exist_yet(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     write_image(photos / "a.png", 20, 16, seed=1)
-    finished = subprocess.run([sys.executable, "-m", "runner.tfrecords", str(photos), str(tmp_path / "data/photos")],
-                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), capture_output=True,
-                              text=True)
-    assert finished.returncode == 0, finished.stderr
+    assert tfrecords.main([str(photos), str(tmp_path / "data/photos")]) == 0  # python -m runner.tfrecords ...
     assert os.path.isfile(tmp_path / "data" / "photos-0-of-1.tfrecord")
 
 

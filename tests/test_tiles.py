@@ -216,13 +216,13 @@ def test_the_assembly_round_trips_through_its_file(tmp_path):
     assembly.weight[3:5] = 0.25
     assembly.tiles[3:5] = 4.0
     assembly.done.extend([0, 2])
-    assembly.save(str(tmp_path / "a.npz"))
-    loaded = tiles.Assembly.load(str(tmp_path / "a.npz"))
+    assembly.save(str(tmp_path / "a.npz"), "key")
+    loaded = tiles.Assembly.load(str(tmp_path / "a.npz"), "key", 30, 20, tile_count=3)
     assert np.array_equal(loaded.tiles, assembly.tiles) and np.array_equal(loaded.weight, assembly.weight)
     assert np.array_equal(loaded.base, assembly.base) and np.array_equal(loaded.picture(), assembly.picture())
     assert loaded.done == [0, 2]
-    with pytest.raises(FixableError, match="missing or damaged"):
-        tiles.Assembly.load(str(tmp_path / "none.npz"))
+    with pytest.raises(FixableError, match="is missing"):
+        tiles.Assembly.load(str(tmp_path / "none.npz"), "key", 30, 20, tile_count=3)
 
 
 def test_an_image_seen_within_empty_surroundings_has_its_own_features(vgg19_mat):

@@ -83,19 +83,134 @@ class ContentLoss:
         return loss, targets, {}
 
 
+@dataclass
+class StyleStatistics:
+    """What one style layer's features add up to over each style image (all of its pieces): what every style loss
+    takes its targets from. Sums over positions add up over pieces, whatever their sizes."""
+    grams: list  # Σ f fᵀ, [channels, channels], one per style image
+    sums: list  # Σ f, [channels]
+    positions: list  # how many positions were summed
+
+
+def blended_moments(statistics, blends):
+    """(mean, second moment E[f fᵀ]) of a layer's features over the style images blended: a feature drawn from
+    style i with probability blend i. float64."""
+    mean = sum(blend * np.float64(total) / count for blend, total, count
+               in zip(blends, statistics.sums, statistics.positions))
+    second = sum(blend * np.float64(gram) / count for blend, gram, count
+                 in zip(blends, statistics.grams, statistics.positions))
+    return mean, second
+
+
+def moments_of(features):
+    """(mean [channels], covariance [channels, channels]) of a layer's features over its positions."""
+    matrix = tf.reshape(features, [-1, features.shape[-1]])
+    positions = tf.cast(tf.shape(matrix)[0], tf.float32)
+    mean = tf.reduce_mean(matrix, axis=0)
+    return mean, gram_matrix(features) / positions - mean[:, tf.newaxis] * mean[tf.newaxis, :]
+
+
 class StyleLoss:
-    """CS20's style loss: the weighted sum of the style layers' losses against the style's Gram matrices."""
+    """CS20's style loss: the weighted sum of the style layers' losses against the style's Gram matrices. The
+    other style losses share its shape (one target per layer, a curve per layer) and differ in their statistics."""
 
     name = "style_loss"
+    kind = "gram"
 
-    def __init__(self, layers, layer_weights, grams, weight):
-        self.layers, self.layer_weights, self.grams, self.weight = tuple(layers), layer_weights, grams, weight
-        self.key = ("style", self.layers, tuple(layer_weights), weight)  # the Grams: in the problem's key
+    def __init__(self, layers, layer_weights, targets, weight):
+        self.layers, self.layer_weights, self.targets, self.weight = tuple(layers), layer_weights, targets, weight
+        self.key = (self.kind, self.layers, tuple(layer_weights), weight)  # the targets: in the problem's key
+
+    @staticmethod
+    def targets_from(problem, statistics):
+        """Each layer's target Gram matrix: the styles' blended, each scaled to the positions the generated image
+        has at that layer (a Gram matrix is a sum over positions)."""
+        targets = []
+        for name, layer in zip(problem.style_layers, statistics):
+            height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
+            targets.append(sum(blend * gram * (height * width / count) for blend, gram, count
+                               in zip(problem.style_blend_weights, layer.grams, layer.positions)))
+        return targets
+
+    def layer_loss(self, features, target):
+        return style_layer_loss(features, target)
 
     def build(self, image, features):
-        per_layer = {name: style_layer_loss(features[name], gram) for name, gram in zip(self.layers, self.grams)}
+        per_layer = {name: self.layer_loss(features[name], target) for name, target in zip(self.layers, self.targets)}
         loss = tf.add_n([weight * per_layer[name] for name, weight in zip(self.layers, self.layer_weights)])
         return loss, [], {f"style_loss/{name}": layer_loss for name, layer_loss in per_layer.items()}
+
+
+class MeanStdStyleLoss(StyleLoss):
+    """--style-loss mean-std: per layer, the squared differences of the features' channel means and standard
+    deviations from the style's (the statistics AdaIN matches)."""
+
+    kind = "mean-std"
+
+    @staticmethod
+    def targets_from(problem, statistics):
+        targets = []
+        for layer in statistics:
+            mean, second = blended_moments(layer, problem.style_blend_weights)
+            deviation = np.sqrt(np.maximum(np.diag(second) - mean ** 2, 0) + VARIANCE_FLOOR)
+            targets.append((mean.astype(np.float32), deviation.astype(np.float32)))
+        return targets
+
+    def layer_loss(self, features, target):
+        mean, covariance = moments_of(features)
+        deviation = tf.sqrt(tf.maximum(tf.linalg.diag_part(covariance), 0.0) + VARIANCE_FLOOR)
+        return tf.reduce_sum(tf.square(mean - target[0])) + tf.reduce_sum(tf.square(deviation - target[1]))
+
+
+class WassersteinStyleLoss(StyleLoss):
+    """--style-loss w2: per layer, the squared 2-Wasserstein distance between Gaussians fitted to the generated and
+    the style features: ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2 (Σ₂^½ Σ₁ Σ₂^½)^½). The style's Σ₂^½ is computed once (SciPy);
+    the square root of the generated side by Newton–Schulz iterations, whose gradient is finite even where the
+    matrix is singular (a layer's dead channels)."""
+
+    kind = "w2"
+
+    @staticmethod
+    def targets_from(problem, statistics):
+        targets = []
+        for layer in statistics:
+            mean, second = blended_moments(layer, problem.style_blend_weights)
+            covariance = second - np.outer(mean, mean)
+            root = psd_square_root(covariance)
+            targets.append((mean.astype(np.float32), root.astype(np.float32), np.float32(np.trace(covariance))))
+        return targets
+
+    def layer_loss(self, features, target):
+        style_mean, style_root, style_trace = target
+        mean, covariance = moments_of(features)
+        inner = style_root @ covariance @ style_root
+        return (tf.reduce_sum(tf.square(mean - style_mean)) + tf.linalg.trace(covariance) + style_trace
+                - 2.0 * tf.linalg.trace(newton_schulz_square_root(0.5 * (inner + tf.transpose(inner)))))
+
+
+STYLE_LOSSES = {loss.kind: loss for loss in (StyleLoss, MeanStdStyleLoss, WassersteinStyleLoss)}  # --style-loss
+VARIANCE_FLOOR = 1e-5  # added to variances under a square root: a dead channel's is 0
+NEWTON_SCHULZ_STEPS = 20
+
+
+def psd_square_root(matrix):
+    """The symmetric square root of a symmetric positive semi-definite matrix (NumPy, float64): through its
+    eigen-decomposition, the eigenvalues that rounding makes slightly negative taken as 0."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.maximum(values, 0))) @ vectors.T
+
+
+def newton_schulz_square_root(matrix, steps=NEWTON_SCHULZ_STEPS):
+    """The square root of a symmetric positive semi-definite matrix by the coupled Newton–Schulz iteration (only
+    matrix products, so its gradient is finite everywhere): the matrix scaled to Frobenius norm 1, Y → Y(3I − ZY)/2
+    and Z → (3I − ZY)Z/2 from Y = the matrix, Z = I; Y tends to its square root, scaled back."""
+    norm = tf.sqrt(tf.reduce_sum(tf.square(matrix))) + 1e-12
+    identity = tf.eye(tf.shape(matrix)[0], dtype=matrix.dtype)
+    root, inverse_root = matrix / norm, identity
+    for _ in range(steps):
+        step = 0.5 * (3.0 * identity - inverse_root @ root)
+        root, inverse_root = root @ step, step @ inverse_root
+    return root * tf.sqrt(norm)
 
 
 class TotalVariationLoss:
@@ -110,11 +225,12 @@ class TotalVariationLoss:
         return tf.reduce_sum(tf.image.total_variation(image)), [], {}
 
 
-def problem_losses(problem, style_grams):
+def problem_losses(problem, style_targets):
     """The loss pieces every stage of a problem has, in the order they add up: content (none with --texture),
-    style, and total variation when it has a weight."""
+    style (of the problem's kind), and total variation when it has a weight."""
     terms = [ContentLoss(problem.content_layers, problem.content_weight)] if problem.content_layers else []
-    terms.append(StyleLoss(problem.style_layers, problem.style_layer_weights, style_grams, problem.style_weight))
+    terms.append(STYLE_LOSSES[problem.style_loss](problem.style_layers, problem.style_layer_weights, style_targets,
+                                                  problem.style_weight))
     if problem.tv_weight:
         terms.append(TotalVariationLoss(problem.tv_weight))
     return terms
@@ -144,19 +260,20 @@ class WholeImage:
 #    features are fed to it, so that the images of one data set share one graph.
 
 def compute_targets(weights, problem, styles, content_image=None):
-    """(the target Gram matrix of each style layer, the content image's features at each content layer), computed
-    in a throwaway graph. styles: each style image as a list of pieces (one piece: the whole image; runner.tiles
-    cuts a style too large for the network at once); its Gram matrices are the sums of its pieces'. With several
-    style images a layer's target is their blend; a Gram matrix is a sum over positions, so each is scaled to the
-    positions the generated image has at that layer. content_image: None when the content comes later, fed
-    (ContentFeatures); the features are then []."""
+    """(each style layer's target, of the problem's style loss; the content image's features at each content
+    layer), computed in a throwaway graph. styles: each style image as a list of pieces (one piece: the whole
+    image; runner.tiles cuts a style too large for the network at once): its statistics (StyleStatistics) are
+    its pieces' added up. With several style images a layer's target is their blend. content_image: None when
+    the content comes later, fed (ContentFeatures); the features are then []."""
     graph = tf.Graph()
     with graph.as_default():
         constants = load_vgg.weight_constants(weights)
         piece = tf.placeholder(tf.float32, (1, None, None, 3))  # any size: one graph for every piece
         layers = load_vgg.vgg_net(piece, constants, load_vgg.deepest_layer_used([], problem.style_layers),
                                   problem.pooling)
-        piece_grams = [gram_matrix(layers[load_vgg.feature_layer(name)]) for name in problem.style_layers]
+        style_features = [layers[load_vgg.feature_layer(name)] for name in problem.style_layers]
+        piece_sums = [([gram_matrix(features), tf.reduce_sum(features, axis=[0, 1, 2]), tf.shape(features)[1:3]])
+                      for features in style_features]
         content_ops, feeds = [], {}
         if content_image is not None and problem.content_layers:
             content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
@@ -166,17 +283,13 @@ def compute_targets(weights, problem, styles, content_image=None):
             content_ops = [layers[load_vgg.feature_layer(name)] for name in problem.content_layers]
         with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
             content_features = sess.run(content_ops, feeds)
-            grams = [[sum(layer) for layer in zip(*[sess.run(piece_grams, {piece: [part - weights.mean_pixel]})
-                                                    for part in style])] for style in styles]
-    style_grams = []
-    for index, name in enumerate(problem.style_layers):
-        layer = load_vgg.feature_layer(name)
-        height, width = load_vgg.layer_size(problem.width, problem.height, layer)
-        positions = [sum(math.prod(load_vgg.layer_size(part.shape[1], part.shape[0], layer)) for part in style)
-                     for style in styles]
-        style_grams.append(sum(blend * grams[style][index] * (height * width / positions[style])
-                               for style, blend in enumerate(problem.style_blend_weights)))
-    return style_grams, content_features
+            # per style image, per piece, per layer: (Gram, sum, (height, width))
+            found = [[sess.run(piece_sums, {piece: [part - weights.mean_pixel]}) for part in style] for style in styles]
+    statistics = [StyleStatistics(grams=[sum(part[layer][0] for part in style) for style in found],
+                                  sums=[sum(part[layer][1] for part in style) for style in found],
+                                  positions=[sum(int(math.prod(part[layer][2])) for part in style) for style in found])
+                  for layer in range(len(problem.style_layers))]
+    return STYLE_LOSSES[problem.style_loss].targets_from(problem, statistics), content_features
 
 
 class ContentFeatures:

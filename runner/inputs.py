@@ -106,7 +106,7 @@ def prepare_job(args, item, schedule, folders, weights=None):
         weights=weights.fingerprint, width=width, height=height, pooling=args.pooling,
         content_layers=content_layers, style_layers=tuple(args.style_layers),
         style_layer_weights=tuple(args.style_layer_weights), content_weight=content_weight,
-        style_weight=args.style_weight, tv_weight=args.tv_weight, init=init,
+        style_weight=args.style_weight, tv_weight=args.tv_weight, init=init, style_loss=args.style_loss,
         noise_ratio=args.noise_ratio if init == "noise" else None, optimizer=args.optimizer,
         learning_rate=args.lr if args.optimizer == "adam" else None, seed=args.seed,
         scales=tiling.scales if tiling else tuple(args.scales),

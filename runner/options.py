@@ -133,6 +133,10 @@ def parse_args(argv=None):
     problem.add_argument("--style-weight", type=non_negative_float, default=1.0, help="weight of the style loss")
     problem.add_argument("--tv-weight", type=non_negative_float, default=0.0,
                          help="weight of a total-variation loss, which smooths the result (CS20: none)")
+    problem.add_argument("--style-loss", choices=["gram", "mean-std", "w2"], default="gram",
+                         help="what the style losses match at each style layer: the Gram matrices (CS20), the "
+                              "channels' means and standard deviations, or the features' mean and covariance "
+                              "(the 2-Wasserstein distance between Gaussians)")
     problem.add_argument("--pooling", choices=["avg", "max"], default="avg", help="VGG's pooling")
     problem.add_argument("--init", choices=["noise", "content", "style", "random"],
                          help="the starting image: noise mixed into the content (the default, as CS20), the "

@@ -36,6 +36,7 @@ class Problem:
     temporal_weight: float = None  # a film's: weight of the loss that keeps a frame on the previous one, warped
     tiles: tuple = None  # a tiled image's: (tile size, overlap) in pixels
     tile_steps: int = None  # a tiled image's: the steps of each tile
+    style_loss: str = "gram"  # "gram" (CS20's), "mean-std" or "w2": which statistics of the style are matched
 
     def at_size(self, width, height):
         """The same problem at another image size: one of its stages' (a scale, a tile)."""

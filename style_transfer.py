@@ -378,7 +378,7 @@ class StyleTransfer:
         self.start_image = tf.placeholder(tf.float32, (1, self.problem.height, self.problem.width, 3),
                                           name="start_image")
         self.image = tf.Variable(self.start_image, name="generated_image")
-        self.image_is_finite = tf.reduce_all(tf.math.is_finite(self.image))  # clipping would hide a NaN
+        self.output_image = self.image  # what is saved and shown: the image, or (--average) the average of its steps
         self.seen, self.inside, self.fed[self.view.name] = self.view.around(self.image)
         self.global_step = tf.train.get_or_create_global_step()
 
@@ -409,11 +409,19 @@ class StyleTransfer:
             with tf.control_dependencies([self.image_before_step]):
                 self.train_op = self.optimizer.minimize(self.total_loss, global_step=self.global_step,
                                                         var_list=[self.image])
+            if self.problem.average:  # --average: an exponential moving average of the steps' images, kept in
+                # the checkpoints with the image (so a resume goes on exactly), is the image saved and shown
+                self.output_image = tf.Variable(self.start_image, trainable=False, name="average_image")
+                with tf.control_dependencies([self.train_op]):
+                    decay = self.problem.average
+                    self.train_op = tf.assign(self.output_image, decay * self.output_image + (1 - decay) * self.image)
         else:  # scipy's L-BFGS-B drives: it feeds an image in and gets the loss and its gradient back
             self.gradient = tf.gradients(self.total_loss, [self.image])[0]
             self.count_step = tf.assign_add(self.global_step, 1)
             self.new_image = tf.placeholder(tf.float32, self.image.shape)
             self.set_image = tf.assign(self.image, self.new_image)
+
+        self.image_is_finite = tf.reduce_all(tf.math.is_finite(self.output_image))  # clipping would hide a NaN
 
     def create_summary(self):
         self.loss_tensors = {"total_loss": self.total_loss, **self.loss_tensors, **self.curves}
@@ -539,7 +547,7 @@ def train(job, index, graphs, checkpoint, previous_image):
     if index == len(plan.stages) - 1 and outputs.keep_best:
         print(f"Best: loss {outputs.best_loss:.4g} at step {outputs.best_step}, image {job.folders.best_output}",
               flush=True)
-    return 0, outputs, sess.run(model.image)
+    return 0, outputs, sess.run(model.output_image)
 
 
 def run(job, graphs):

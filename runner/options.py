@@ -151,6 +151,10 @@ def parse_args(argv=None):
     problem.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
                          help="adam, as CS20; or scipy's L-BFGS-B (one step = one loss-and-gradient evaluation)")
     problem.add_argument("--lr", type=positive_float, default=2.0, help="Adam's learning rate")
+    problem.add_argument("--average", type=_checked(_finite_number, lambda value: 0 < value < 1, "between 0 and 1"),
+                         metavar="DECAY",
+                         help="with Adam: save and show an exponential moving average of the steps' images (e.g. "
+                              "0.99), which is steadier than the last step's; kept in the checkpoints")
     problem.add_argument("--scales", nargs="+", type=positive_float, default=[1.0],
                          help="optimise coarse to fine: at these fractions of the output size in turn (e.g. 0.25 "
                               "0.5 1, rising, ending at 1), each result upsampled to start the next")
@@ -231,6 +235,11 @@ def parse_args(argv=None):
     if args.tile is not None and args.tile_overlap and args.tile_overlap * 2 > args.tile:
         parser.error(f"--tile-overlap {args.tile_overlap} is more than half of --tile {args.tile}: lower it, or "
                      f"raise --tile")
+    if args.average is not None and args.optimizer != "adam":
+        parser.error("--average DECAY averages Adam's steps: with --optimizer lbfgs (or --fast) drop it")
+    if args.average is not None and args.keep_best:
+        parser.error("--keep-best keeps the step with the lowest loss, and --average saves an average of the steps: "
+                     "drop one")
     if len(args.style_layer_weights) != len(args.style_layers):
         parser.error(f"--style-layer-weights has {len(args.style_layer_weights)} values for "
                      f"{len(args.style_layers)} --style-layers")

@@ -85,7 +85,7 @@ class Outputs:
         stage_end: the stage's last save."""
         step = self.step
         image_path = os.path.join(self.folders.output_dir, f"{step}.png")
-        image, finite = self.sess.run([self.model.image, self.model.image_is_finite])
+        image, finite = self.sess.run([self.model.output_image, self.model.image_is_finite])
         if not finite:
             raise self.diverged(step, "its image holds NaN or infinite values")
         pixels = self.whole_pixels(image[0])
@@ -134,7 +134,7 @@ class Outputs:
         self.writer.close()
         if self.index == len(self.stages) - 1:
             with self.run_folder.explaining_write_failure(self.step, what=f"the final image {self.folders.output}"):
-                utils.save_image(self.folders.output, self.whole_pixels(self.sess.run(self.model.image)[0]))
+                utils.save_image(self.folders.output, self.whole_pixels(self.sess.run(self.model.output_image)[0]))
                 self.write_best()
 
     def whole_pixels(self, image):

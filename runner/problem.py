@@ -37,6 +37,7 @@ class Problem:
     tiles: tuple = None  # a tiled image's: (tile size, overlap) in pixels
     tile_steps: int = None  # a tiled image's: the steps of each tile
     style_loss: str = "gram"  # "gram" (CS20's), "mean-std" or "w2": which statistics of the style are matched
+    average: float = None  # Adam's: the decay of the moving average of the steps' images that is saved; None: none
 
     def at_size(self, width, height):
         """The same problem at another image size: one of its stages' (a scale, a tile)."""

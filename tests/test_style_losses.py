@@ -125,3 +125,42 @@ def test_a_run_with_another_style_loss_lowers_it_and_records_it(workdir, capsys,
     assert json.load(open(os.path.join("checkpoints", "style_transfer", "run.json")))["style_loss"] == kind
     code, out, err = run_main([*base_args, "--iterations", "10", "--optimizer", "lbfgs"], capsys)  # gram: another
     assert code == 2 and f"style_loss: {kind} then, gram now" in err
+
+
+# ---------------------------------------------------------------------------------------------------
+# --average: the image saved is a moving average of the steps' images, and a resume goes on exactly.
+
+def pixels(path):
+    from PIL import Image
+
+    return np.asarray(Image.open(path), dtype=np.float64)
+
+
+def test_the_average_saved_is_the_moving_average_of_the_steps_images(workdir, capsys, base_args):
+    steps = ["--iterations", "8", "--save-every", "1"]
+    assert run_main([*base_args, *steps, "--output-dir", "plain", "--output", "plain/final.png",
+                     "--checkpoint-dir", "c1", "--log-dir", "g1"], capsys)[0] == 0
+    assert run_main([*base_args, *steps, "--average", "0.5", "--checkpoint-dir", "c2", "--log-dir", "g2"],
+                    capsys)[0] == 0
+    average = None  # from the plain run's step images: the average's own start weighs 0.5 ** 8 at the end
+    for step in range(1, 9):
+        image = pixels(f"plain/{step}.png")
+        average = image if average is None else 0.5 * average + 0.5 * image
+    difference = np.abs(pixels("outputs/final.png") - average)
+    assert np.percentile(difference, 99) <= 2 and difference.mean() < 0.5, (difference.max(), difference.mean())
+    assert np.abs(pixels("outputs/final.png") - pixels("plain/final.png")).mean() > 1  # not the last step's
+
+
+def test_an_averaged_run_resumes_to_the_same_image(workdir, capsys, base_args):
+    common = [*base_args, "--average", "0.9", "--save-every", "4"]
+    assert run_main([*common, "--iterations", "8", "--checkpoint-dir", "straight", "--log-dir", "g1",
+                     "--output-dir", "o1", "--output", "o1/final.png"], capsys)[0] == 0
+    assert run_main([*common, "--iterations", "4"], capsys)[0] == 0
+    code, out, err = run_main([*common, "--iterations", "8"], capsys)  # another process would read the same files
+    assert code == 0 and "Resuming from step 4" in out, err
+    np.testing.assert_array_equal(pixels("outputs/final.png"), pixels("o1/final.png"))
+
+
+def test_average_with_lbfgs_is_refused_in_one_line(workdir, capsys, base_args):
+    code, out, err = run_main([*base_args, "--average", "0.99", "--optimizer", "lbfgs"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--average DECAY averages Adam's steps" in err

@@ -94,14 +94,28 @@ def fetch_if_missing(path, what, option):
 # ---------------------------------------------------------------------------------------------------
 # Images.
 
-@dataclass(frozen=True)
 class ImageBytes:
-    """An encoded image (JPEG, PNG, ...) held in memory, such as a TFRecord's record; read like a file."""
-    label: str  # where it came from, for messages: "data-0.tfrecord, record 3"
-    data: bytes
+    """An encoded image (JPEG, PNG, ...) that is not a file of its own, such as a TFRecord's record; read like a
+    file. `data` is its bytes (runner.tfrecords.RecordImage reads them only when asked); `label` says where it came
+    from, for messages: "data-0.tfrecord, record 3"."""
+
+    __slots__ = ("label", "_data")
+
+    def __init__(self, label, data):
+        self.label, self._data = label, data
+
+    @property
+    def data(self):
+        return self._data
 
     def __str__(self):
         return self.label
+
+    def __eq__(self, other):
+        return isinstance(other, ImageBytes) and other.label == self.label
+
+    def __hash__(self):
+        return hash(self.label)
 
 
 def _read_upright_image(path, what):

@@ -108,15 +108,39 @@ def output_path(output_dir, entry):
     return None
 
 
-def done_items(output_dir):
-    """{name: its last 'done' manifest line} over every shard's manifest in output_dir whose image is there."""
-    done = {}
-    for path in sorted(_manifests(output_dir)):
-        for entry in _entries(path):
-            if entry.get("status") == "done" and isinstance(entry.get("name"), str) and \
-                    output_path(output_dir, entry):
-                done[entry["name"]] = entry
-    return done
+class Manifests:
+    """The 'done' lines of every shard's manifest in an output folder, read once and then only what each manifest
+    gained since (a worker's own lines and other workers'): bookkeeping in time that grows with the lines, not with
+    their square."""
+
+    def __init__(self, output_dir):
+        self.output_dir = output_dir
+        self.read = {}  # manifest path -> bytes of whole lines read so far
+        self.done = {}  # item name -> its last 'done' line (once done, an item stays done)
+        self.refresh()
+
+    def refresh(self):
+        for path in sorted(_manifests(self.output_dir)):
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                continue
+            start = self.read.get(path, 0) if size >= self.read.get(path, 0) else 0  # replaced: read it again
+            if size == start:
+                continue
+            with open(path, "rb") as file:
+                file.seek(start)
+                chunk = file.read(size - start)
+            whole = chunk.rfind(b"\n") + 1  # a line still being appended is read the next time
+            for entry in _parsed(chunk[:whole].decode("utf-8", "replace").splitlines()):
+                if entry.get("status") == "done" and isinstance(entry.get("name"), str):
+                    self.done[entry["name"]] = entry
+            self.read[path] = start + whole
+
+    def finished(self, name):
+        """The item's last 'done' line if its image is there, else None."""
+        entry = self.done.get(name)
+        return entry if entry is not None and output_path(self.output_dir, entry) else None
 
 
 def _manifests(output_dir):
@@ -127,13 +151,17 @@ def _manifests(output_dir):
 
 def _entries(path):
     with open(path, errors="replace") as file:
-        for line in file:
-            try:
-                entry = json.loads(line)
-            except ValueError:  # a line cut short by a crash mid-append: as if never written
-                continue
-            if isinstance(entry, dict):
-                yield entry
+        yield from _parsed(file)
+
+
+def _parsed(lines):
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a line cut short by a crash mid-append: as if never written
+            continue
+        if isinstance(entry, dict):
+            yield entry
 
 
 def append_entry(path, entry):
@@ -154,8 +182,8 @@ def run_items(items, shard, output_dir, run_item, item_folder):
     utils.write_text_atomically(os.path.join(output_dir, ITEMS.format(index=shard.index, count=shard.count)),
                                 json.dumps([item.name for item in mine]) + "\n")
     manifest = os.path.join(output_dir, MANIFEST.format(index=shard.index, count=shard.count))
-    done = done_items(output_dir)
-    todo = [item for item in mine if item.name not in done]
+    manifests = Manifests(output_dir)
+    todo = [item for item in mine if not manifests.finished(item.name)]
     print(f"Shard {shard}: {len(mine)} of {len(items)} items; {len(mine) - len(todo)} finished before, skipped; "
           f"{len(todo)} to run", flush=True)
     counts = {"done": 0, "failed": 0, "left": 0}
@@ -168,7 +196,8 @@ def run_items(items, shard, output_dir, run_item, item_folder):
                  "status": "failed", "reason": None, "loss": None, "steps": None, "seconds": None}
         try:
             with run_folder.locked(item_folder(item)):
-                if item.name in done_items(output_dir):  # another worker finished it since this one started
+                manifests.refresh()
+                if manifests.finished(item.name):  # another worker finished it since this one started
                     print(f"item {item.name} was finished by another worker meanwhile", flush=True)
                     counts["left"] += 1
                     continue
@@ -221,7 +250,8 @@ def write_results(prefix, shard, output_dir, names):
     """This shard's finished items as PREFIX-<INDEX>-of-<COUNT>.tfrecord in the common layout (image/encoded PNG,
     image/filename = the item's name, its size, the final loss and steps), written whole each time: a record for
     every item of `names` (the shard's) that any manifest has as done, whichever shard count finished it."""
-    entries = {name: entry for name, entry in done_items(output_dir).items() if name in set(names)}
+    manifests = Manifests(output_dir)
+    entries = {name: entry for name in names if (entry := manifests.finished(name)) is not None}
     records = []
     for name, entry in sorted(entries.items()):
         with Image.open(output_path(output_dir, entry)) as image:

@@ -54,7 +54,7 @@ def shown(name):
     return name if name and name.isprintable() and name.strip() == name else repr(name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million of them are held while a data set is listed
 class Item:
     name: str  # its line in the manifest
     source: str  # where it came from: a path, or "<TFRecord file>#<record index>"
@@ -132,13 +132,16 @@ def _record_items(path):
         raise FixableError(f"TFRecord file {path} not found: check the path")
     items, index = [], 0
     stem = os.path.basename(path).split(".")[0]
+    stamp = tfrecords.file_stamp(path)
     try:
-        for index, serialized in tfrecords.serialized_records(path):
-            try:
-                record = tfrecords.image_record(path, index, serialized)
-                items.append(Item(record.name, record.source, record.image, file=path))
+        for index, offset, serialized in tfrecords.listed_records(path):
+            source = f"{os.path.basename(path)}#{index}"
+            try:  # the name only: the image is read and decoded when the item runs
+                name = tfrecords.record_name(path, index, serialized)
+                items.append(Item(name, source, tfrecords.RecordImage(path, index, offset, len(serialized), stamp),
+                                  file=path))
             except FixableError as error:
-                items.append(Item(f"{stem}-{index}", f"{os.path.basename(path)}#{index}", None, str(error), file=path))
+                items.append(Item(f"{stem}-{index}", source, None, str(error), file=path))
     except FixableError as error:  # the file itself is damaged from this record on
         index = len(items)
         items.append(Item(f"{stem}-{index}", f"{os.path.basename(path)}#{index}", None, str(error), file=path))

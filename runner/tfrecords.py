@@ -4,6 +4,10 @@
 - The common one (tensorflow/models' image_to_tfexample): `image/encoded` (JPEG or PNG bytes), `image/format`,
   optional `image/filename` or `image/source_id`, `image/height`, `image/width`.
 
+A data set is listed without holding its images: a first pass reads each record once, in batches, for its name
+and where it lies in the file (its offset follows from the lengths of the records before it: 16 bytes of framing
+and its own length each); a record's bytes are read again, by offset, only when its item runs (RecordImage).
+
 Packing a folder of images into shards, in either layout:
 
     python -m runner.tfrecords photos/ data --layout common --shards 4   # data-0-of-4.tfrecord ... data-3-of-4
@@ -35,8 +39,13 @@ class ImageRecord:
     image: ImageBytes
 
 
-def serialized_records(path):
-    """(index, serialized record) for each record of a TFRecord file, read with tf.data.TFRecordDataset.
+READ_BATCH = 1024  # records per run of the reading graph: one Session run per record would cost more than reading
+FRAMING = 16  # bytes around each record: its length (8), the length's checksum (4), the data's checksum (4)
+
+
+def listed_records(path):
+    """(index, offset, serialized record) for each record of a TFRecord file, read with tf.data.TFRecordDataset
+    (which checks each record's checksums) in batches; offset: where the record's framing starts in the file.
 
     A damaged record (cut short, bad checksum) raises FixableError naming its index: the records after it cannot
     be found, since a TFRecord file has no index of its own.
@@ -44,20 +53,69 @@ def serialized_records(path):
     graph = tf.Graph()
     with graph.as_default():
         tf.set_random_seed(0)  # op determinism (tf_setup) wants a seed for the iterator's ops, though none is random
-        next_record = tf.data.make_one_shot_iterator(tf.data.TFRecordDataset(path)).get_next()
+        dataset = tf.data.TFRecordDataset(path)
+        # A batch stops short at a damaged record (its error comes with the next): records before it still count.
+        next_batch = tf.data.make_one_shot_iterator(dataset.batch(READ_BATCH)).get_next()
+        next_record = tf.data.make_one_shot_iterator(dataset).get_next()
         with tf.Session(graph=graph) as sess:
-            index = 0
+            index, offset = 0, 0
             while True:
                 try:
-                    record = sess.run(next_record)
+                    batch = sess.run(next_batch)
                 except tf.errors.OutOfRangeError:
                     return
-                except tf.errors.OpError as error:
-                    reason = tf_setup.reason_of(error)
-                    raise FixableError(f"{path}: record {index} and any after it cannot be read ({reason}): write "
-                                       f"the file again") from None
-                yield index, record
-                index += 1
+                except tf.errors.OpError:  # somewhere in this batch: read on record by record to say where
+                    for _ in range(index):
+                        sess.run(next_record)
+                    batch = []
+                    while True:
+                        try:
+                            batch.append(sess.run(next_record))
+                        except tf.errors.OutOfRangeError:
+                            break
+                        except tf.errors.OpError as error:
+                            for serialized in batch:
+                                yield index, offset, serialized
+                                index, offset = index + 1, offset + FRAMING + len(serialized)
+                            raise FixableError(f"{path}: record {index} and any after it cannot be read "
+                                               f"({tf_setup.reason_of(error)}): write the file again") from None
+                for serialized in batch:
+                    yield index, offset, serialized
+                    index, offset = index + 1, offset + FRAMING + len(serialized)
+
+
+def serialized_records(path):
+    """(index, serialized record) for each record of a TFRecord file (see listed_records)."""
+    for index, _, serialized in listed_records(path):
+        yield index, serialized
+
+
+def file_stamp(path):
+    status = os.stat(path)
+    return status.st_size, status.st_mtime_ns
+
+
+class RecordImage(ImageBytes):
+    """A record's image, read from its file when asked for (its bytes are not held while items wait): by offset,
+    refused if the file changed since it was listed."""
+
+    __slots__ = ("path", "index", "offset", "length", "stamp")
+
+    def __init__(self, path, index, offset, length, stamp):
+        super().__init__(f"{path}, record {index}", None)
+        self.path, self.index, self.offset, self.length, self.stamp = path, index, offset, length, stamp
+
+    @property
+    def data(self):
+        try:
+            if file_stamp(self.path) != self.stamp:
+                raise FixableError(f"{self.path} changed since its records were listed: run the same command again")
+            with open(self.path, "rb") as file:
+                file.seek(self.offset + 12)  # past the record's length and its checksum
+                serialized = file.read(self.length)
+        except OSError as error:
+            raise FixableError(f"{self.path} cannot be read ({error.strerror or error}): check the file") from None
+        return image_record(self.path, self.index, serialized).image.data
 
 
 def _bytes(path, index, features, key):
@@ -86,28 +144,42 @@ def _cs20_pixels(path, index, features):
     return np.frombuffer(pixels, dtype=np.uint8).reshape(shape)
 
 
+def _features(path, index, serialized):
+    try:
+        return tf.train.Example.FromString(serialized).features.feature
+    except Exception as error:  # not a tf.train.Example at all
+        raise FixableError(f"{path}: record {index} is not a tf.train.Example ({utils.one_line(error)})") from None
+
+
+def record_name(path, index, serialized):
+    """A record's name: its image/filename or image/source_id (without folders and extension) in the common layout,
+    else <file stem>-<index>; refuse a record of neither layout. The image is not decoded."""
+    features = _features(path, index, serialized)
+    keys = set(features.keys())
+    if set(COMMON_KEYS) <= keys:
+        named = [features[key].bytes_list.value[0].decode("utf-8", "replace")
+                 for key in ("image/filename", "image/source_id") if key in keys and features[key].bytes_list.value]
+        if named:
+            return os.path.splitext(os.path.basename(named[0]))[0]
+    elif not set(CS20_KEYS) <= keys:
+        raise FixableError(f"{path}: record {index} has the features {', '.join(sorted(keys)) or 'none'}: not a "
+                           f"known image layout (CS20's image and shape, or image/encoded)")
+    return f"{os.path.basename(path).split('.')[0]}-{index}"
+
+
 def image_record(path, index, serialized):
     """The ImageRecord of one serialized tf.train.Example, in either layout; refuse an unknown layout."""
     source = f"{os.path.basename(path)}#{index}"
-    try:
-        features = tf.train.Example.FromString(serialized).features.feature
-    except Exception as error:  # not a tf.train.Example at all
-        raise FixableError(f"{path}: record {index} is not a tf.train.Example ({utils.one_line(error)})") from None
+    features = _features(path, index, serialized)
     keys = set(features.keys())
-    stem = os.path.basename(path).split(".")[0]
+    name = record_name(path, index, serialized)
     if set(COMMON_KEYS) <= keys:
         data = _bytes(path, index, features, "image/encoded")
-        named = [features[key].bytes_list.value[0].decode("utf-8", "replace")
-                 for key in ("image/filename", "image/source_id") if key in keys and features[key].bytes_list.value]
-        name = os.path.splitext(os.path.basename(named[0]))[0] if named else f"{stem}-{index}"
     elif set(CS20_KEYS) <= keys:
         pixels = _cs20_pixels(path, index, features)
         buffer = io.BytesIO()
         Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels).save(buffer, "PNG")
-        data, name = buffer.getvalue(), f"{stem}-{index}"
-    else:
-        raise FixableError(f"{path}: record {index} has the features {', '.join(sorted(keys)) or 'none'}: not a "
-                           f"known image layout (CS20's image and shape, or image/encoded)")
+        data = buffer.getvalue()
     return ImageRecord(name, source, ImageBytes(f"{path}, record {index}", data))
 
 

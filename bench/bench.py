@@ -221,9 +221,10 @@ def compare_scales(vgg, images, width=1024, steps=300, scales=("0.25", "0.5", "1
              "seconds to this loss": multi_seconds}]
 
 
-def bench_items(vgg, images, count=4, steps=30, width=333, height=250):
+def bench_items(vgg, images, count=4, steps=30, width=333, height=250, more=(), script=SCRIPT):
     """A folder of `count` content images (crops of the content image) at the CS20 size, `steps` L-BFGS steps
-    each: images per hour, and each item's overhead, everything but its steps, against the steps' own time."""
+    each: images per hour, and each item's overhead, everything but its steps, against the steps' own time.
+    more: further options (--tile ...); script: the style_transfer.py to run."""
     with tempfile.TemporaryDirectory() as folder:
         photos = os.path.join(folder, "photos")
         os.makedirs(photos)
@@ -235,16 +236,19 @@ def bench_items(vgg, images, count=4, steps=30, width=333, height=250):
         started = time.perf_counter()
         lines, rss = timed_run(["--vgg", vgg, "--content", photos, "--style", images[1], "--optimizer", "lbfgs",
                                 "--iterations", str(steps), "--log-every", str(steps), "--width", str(width),
-                                "--height", str(height)], folder)
+                                "--height", str(height), *more], folder, script)
         seconds = time.perf_counter() - started
         with open(os.path.join(folder, "outputs", "manifest-0-of-1.jsonl")) as manifest:
             item_seconds = [json.loads(line)["seconds"] for line in manifest]
     step_seconds = [float(line.split(" s/step")[0].split()[-1]) for line in lines if line.startswith(f"step {steps}/")]
     later = item_seconds[1:]  # the first item also reads the weights and starts TensorFlow's caches
-    steps_time = steps * sum(step_seconds[1:]) / len(step_seconds[1:])
-    return [{"items": count, "steps each": steps, "whole process (s)": seconds,
+    # A tiled item's global steps run on past `steps` (a tile's after another's): its steps are not timed apart.
+    steps_time = steps * sum(step_seconds[1:]) / len(step_seconds[1:]) if len(step_seconds) > 1 else None
+    return [{"script": os.path.relpath(script), "options": " ".join(more) or "-", "items": count, "steps each": steps,
+             "whole process (s)": seconds,
              "images per hour": 3600 * count / seconds, "seconds per item (after the first)": sum(later) / len(later),
-             "of which steps (s)": steps_time, "per-item overhead": f"{sum(later) / len(later) / steps_time - 1:+.0%}",
+             "of which steps (s)": steps_time if steps_time else "-",
+             "per-item overhead": f"{sum(later) / len(later) / steps_time - 1:+.0%}" if steps_time else "-",
              "peak RSS (GB)": rss / 1e9}]
 
 
@@ -340,6 +344,9 @@ def main():
     parser.add_argument("--items", type=int, default=0,
                         help="also run a folder of this many images at 333x250 (30 L-BFGS steps each): images per "
                              "hour and the per-item overhead")
+    parser.add_argument("--tiled-items", type=int, default=0,
+                        help="also run a folder of this many images at 512x384 in tiles of 256 (20 L-BFGS steps: 10 "
+                             "at half size, 10 a tile) with each of --scripts: seconds per item (graphs shared or not)")
     parser.add_argument("--video", type=int, default=0,
                         help="also stylise a panning clip of this many frames at 333x250 (30 L-BFGS steps each) "
                              "as a film and frame by frame: flicker and frames per minute")
@@ -382,6 +389,11 @@ def main():
     if args.items:
         print()
         print_table(bench_items(vgg, images, args.items))
+    if args.tiled_items:
+        print()
+        print_table([row for script in args.scripts for row in bench_items(
+            vgg, images, args.tiled_items, steps=20, width=512, height=384, more=["--tile", "256"],
+            script=os.path.abspath(script))])
     if args.video:
         print()
         print_table(bench_video(vgg, images, args.video, weights=args.temporal_weights))

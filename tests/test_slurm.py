@@ -94,3 +94,41 @@ def test_a_job_array_does_every_item_once_across_a_killed_task(slurm, tmp_path, 
     assert "Resuming from step" in rerun_logs[0] and "0 finished before, skipped" in rerun_logs[0]  # photo0, killed
     assert sorted(path.name for path in work.iterdir() if path.name.startswith("styled")) == \
         ["styled-0-of-3.tfrecord", "styled-1-of-3.tfrecord", "styled-2-of-3.tfrecord"]
+
+
+def test_arrays_of_any_shape_run_their_own_shards_of_one_partition(slurm, tmp_path, vgg19_mat, images):
+    """A step (0-4:2), a list (1,3) and a resubmission of one task each run exactly their shards of the same five,
+    with --shard-count; without it, an array that is not 0 to N-1 is refused by every task; and SHARD_OFFSET covers
+    shards past the array's task IDs."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in range(5):
+        write_image(photos / f"photo{seed}.png", 40, 32, seed=60 + seed)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    work = tmp_path / "work"
+    args = ["--vgg", vgg19_mat[0], "--content", str(photos), "--style", images["style"], "--width", "40", "--height",
+            "32", "--iterations", "2", "--checkpoint-dir", str(work / "c"), "--log-dir", str(work / "g"),
+            "--output-dir", str(work / "o")]
+    jobs = {"step": (submit(slurm, "0-4:2", logs, [*args, "--shard-count", "5"]), (0, 2, 4)),
+            "list": (submit(slurm, "1,3", logs, [*args, "--shard-count", "5"]), (1, 3)),
+            "refused": (submit(slurm, "0-4:2", logs, args), (0, 2, 4))}
+    for job, _ in jobs.values():
+        wait_for(lambda job=job: not running(slurm, job), 600, f"array {job}")
+
+    def log(job, task):
+        return open(logs / f"{job}_{task}.out").read()
+    for name in ("step", "list"):
+        job, tasks = jobs[name]
+        for task in tasks:
+            assert f"Shard {task}-of-5: 1 of 5 items" in log(job, task), log(job, task)
+    job, tasks = jobs["refused"]
+    assert all("pass --shard-count" in log(job, task) for task in tasks)
+    entries = [json.loads(line) for name in sorted(os.listdir(work / "o")) if name.startswith("manifest-")
+               for line in open(work / "o" / name)]
+    assert sorted(entry["name"] for entry in entries if entry["status"] == "done") == [f"photo{n}" for n in range(5)]
+
+    environment = {**slurm, "SHARD_COUNT": "5", "SHARD_OFFSET": "3"}  # task 1 runs shard 4: done, skipped
+    job = submit(environment, "1", logs, args)
+    wait_for(lambda: not running(slurm, job), 600, f"array {job}")
+    assert "Shard 4-of-5: 1 of 5 items; 1 finished before, skipped" in log(job, 1)

@@ -409,6 +409,15 @@ class StyleTransfer:
             with tf.control_dependencies([self.image_before_step]):
                 self.train_op = self.optimizer.minimize(self.total_loss, global_step=self.global_step,
                                                         var_list=[self.image])
+            # Adam's state, to be carried to the next scale (--adam-across-scales carry): its moments, image-shaped,
+            # and its powers of beta1 and beta2 (the bias correction, going on where it was)
+            self.adam_moments = [self.optimizer.get_slot(self.image, name) for name in ("m", "v")]
+            self.adam_powers = [variable for variable in tf.global_variables()
+                                if variable.op.name in ("beta1_power", "beta2_power")]
+            self.adam_feeds = [tf.placeholder(tf.float32, variable.shape) for variable in self.adam_moments +
+                               self.adam_powers]
+            self.set_adam_state = tf.group([tf.assign(variable, value) for variable, value in
+                                            zip(self.adam_moments + self.adam_powers, self.adam_feeds)])
             if self.problem.average:  # --average: an exponential moving average of the steps' images, kept in
                 # the checkpoints with the image (so a resume goes on exactly), is the image saved and shown
                 self.output_image = tf.Variable(self.start_image, trainable=False, name="average_image")
@@ -512,10 +521,12 @@ def build_graph(problem, weights, images, extras, content_fed):
     return model, lambda image: features
 
 
-def train(job, index, graphs, checkpoint, previous_image):
-    """Optimise stage `index` of job's plan up to its last step; return (exit code, its Outputs, the image
-    reached). graphs: the Graphs of this process, shared by its images. checkpoint: the one this stage starts
-    from, or None. previous_image: the previous stage's result (None at the first)."""
+def train(job, index, graphs, checkpoint, previous):
+    """Optimise stage `index` of job's plan up to its last step; return (exit code, its Outputs, the stage's
+    result: (the image reached, Adam's state or None)). graphs: the Graphs of this process, shared by its images.
+    checkpoint: the one this stage starts from, or None. previous: the previous stage's result (None at the
+    first)."""
+    previous_image, previous_state = previous or (None, None)
     plan = job.plan
     stage = plan.stages[index]
     problem = job.problem.at_size(stage.width, stage.height)
@@ -530,9 +541,17 @@ def train(job, index, graphs, checkpoint, previous_image):
     if len(plan.stages) > 1 and checkpoint is None:
         print(f"{plan.describe(index)}, steps {first_step + 1} to {stage.last_step}", flush=True)
 
+    def initialize():
+        sess.run(model.initialize, {model.start_image: start_image})
+        if problem.adam_across_scales == "carry" and previous_state is not None:  # the moments brought to this size
+            moments = [plan.carried(index, moment) for moment in previous_state[:2]]
+            if moments[0] is not None:
+                moments[1] = np.maximum(moments[1], 0)  # a second moment, resized, stays non-negative
+                sess.run(model.set_adam_state, dict(zip(model.adam_feeds, [*moments, *previous_state[2:]])))
+
     folder = run_folder.RunFolder(job.folders.checkpoint_dir, job.folders.log_dir, saver)
     step = folder.start_or_resume(sess, job.problem, model.global_step, first_step, checkpoint, job.schedule.restart,
-                                  initialize=lambda: sess.run(model.initialize, {model.start_image: start_image}))
+                                  initialize=initialize)
     outputs = Outputs(sess, model, folder, job, index, start_step=step, log_first=checkpoint is None,
                       content_image=images.content)
     with StopSignals() as stop:
@@ -547,7 +566,8 @@ def train(job, index, graphs, checkpoint, previous_image):
     if index == len(plan.stages) - 1 and outputs.keep_best:
         print(f"Best: loss {outputs.best_loss:.4g} at step {outputs.best_step}, image {job.folders.best_output}",
               flush=True)
-    return 0, outputs, sess.run(model.output_image)
+    state = sess.run(model.adam_moments + model.adam_powers) if problem.optimizer == "adam" else None
+    return 0, outputs, (sess.run(model.output_image), state)
 
 
 def run(job, graphs):
@@ -561,13 +581,12 @@ def run(job, graphs):
         first_index = stages.index_at(plan.stages, restored_step)  # the stage of that checkpoint's image
         for folder in job.folders.all():
             os.makedirs(folder, exist_ok=True)
-        image = None  # the previous stage's result
+        result = None  # the previous stage's: (its image, Adam's state)
         for index in range(first_index, len(plan.stages)):
-            code, outputs, image = train(job, index, graphs, checkpoint if index == first_index else None,
-                                         previous_image=image)
+            code, outputs, result = train(job, index, graphs, checkpoint if index == first_index else None, result)
             if code:
                 return ItemResult(code, None, None, outputs.step)
-            plan.stage_done(index, image)
+            plan.stage_done(index, result[0])
         plan.run_done()
     print(f"Done: step {outputs.step}; image {job.folders.output}; checkpoints in "
           f"{job.folders.checkpoint_dir}; TensorBoard: tensorboard --logdir {job.folders.log_dir}", flush=True)

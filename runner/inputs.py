@@ -109,6 +109,7 @@ def prepare_job(args, item, schedule, folders, weights=None):
         style_weight=args.style_weight, tv_weight=args.tv_weight, init=init, style_loss=args.style_loss,
         noise_ratio=args.noise_ratio if init == "noise" else None, optimizer=args.optimizer,
         learning_rate=args.lr if args.optimizer == "adam" else None, seed=args.seed, average=args.average,
+        adam_across_scales=args.adam_across_scales,
         scales=tiling.scales if tiling else tuple(args.scales),
         scale_steps=tiling.scale_steps if tiling else coarse_scale_steps(args),
         **(dict(frames=(clip.numbers[0], clip.numbers[-1]), frame_steps=frame_steps(args),

@@ -151,6 +151,9 @@ def parse_args(argv=None):
     problem.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
                          help="adam, as CS20; or scipy's L-BFGS-B (one step = one loss-and-gradient evaluation)")
     problem.add_argument("--lr", type=positive_float, default=2.0, help="Adam's learning rate")
+    problem.add_argument("--adam-across-scales", choices=["restart", "carry"], default="restart",
+                         help="with Adam and --scales: start Adam afresh at each scale, or carry its moments (resized "
+                              "with the image) and its bias correction on to the next")
     problem.add_argument("--average", type=_checked(_finite_number, lambda value: 0 < value < 1, "between 0 and 1"),
                          metavar="DECAY",
                          help="with Adam: save and show an exponential moving average of the steps' images (e.g. "
@@ -237,6 +240,9 @@ def parse_args(argv=None):
                      f"raise --tile")
     if args.average is not None and args.optimizer != "adam":
         parser.error("--average DECAY averages Adam's steps: with --optimizer lbfgs (or --fast) drop it")
+    if args.adam_across_scales == "carry" and (args.optimizer != "adam" or len(args.scales) == 1):
+        parser.error("--adam-across-scales carry carries Adam's state from one of several --scales to the next: "
+                     "give --scales (and Adam), or drop it")
     if args.average is not None and args.keep_best:
         parser.error("--keep-best keeps the step with the lowest loss, and --average saves an average of the steps: "
                      "drop one")

@@ -38,6 +38,7 @@ class Problem:
     tile_steps: int = None  # a tiled image's: the steps of each tile
     style_loss: str = "gram"  # "gram" (CS20's), "mean-std" or "w2": which statistics of the style are matched
     average: float = None  # Adam's: the decay of the moving average of the steps' images that is saved; None: none
+    adam_across_scales: str = "restart"  # "carry": Adam's moments go on to the next scale, resized with the image
 
     def at_size(self, width, height):
         """The same problem at another image size: one of its stages' (a scale, a tile)."""

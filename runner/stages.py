@@ -11,6 +11,7 @@ in the whole run; the Plan asks the phase that stage is in, by its index within 
     plan.describe(index)           # the stage in the progress lines: "Scale 2/3: 666x500"
     plan.images_at(index)          # the content and style images for that stage (runner.images.Images)
     plan.start_at(index, image)    # its start image, or None for the usual one (style_transfer.initial_image)
+    plan.carried(index, array)     # the previous stage's Adam moments brought to this one, or None
     plan.extras_at(index)          # Extras: what the stage adds to the model (loss pieces, a view)
     plan.feeds_at(index)           # {piece name: the values its placeholders are fed}, for those extras
     plan.feeds_content_at(index)   # the phase's stages share a graph, each feeding its own content features
@@ -85,6 +86,11 @@ class Phase:
     def start_at(self, index, previous_image):
         return None
 
+    def carried(self, index, array):
+        """The previous stage's image-shaped array (Adam's moments) brought to this stage, or None where the phase
+        starts each stage afresh."""
+        return None
+
     def extras_at(self, index):
         return Extras()
 
@@ -142,6 +148,10 @@ class Plan:
     def start_at(self, index, previous_image):
         phase, local = self._at(index)
         return phase.start_at(local, previous_image)
+
+    def carried(self, index, array):
+        phase, local = self._at(index)
+        return phase.carried(local, array) if local else None  # a phase's first stage starts afresh
 
     def extras_at(self, index):
         phase, local = self._at(index)
@@ -214,6 +224,9 @@ class ScalePhase(Phase):
         if previous_image is None:
             return None
         return utils.resized(previous_image[0], self.stages[index].width, self.stages[index].height)[np.newaxis]
+
+    def carried(self, index, array):
+        return self.start_at(index, array)  # resized as the image is
 
 
 def still_plan(problem, iterations, files, images):

@@ -145,3 +145,43 @@ def test_the_time_left_counts_larger_scales_by_their_pixels():
     assert steps_left(scales, 0, 2) == 3 + 3 * 2 + 2 * 8
     assert steps_left(scales, 1, 6) == 2 + 2 * 4
     assert steps_left(scales, 2, 9) == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# --adam-across-scales carry: Adam's moments and bias correction go on to the next scale, resized.
+
+def first_move_at_the_second_scale(folder, lr):
+    """|image after the second scale's first step - its start (the first scale's result, upsampled)|, per pixel."""
+    upsampled = Image.open(os.path.join(folder, "outputs", "6.png")).resize((40, 32), Image.Resampling.BICUBIC)
+    return np.abs(pixels(os.path.join(folder, "outputs", "7.png")) - np.asarray(upsampled, dtype=np.float64))
+
+
+def test_carried_moments_move_the_next_scale_less_than_adams_first_step(tmp_path, base_args, capsys, monkeypatch):
+    moves = {}
+    for how in ("restart", "carry"):
+        folder = tmp_path / how
+        folder.mkdir()
+        monkeypatch.chdir(folder)
+        code, _, err = run_main([*base_args, *SCALED, "--lr", "20", "--adam-across-scales", how], capsys)
+        assert code == 0, err
+        moves[how] = np.median(first_move_at_the_second_scale(folder, 20))
+    # restarted, Adam's first step moves every pixel by the learning rate (m̂/√v̂ = ±1); carried, by less where the
+    # gradients of the first scale disagreed
+    assert 18 <= moves["restart"] <= 22 and moves["carry"] < 0.8 * moves["restart"], moves
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crash_step", [6, 8])  # at the first scale's end (its state carried from the checkpoint)
+def test_a_run_carrying_adams_state_resumes_to_the_uninterrupted_image(tmp_path, base_args, capsys, monkeypatch,
+                                                                       crash_step):
+    args = [*base_args, *SCALED, "--adam-across-scales", "carry"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    straight.mkdir()
+    monkeypatch.chdir(straight)
+    assert run_main(args, capsys)[0] == 0
+    shutil.copytree(straight, resumed)
+    rewind(resumed, crash_step)
+    monkeypatch.chdir(resumed)
+    code, out, err = run_main(args, capsys)
+    assert code == 0 and f"Resuming from step {crash_step}" in out, err
+    np.testing.assert_array_equal(pixels(resumed / "outputs" / "final.png"), pixels(straight / "outputs" / "final.png"))

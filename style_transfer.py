@@ -102,6 +102,13 @@ def blended_moments(statistics, blends):
     return mean, second
 
 
+def style_gaussians(problem, statistics):
+    """(mean, covariance) of each style layer's features, the style images blended (float64)."""
+    for layer in statistics:
+        mean, second = blended_moments(layer, problem.style_blend_weights)
+        yield mean, second - np.outer(mean, mean)
+
+
 def moments_of(features):
     """(mean [channels], covariance [channels, channels]) of a layer's features over its positions."""
     matrix = tf.reshape(features, [-1, features.shape[-1]])
@@ -149,12 +156,8 @@ class MeanStdStyleLoss(StyleLoss):
 
     @staticmethod
     def targets_from(problem, statistics):
-        targets = []
-        for layer in statistics:
-            mean, second = blended_moments(layer, problem.style_blend_weights)
-            deviation = np.sqrt(np.maximum(np.diag(second) - mean ** 2, 0) + VARIANCE_FLOOR)
-            targets.append((mean.astype(np.float32), deviation.astype(np.float32)))
-        return targets
+        return [(mean.astype(np.float32), np.sqrt(np.maximum(np.diag(covariance), 0) + VARIANCE_FLOOR).astype(
+            np.float32)) for mean, covariance in style_gaussians(problem, statistics)]
 
     def layer_loss(self, features, target):
         mean, covariance = moments_of(features)
@@ -164,7 +167,7 @@ class MeanStdStyleLoss(StyleLoss):
 
 class WassersteinStyleLoss(StyleLoss):
     """--style-loss w2: per layer, the squared 2-Wasserstein distance between Gaussians fitted to the generated and
-    the style features: ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2 (Σ₂^½ Σ₁ Σ₂^½)^½). The style's Σ₂^½ is computed once (SciPy);
+    the style features: ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2 (Σ₂^½ Σ₁ Σ₂^½)^½). The style's Σ₂^½ is computed once (NumPy);
     the square root of the generated side by Newton–Schulz iterations, whose gradient is finite even where the
     matrix is singular (a layer's dead channels)."""
 
@@ -172,13 +175,8 @@ class WassersteinStyleLoss(StyleLoss):
 
     @staticmethod
     def targets_from(problem, statistics):
-        targets = []
-        for layer in statistics:
-            mean, second = blended_moments(layer, problem.style_blend_weights)
-            covariance = second - np.outer(mean, mean)
-            root = psd_square_root(covariance)
-            targets.append((mean.astype(np.float32), root.astype(np.float32), np.float32(np.trace(covariance))))
-        return targets
+        return [(mean.astype(np.float32), psd_square_root(covariance).astype(np.float32),
+                 np.float32(np.trace(covariance))) for mean, covariance in style_gaussians(problem, statistics)]
 
     def layer_loss(self, features, target):
         style_mean, style_root, style_trace = target

@@ -70,14 +70,9 @@ def processor():
 
 def random_weights(folder):
     """A random-weights .mat as large as the real one (real shapes, fc layers included), written once."""
-    import matconvnet
+    from bench import default_inputs
 
-    os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, "vgg19-random-weights.mat")
-    if not os.path.exists(path):
-        print(f"writing {path} (random weights, real shapes)", file=sys.stderr)
-        matconvnet.write_vgg_mat(path, specs=matconvnet.layer_specs(real_fc=True))
-    return path
+    return default_inputs(folder)[0]
 
 
 def run_style_transfer(argv, folder):

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from PIL import Image
 
 import utils
-from runner import guards, run_folder, tfrecords
-from runner.run_folder import FolderInUse
 from utils import FixableError
+
+# The run's own modules (run_folder, guards, tfrecords) bring TensorFlow, which the summary command does not need:
+# each function that runs items or writes results imports them itself.
 
 MANIFEST = "manifest-{index}-of-{count}.jsonl"
 ITEMS = "items-{index}-of-{count}.json"  # the names a shard was given, for the summary's "left"
@@ -177,6 +178,8 @@ def run_items(items, shard, output_dir, run_item, item_folder):
     or 128 + the signal that stopped the run. item_folder(item): the item's checkpoint folder, locked while the
     item runs; whether the item is done is looked up again once the lock is held, so no worker redoes an item
     another finished meanwhile."""
+    from runner import run_folder
+    from runner.run_folder import FolderInUse
     mine = items[shard.index::shard.count]
     os.makedirs(output_dir, exist_ok=True)
     utils.write_text_atomically(os.path.join(output_dir, ITEMS.format(index=shard.index, count=shard.count)),
@@ -239,6 +242,7 @@ def results_path(prefix, shard):
 
 def check_results_file(prefix, shard):
     """Refuse, before any item runs, a results file that cannot be written or that is not the tool's own."""
+    from runner import guards, tfrecords
     path = results_path(prefix, shard)
     guards.check_writable_folder(os.path.dirname(path) or ".")
     if os.path.lexists(path) and not tfrecords.written_by_this_tool(path):
@@ -250,6 +254,7 @@ def write_results(prefix, shard, output_dir, names):
     """This shard's finished items as PREFIX-<INDEX>-of-<COUNT>.tfrecord in the common layout (image/encoded PNG,
     image/filename = the item's name, its size, the final loss and steps), written whole each time: a record for
     every item of `names` (the shard's) that any manifest has as done, whichever shard count finished it."""
+    from runner import tfrecords
     manifests = Manifests(output_dir)
     entries = {name: entry for name in names if (entry := manifests.finished(name)) is not None}
     records = []

@@ -432,3 +432,26 @@ def test_ctrl_c_between_stages_does_not_say_nothing_was_saved(workdir, capsys, b
     assert code == 130 and len(err.strip().splitlines()) == 1
     assert "nothing was saved" not in err and "kept" in err
     assert os.path.exists("checkpoints/style_transfer/ckpt-2.index")
+
+
+@pytest.mark.slow  # a million items listed twice
+def test_a_million_names_are_sharded_identically_by_every_worker(tmp_path):
+    """Names only, no images: two workers listing the same list of a million paths (in another order, from two
+    list files) see the same sorted items, and the shards split them without a gap or an overlap."""
+    from runner.items import find_items
+
+    names = [f"photo{number:07d}.jpg" for number in range(1_000_000)]
+    (tmp_path / "a.txt").write_text("\n".join(names) + "\n")
+    (tmp_path / "b.txt").write_text("\n".join(reversed(names)) + "\n")
+    first, second = find_items([str(tmp_path / "a.txt")]), find_items([str(tmp_path / "b.txt")])
+    assert [item.name for item in first] == [item.name for item in second] == [name[:-4] for name in names]
+    count = 100_000
+    shards = [first[index::count] for index in (0, 1, count - 1)]
+    assert [len(shard) for shard in shards] == [10, 10, 10]
+    assert [item.name for item in shards[0]] == [f"photo{number:07d}" for number in range(0, 1_000_000, count)]
+    seen = set()
+    for index in range(count):
+        part = {item.name for item in first[index::count]}
+        assert not part & seen
+        seen |= part
+    assert len(seen) == 1_000_000

@@ -308,7 +308,7 @@ def vgg_net(image, constants, deepest_layer, pooling="avg", inside=None):
     Conv: stride 1, SAME padding, plus bias. Pooling: 2x2, stride 2, average by default, as Gatys et al.
     recommend for image generation ("max" is VGG's own). `constants` comes from weight_constants.
     inside: [1, height, width, 1], 1 where `image` shows the picture and 0 past its border (an image seen within
-    surroundings that end there); the activations past the border are held at 0 after every conv, as SAME
+    a margin of other pixels that ends there); the activations past the border are held at 0 after every conv, as SAME
     padding has them at the picture's own border, and the average pools count the picture's part of a window.
     """
     layers = {}

@@ -9,11 +9,11 @@ load_vgg, losses, optimize, create_summary), whose steps() yields a report per s
 one stage; run(), over the stages of one item; main(), over the items. Around it: load_vgg.py builds VGG-19 from
 its weights file; lbfgs.py drives scipy's L-BFGS-B one step at a time; runner/ manages runs (options, inputs, the
 run folder with its checkpoints and events, what is written after each step, and the plans whose stages a run
-goes through: a still image's scales, a film's frames, a large image's tiles); utils.py downloads and reads images.
+goes through, runner/stages.py); utils.py downloads and reads images.
 
 How a stage adds to the model, without the model knowing what kind of stage it is: its plan gives `Extras`
-(runner/stages.py): more loss pieces (a film's temporal loss, runner/video.py) and a view, what the network sees
-around the image (a tile's surroundings, runner/tiles.py). A loss piece has a `name` (its TensorBoard tag and the
+(runner/stages.py): more loss pieces, and a view, what the network sees around the image; the plans' modules
+define their own. A loss piece has a `name` (its TensorBoard tag and the
 key its fed values come under), a `weight`, the `layers` it reads, a `key` (what the graph depends on), and
 `build(image, features)`, which returns (its loss tensor, the placeholders it is fed each step, more curves).
 """
@@ -260,7 +260,7 @@ class WholeImage:
 def compute_targets(weights, problem, styles, content_image=None):
     """(each style layer's target, of the problem's style loss; the content image's features at each content
     layer), computed in a throwaway graph. styles: each style image as a list of pieces (one piece: the whole
-    image; runner.tiles cuts a style too large for the network at once): its statistics (StyleStatistics) are
+    image; a plan may cut a style too large for the network at once): its statistics (StyleStatistics) are
     its pieces' added up. With several style images a layer's target is their blend. content_image: None when
     the content comes later, fed (ContentFeatures); the features are then []."""
     graph = tf.Graph()
@@ -485,7 +485,7 @@ class StyleTransfer:
 
 def losses_of(image, problem, weights, images):
     """The losses of an image (in the network's space, [1, height, width, 3]) as a whole, at its size: how a
-    result scores, however it was made (the benchmark compares a tiled result with an untiled one)."""
+    result scores, however it was made (the benchmark compares results made in parts with whole ones)."""
     grams, content_features = compute_targets(weights, problem, images.styles, images.content)
     model = StyleTransfer(problem, weights, problem_losses(problem, grams)).build()
     model.use_targets({ContentLoss.name: content_features})

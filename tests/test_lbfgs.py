@@ -47,10 +47,12 @@ def test_lbfgs_resumes_from_the_saved_image_and_keeps_its_own_record(workdir, ca
 @pytest.mark.slow
 def test_lbfgs_stops_cleanly_on_sigterm(tmp_path, vgg19_mat, images):
     args = ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"], "--width", "40",
-            "--height", "32", "--optimizer", "lbfgs", "--iterations", "100000", "--save-every", "1000"]
+            "--height", "32", "--optimizer", "lbfgs", "--iterations", "100000", "--save-every", "2"]
     process = start_script(args, cwd=tmp_path)
-    wait_for(lambda: (tmp_path / LOG_DIR).exists() and os.listdir(tmp_path / LOG_DIR) or process.poll() is not None,
-             120, "the first step")
+    # The second step's checkpoint: the loop runs, and the signal handler with it (a signal sent while the graph is
+    # still being built would end the process as SIGTERM does, before anything is saved)
+    wait_for(lambda: (tmp_path / CHECKPOINT_DIR / "ckpt-2.index").exists() or process.poll() is not None, 120,
+             "the second step's checkpoint")
     process.send_signal(signal.SIGTERM)  # at once: L-BFGS takes hundreds of steps to converge here
     out, err = process.communicate(timeout=120)
     assert "converged" not in out and process.returncode == 143, (out, err)

@@ -240,7 +240,8 @@ def bench_items(vgg, images, count=4, steps=30, width=333, height=250, more=(), 
         seconds = time.perf_counter() - started
         with open(os.path.join(folder, "outputs", "manifest-0-of-1.jsonl")) as manifest:
             item_seconds = [json.loads(line)["seconds"] for line in manifest]
-    step_seconds = [float(line.split(" s/step")[0].split()[-1]) for line in lines if line.startswith(f"step {steps}/")]
+    step_seconds = [float(line.split(" s/step")[0].split()[-1]) for line in lines
+                    if line.startswith(f"step {steps}/{steps} ")]  # each item's last progress line
     later = item_seconds[1:]  # the first item also reads the weights and starts TensorFlow's caches
     # A tiled item's global steps run on past `steps` (a tile's after another's): its steps are not timed apart.
     steps_time = steps * sum(step_seconds[1:]) / len(step_seconds[1:]) if len(step_seconds) > 1 else None

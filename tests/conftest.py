@@ -88,3 +88,10 @@ def run_script(argv, cwd, timeout=300):
     process = start_script(argv, cwd)
     out, err = process.communicate(timeout=timeout)
     return process.returncode, out, err
+
+
+def pytest_collection_modifyitems(items):
+    """The many-items tests last: in CI's last full run the pytest process had grown by some 20 GB by the end (not
+    yet traced; their in-process runs are the suspects), and the memory guard of the tests after them refused
+    their runs. Last, they pass as before and leave the others room."""
+    items.sort(key=lambda item: "test_nothing_lost_with_many" in item.nodeid)

@@ -150,7 +150,7 @@ def test_the_time_left_counts_larger_scales_by_their_pixels():
 # ---------------------------------------------------------------------------------------------------
 # --adam-across-scales carry: Adam's moments and bias correction go on to the next scale, resized.
 
-def first_move_at_the_second_scale(folder, lr):
+def first_move_at_the_second_scale(folder):
     """|image after the second scale's first step - its start (the first scale's result, upsampled)|, per pixel."""
     upsampled = Image.open(os.path.join(folder, "outputs", "6.png")).resize((40, 32), Image.Resampling.BICUBIC)
     return np.abs(pixels(os.path.join(folder, "outputs", "7.png")) - np.asarray(upsampled, dtype=np.float64))
@@ -164,7 +164,7 @@ def test_carried_moments_move_the_next_scale_less_than_adams_first_step(tmp_path
         monkeypatch.chdir(folder)
         code, _, err = run_main([*base_args, *SCALED, "--lr", "20", "--adam-across-scales", how], capsys)
         assert code == 0, err
-        moves[how] = np.median(first_move_at_the_second_scale(folder, 20))
+        moves[how] = np.median(first_move_at_the_second_scale(folder))
     # restarted, Adam's first step moves every pixel by the learning rate (m̂/√v̂ = ±1); carried, by less where the
     # gradients of the first scale disagreed
     assert 18 <= moves["restart"] <= 22 and moves["carry"] < 0.8 * moves["restart"], moves

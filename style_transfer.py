@@ -6,10 +6,10 @@
 This file is the algorithm, top to bottom: the losses, each a small piece the model sums; the targets (the
 style's Gram matrices, computed once; the content's features, fed); the model (StyleTransfer.build: create_input,
 load_vgg, losses, optimize, create_summary), whose steps() yields a report per step; train(), the Session loop of
-one stage; run(), over the stages of one item; main(), over the items. Around it: load_vgg.py builds VGG-19 from
-its weights file; lbfgs.py drives scipy's L-BFGS-B one step at a time; runner/ manages runs (options, inputs, the
-run folder with its checkpoints and events, what is written after each step, and the plans whose stages a run
-goes through, runner/stages.py); utils.py downloads and reads images.
+one stage; run(), over the stages of one item; run_work(), over the items; main(). Around it: load_vgg.py builds
+VGG-19 from its weights file; lbfgs.py drives scipy's L-BFGS-B one step at a time; runner/ manages runs (options,
+inputs, the run folder with its checkpoints and events, what is written after each step, the signals that stop it,
+and the plans whose stages a run goes through, runner/stages.py); utils.py downloads and reads images.
 
 How a stage adds to the model, without the model knowing what kind of stage it is: its plan gives `Extras`
 (runner/stages.py): more loss pieces, and a view, what the network sees around the image; the plans' modules
@@ -36,7 +36,7 @@ from runner.graphs import Graphs
 from runner.inputs import prepare_work
 from runner.outputs import Outputs
 from runner.problem import Problem
-from runner.signals import StopSignals
+from runner.signals import Stopped, StopSignals
 from runner.tf_setup import ONE_RUN_CONFIG, tf
 from utils import FixableError
 
@@ -45,14 +45,18 @@ from utils import FixableError
 
 def gram_matrix(features):
     """Fᵀ F with F reshaped to (positions, channels): channel correlations, summed over positions."""
-    return _gram(tf.reshape(features, [-1, features.shape[-1]]))
+    matrix = tf.reshape(features, [-1, features.shape[-1]])
+    with tf.get_default_graph().gradient_override_map({"MatMul": "SymmetricGram"}):
+        return tf.matmul(matrix, matrix, transpose_a=True)
 
 
-@tf.custom_gradient
-def _gram(matrix):
-    def gradient(upstream):  # d(FᵀF) = F (U + Uᵀ): one product, where TensorFlow's own gradient takes two
-        return tf.matmul(matrix, upstream + tf.transpose(upstream))
-    return tf.matmul(matrix, matrix, transpose_a=True), gradient
+@tf.RegisterGradient("SymmetricGram")
+def _gram_gradient(op, upstream):
+    """d(FᵀF) = F (U + Uᵀ): one product, where TensorFlow's own gradient of a product takes two. Registered once
+    by name (a gradient made per graph, as tf.custom_gradient makes one, stays registered and keeps its graph
+    alive: a data set's process grew by every graph it built)."""
+    matrix = op.inputs[0]  # both of the product's inputs: the gradient of the one stands for both
+    return tf.matmul(matrix, upstream + tf.transpose(upstream)), None
 
 
 def content_loss(features, target):
@@ -265,7 +269,7 @@ def compute_targets(weights, problem, styles, content_image=None):
     the content comes later, fed (ContentFeatures); the features are then []."""
     graph = tf.Graph()
     with graph.as_default():
-        constants = load_vgg.weight_constants(weights)
+        constants = load_vgg.weight_constants(weights, problem.precision)
         piece = tf.placeholder(tf.float32, (1, None, None, 3))  # any size: one graph for every piece
         layers = load_vgg.vgg_net(piece, constants, load_vgg.deepest_layer_used([], problem.style_layers),
                                   problem.pooling)
@@ -299,7 +303,7 @@ class ContentFeatures:
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.image, seen, inside = view.given(problem.height, problem.width)
-            layers = load_vgg.vgg_net(seen, load_vgg.weight_constants(weights),
+            layers = load_vgg.vgg_net(seen, load_vgg.weight_constants(weights, problem.precision),
                                       load_vgg.deepest_layer_used(problem.content_layers, []), problem.pooling, inside)
             self.features = [view.own(layers[load_vgg.feature_layer(name)], load_vgg.feature_layer(name))
                              for name in problem.content_layers]
@@ -381,7 +385,7 @@ class StyleTransfer:
         self.global_step = tf.train.get_or_create_global_step()
 
     def load_vgg(self):
-        constants = load_vgg.weight_constants(self.weights)
+        constants = load_vgg.weight_constants(self.weights, self.problem.precision)
         deepest = load_vgg.deepest_layer_used([name for term in self.terms for name in term.layers], [])
         self.layers = load_vgg.vgg_net(self.seen, constants, deepest, self.problem.pooling, self.inside)
 
@@ -506,7 +510,7 @@ def losses_of_run(run_record, image_path, weights, files):
 
 
 # ---------------------------------------------------------------------------------------------------
-# 4. train(): one stage of one item in one Session; run(): its stages (runner.stages); main(): the items.
+# 4. train(): one stage of one item in one Session; run(): its stages (runner.stages); run_work(): the items.
 
 def build_graph(problem, weights, images, extras, content_fed):
     """(the model of a stage, built; content_features(image): the features to feed for a content image), for
@@ -519,7 +523,7 @@ def build_graph(problem, weights, images, extras, content_fed):
     return model, lambda image: features
 
 
-def train(job, index, graphs, checkpoint, previous):
+def train(job, index, graphs, checkpoint, previous, stop):
     """Optimise stage `index` of job's plan up to its last step; return (exit code, its Outputs, the stage's
     result: (the image reached, Adam's state or None)). graphs: the Graphs of this process, shared by its images.
     checkpoint: the one this stage starts from, or None. previous: the previous stage's result (None at the
@@ -552,12 +556,14 @@ def train(job, index, graphs, checkpoint, previous):
                                   initialize=initialize)
     outputs = Outputs(sess, model, folder, job, index, start_step=step, log_first=checkpoint is None,
                       content_image=images.content)
-    with StopSignals() as stop:
+    with stop.between_steps():  # a signal now stops the loop after its step, which saves first
         for report in model.steps(sess, stage.last_step, with_images=outputs.keep_best):
             outputs.after_step(report)
             if stop.received:
-                outputs.stopped(stop.received)
-                return 128 + stop.received, outputs, None
+                break
+    if stop.received:
+        outputs.stopped(stop.received)
+        return 128 + stop.received, outputs, None
     if outputs.step < stage.last_step:
         print(f"L-BFGS converged at step {outputs.step}", flush=True)
     outputs.finish_stage()
@@ -568,7 +574,7 @@ def train(job, index, graphs, checkpoint, previous):
     return 0, outputs, (sess.run(model.output_image), state)
 
 
-def run(job, graphs):
+def run(job, graphs, stop):
     """Train job's image to its last step, stage by stage; return an ItemResult (its code: 0, or 128 + a signal's
     number)."""
     plan = job.plan
@@ -581,7 +587,8 @@ def run(job, graphs):
             os.makedirs(folder, exist_ok=True)
         result = None  # the previous stage's: (its image, Adam's state)
         for index in range(first_index, len(plan.stages)):
-            code, outputs, result = train(job, index, graphs, checkpoint if index == first_index else None, result)
+            code, outputs, result = train(job, index, graphs, checkpoint if index == first_index else None, result,
+                                          stop)
             if code:
                 return ItemResult(code, None, None, outputs.step)
             plan.stage_done(index, result[0])
@@ -593,32 +600,37 @@ def run(job, graphs):
 
 def main(argv=None):
     args = options.parse_args(argv)
-    try:
-        work = prepare_work(args)  # the options, turned into typed objects: nothing below reads them
-        graphs = Graphs(build_graph, several_items=work.several_items)
+    with StopSignals() as stop:  # Ctrl-C and SIGTERM, from here to the end (runner/signals.py)
         try:
-            if not work.several_items:  # one image: the folders as given
-                return run(work.make_job(work.items[0], own_folders=False), graphs).code
-            code = batch.run_items(work.items, work.shard, work.output_dir,
-                                   lambda item: run(work.make_job(item, own_folders=True), graphs),
-                                   lambda item: work.make_job.folders.for_item(item.folder).checkpoint_dir)
-        finally:
-            graphs.close()
-        if work.output_tfrecord and code in (0, 2):
-            batch.write_results(work.output_tfrecord, work.shard, work.output_dir,
-                                [item.name for item in work.items[work.shard.index::work.shard.count]])
-        return code
-    except FixableError as error:
-        print(f"style_transfer.py: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # a folder or file the run cannot write (a full disk, say) where none was expected
-        print(f"style_transfer.py: error: cannot write {error.filename or 'a file'} ({error.strerror or error}): "
-              f"free some space or fix the folder's permissions, and run the same command again", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # between steps the loop saves and stops itself; this is before a stage or between two
-        print("style_transfer.py: interrupted; what was saved before (checkpoints, finished stages and items) is "
-              "kept: run the same command to go on", file=sys.stderr)
-        return 130
+            return run_work(prepare_work(args), stop)  # the options, as typed objects: nothing below reads them
+        except FixableError as error:
+            print(f"style_transfer.py: error: {error}", file=sys.stderr)
+            return 2
+        except OSError as error:  # a folder or file the run cannot write (a full disk, say) where none was expected
+            print(f"style_transfer.py: error: cannot write {error.filename or 'a file'} ({error.strerror or error}): "
+                  f"free some space or fix the folder's permissions, and run the same command again", file=sys.stderr)
+            return 2
+        except Stopped as stopped:  # between steps the loop saves and stops itself; this is before a stage or between
+            print(f"style_transfer.py: interrupted ({stopped}); what was saved before (checkpoints, finished stages "
+                  f"and items) is kept: run the same command to go on", file=sys.stderr)
+            return 128 + stopped.number
+
+
+def run_work(work, stop):
+    """Run this process's items (one image, or its shard of a data set); return the exit code."""
+    graphs = Graphs(build_graph, several_items=work.several_items)
+    try:
+        if not work.several_items:  # one image: the folders as given
+            return run(work.make_job(work.items[0], own_folders=False), graphs, stop).code
+        code = batch.run_items(work.items, work.shard, work.output_dir,
+                               lambda item: run(work.make_job(item, own_folders=True), graphs, stop),
+                               lambda item: work.make_job.folders.for_item(item.folder).checkpoint_dir)
+    finally:
+        graphs.close()
+    if work.output_tfrecord and code in (0, 2):
+        batch.write_results(work.output_tfrecord, work.shard, work.output_dir,
+                            [item.name for item in work.items[work.shard.index::work.shard.count]])
+    return code
 
 
 if __name__ == "__main__":

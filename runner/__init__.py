@@ -17,7 +17,7 @@
     batch       many items: shards, manifests, skip and retry
     run_folder  the run's folders: run record, checkpoints, TensorBoard events; start or resume
     outputs     what is written after each step: summaries, progress lines, images, checkpoints, the best image
-    signals     Ctrl-C and SIGTERM turned into a flag the loop reads between steps
+    signals     Ctrl-C and SIGTERM: a flag the loop reads between steps, a stop at once elsewhere
 
 Imports point one way: style_transfer.py uses these; none of them imports style_transfer.py.
 """

@@ -11,11 +11,12 @@ missing are downloaded here.
 """
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 
 import load_vgg
 import utils
-from runner import batch, guards, memory, run_folder, stages, tiles, video
+from runner import batch, guards, memory, run_folder, stages, tf_setup, tiles, video
 from runner.images import ImageFiles
 from runner.items import find_items
 from runner.job import Folders, Job, Schedule
@@ -37,6 +38,8 @@ class Work:
 
 def prepare_work(args):
     items = find_items(args.content, args.texture, args.video)
+    if all(item.video for item in items) or not any(item.video for item in items):  # once, not item by item
+        check_options_apply(args, items[0].video)
     shard = batch.shard_from(args.shard, args.shard_count)
     several = len(items) > 1 or shard.count > 1 or bool(args.output_tfrecord)
     if several:  # once, up front, rather than item by item
@@ -58,6 +61,7 @@ class JobMaker:
         if args.texture and args.init in ("noise", "content"):
             raise FixableError(f"--init {args.init} needs a content image: with --texture use random or style")
         self.args = args
+        self.precision = precision(args)
         self.schedule = Schedule(args.iterations, args.save_every, args.log_every, args.keep, args.keep_best,
                                  args.preserve_colors, args.restart)
         self.folders = Folders(args.checkpoint_dir, args.log_dir, args.output_dir, args.output)
@@ -68,13 +72,18 @@ class JobMaker:
         if item.failure:
             raise FixableError(item.failure)
         folders = self.folders.for_item(item.folder) if own_folders else self.folders
-        job = prepare_job(self.args, item, self.schedule, folders, self.weights)
+        job = prepare_job(self.args, item, self.schedule, folders, self.weights, self.precision)
+        if job.problem.tiles is None and self.args.tile_overlap is not None and not own_folders:  # (a data set's
+            # items that are tiled take it, the others pass it by)
+            raise FixableError(f"--tile-overlap is for tiled images, and --width {job.problem.width} --height "
+                               f"{job.problem.height} fits whole: drop it, or give --tile")
         self.weights = job.weights
         return job
 
 
-def prepare_job(args, item, schedule, folders, weights=None):
-    """Check everything one item's run needs and read its inputs; `weights` already read may be passed in."""
+def prepare_job(args, item, schedule, folders, weights=None, precision="fp32"):
+    """Check everything one item's run needs and read its inputs; `weights` already read may be passed in;
+    precision: what the network computes in (see precision())."""
     film, content_path = item.video, item.image  # a path, ImageBytes (a record), None with --texture; or a film
     check_options_apply(args, film)
     if not film and content_path is not None:
@@ -85,9 +94,9 @@ def prepare_job(args, item, schedule, folders, weights=None):
         raise FixableError("every loss weight is 0: nothing to optimise; raise --style-weight or --content-weight")
     width, height = output_size(args, content_path, video.source_size if film else content_size)
     deepest = load_vgg.deepest_layer_used(content_layers, args.style_layers)
-    tiling = None if film else choose_tiling(args, width, height, deepest)
+    tiling = None if film else choose_tiling(args, width, height, deepest, precision)
     if tiling is None:
-        memory.check_memory(width, height, deepest)
+        memory.check_memory(width, height, deepest, precision)
 
     for path in args.style:
         utils.fetch_if_missing(path, "style image", "--style")
@@ -109,7 +118,7 @@ def prepare_job(args, item, schedule, folders, weights=None):
         style_weight=args.style_weight, tv_weight=args.tv_weight, init=init, style_loss=args.style_loss,
         noise_ratio=args.noise_ratio if init == "noise" else None, optimizer=args.optimizer,
         learning_rate=args.lr if args.optimizer == "adam" else None, seed=args.seed, average=args.average,
-        adam_across_scales=args.adam_across_scales,
+        adam_across_scales=args.adam_across_scales, precision=precision,
         scales=tiling.scales if tiling else tuple(args.scales),
         scale_steps=tiling.scale_steps if tiling else coarse_scale_steps(args),
         **(dict(frames=(clip.numbers[0], clip.numbers[-1]), frame_steps=frame_steps(args),
@@ -133,6 +142,16 @@ def prepare_job(args, item, schedule, folders, weights=None):
     return Job(problem, schedule, folders, plan, weights, resumable)
 
 
+def precision(args):
+    """--precision; without it fp32, CS20's, except that --fast takes bf16 where this machine computes it natively.
+    bf16 asked for where it is emulated runs, after a warning: it is slower there, not wrong."""
+    native = tf_setup.native_bfloat16()
+    if args.precision == "bf16" and not native:
+        print("warning: --precision bf16 on a processor without native bfloat16 (no avx512_bf16 or amx_bf16; a GPU "
+              "before Ampere): the steps will be several times slower than with fp32", file=sys.stderr, flush=True)
+    return args.precision or ("bf16" if args.fast and native else "fp32")
+
+
 FILM_ONLY = (("frames", "--frames"), ("frame_steps", "--frame-steps"), ("fps", "--fps"),
              ("temporal_weight", "--temporal-weight"))
 
@@ -153,9 +172,9 @@ def check_options_apply(args, film):
                                f"folder of frames with --video)")
 
 
-def choose_tiling(args, width, height, deepest):
+def choose_tiling(args, width, height, deepest, precision):
     """The run's runner.memory.Tiling (with --tile, or when the whole image would not fit), or None."""
-    tiling = memory.choose_tiling(width, height, deepest, args.tile, lambda tile: tile_overlap(args, tile),
+    tiling = memory.choose_tiling(width, height, deepest, precision, args.tile, lambda tile: tile_overlap(args, tile),
                                   tuple(args.scales), coarse_scale_steps(args), args.iterations)
     if tiling and args.keep_best:
         raise FixableError("--keep-best compares the whole image's losses, and a tiled run's are a tile's: drop it")

@@ -1,7 +1,9 @@
 """How much memory a run needs, and the tiles that make a run fit: the estimate that guards every size.
 
-    check_memory(width, height, deepest)          # refuse (one line) a whole-image run that would not fit
-    tiling = choose_tiling(width, height, deepest, tile, overlap_for, scales, scale_steps, iterations)
+    check_memory(width, height, deepest, precision)   # refuse (one line) a whole-image run that would not fit
+    tiling = choose_tiling(width, height, deepest, precision, tile, overlap_for, scales, scale_steps, iterations)
+
+`precision` is the network's (load_vgg.PRECISIONS): its activations take half the bytes in bf16.
 """
 
 import math
@@ -13,10 +15,11 @@ from runner import tf_setup, tiles
 from utils import FixableError
 
 # Memory a run needs: a fixed part (TensorFlow, the weights as read and as graph constants) and a part per
-# activation float of the network (its value, its gradient, the convolutions' scratch space). Measured here:
-# 1.8 GB + 2.8 kB per pixel (about 4.7 bytes per activation float); the figures below leave a margin.
+# activation of the network (its value, its gradient, the convolutions' scratch space). Measured here: 1.8 GB +
+# 2.8 kB per pixel in fp32 (about 4.7 bytes per activation); in bf16 (a run at 333x250 and one at 1024x768, peak
+# RSS) about two thirds of fp32's per pixel. The figures below leave a margin.
 MEMORY_FIXED = 2.0e9
-MEMORY_PER_ACTIVATION = 6
+MEMORY_PER_ACTIVATION = {"fp32": 6, "bf16": 4}
 LARGEST_AUTOMATIC_TILE = 1024  # pixels a side: larger tiles gain little, and a tile is a unit of lost work
 LARGEST_AUTOMATIC_COARSE = 1024  # the long side of the coarse scale added to a tiled run that gives none
 MEMORY_PER_TILED_PIXEL = 64  # bytes per output pixel of a tiled run: content, styles, assembled image, as floats
@@ -32,47 +35,50 @@ class Tiling:
     automatic: bool  # chosen because the whole image would not fit (no --tile given)
 
 
-def choose_tiling(width, height, deepest, tile, overlap_for, scales, scale_steps, iterations):
+def choose_tiling(width, height, deepest, precision, tile, overlap_for, scales, scale_steps, iterations):
     """The Tiling of a run with --tile `tile`, or of one whose whole image would not fit in memory (the tile size
     chosen among those that fit); None for a run of the whole image. overlap_for(tile): the overlap
     of tiles of that size. A run given no coarse scale gets one, the largest half, quarter... that fits, at most
     LARGEST_AUTOMATIC_COARSE pixels long, for half of the iterations."""
     given = tile
     if tile is None:
-        if memory_fits(memory_needed(width, height, deepest)):
+        if memory_fits(memory_needed(width, height, deepest, precision)):
             return None
         fitting = [side for side in range(64, LARGEST_AUTOMATIC_TILE + 1, 64) if side >= 2 * overlap_for(side)
-                   and memory_fits(tiled_memory_needed(width, height, side, deepest))]
+                   and memory_fits(tiled_memory_needed(width, height, side, deepest, precision))]
         # of the sizes that fit, the one whose tiles give the network the fewest pixels (overlaps and surroundings too)
         tile = min(fitting, key=lambda side: (tiles.pixels_seen(width, height, side, overlap_for(side)), -side),
                    default=None)
         if tile is None:
-            check_memory(width, height, deepest, tiled_memory_needed(width, height, 64, deepest), " even in tiles")
-    check_memory(width, height, deepest, tiled_memory_needed(width, height, tile, deepest), f" in --tile {tile}")
+            check_memory(width, height, deepest, precision, tiled_memory_needed(width, height, 64, deepest, precision),
+                         " even in tiles")
+    check_memory(width, height, deepest, precision, tiled_memory_needed(width, height, tile, deepest, precision),
+                 f" in --tile {tile}")
     if len(scales) == 1:
         scale = 0.5
         while scale > 1 / 64 and (max(width, height) * scale > LARGEST_AUTOMATIC_COARSE or
-                                  not memory_fits(memory_needed(round(width * scale), round(height * scale), deepest))):
+                                  not memory_fits(memory_needed(round(width * scale), round(height * scale), deepest,
+                                                                precision))):
             scale /= 2
         scales, scale_steps = (scale, 1.0), (max(1, iterations // 2),)
         if scale_steps[0] >= iterations:
             raise FixableError(f"--iterations {iterations} leaves no step for the tiles: raise --iterations")
     coarse_width, coarse_height = round(width * scales[-2]), round(height * scales[-2])
-    check_memory(coarse_width, coarse_height, deepest, memory_needed(coarse_width, coarse_height, deepest),
-                 f" (--scales {scales[-2]:g})")
+    check_memory(coarse_width, coarse_height, deepest, precision,
+                 memory_needed(coarse_width, coarse_height, deepest, precision), f" (--scales {scales[-2]:g})")
     return Tiling(tuple(scales), tuple(scale_steps), (tile, overlap_for(tile)), iterations - sum(scale_steps),
                   automatic=given is None)
 
 
-def memory_needed(width, height, deepest):
+def memory_needed(width, height, deepest, precision="fp32"):
     """Bytes a run of the whole width x height image needs (estimated)."""
-    return MEMORY_FIXED + MEMORY_PER_ACTIVATION * load_vgg.activation_count(width, height, deepest)
+    return MEMORY_FIXED + MEMORY_PER_ACTIVATION[precision] * load_vgg.activation_count(width, height, deepest)
 
 
-def tiled_memory_needed(width, height, tile, deepest):
+def tiled_memory_needed(width, height, tile, deepest, precision="fp32"):
     """Bytes a tiled run needs: one tile's graph, and the whole image's arrays (content, styles, assembled image)."""
     seen = 2 * tiles.margin_for(tile)  # the network sees a tile within its surroundings
-    return memory_needed(min(tile, width) + seen, min(tile, height) + seen, deepest) + \
+    return memory_needed(min(tile, width) + seen, min(tile, height) + seen, deepest, precision) + \
         MEMORY_PER_TILED_PIXEL * width * height
 
 
@@ -86,10 +92,10 @@ def memory_fits(needed):
     return available is None or needed <= available
 
 
-def check_memory(width, height, deepest, needed=None, how=""):
+def check_memory(width, height, deepest, precision="fp32", needed=None, how=""):
     """Refuse a width x height run whose estimated memory (`needed`; by default the whole image's) exceeds what is
     available (on a GPU, the GPU's), and say what size would fit. how: how the run would go (" in --tile 512")."""
-    needed = memory_needed(width, height, deepest) if needed is None else needed
+    needed = memory_needed(width, height, deepest, precision) if needed is None else needed
     available = memory_available()
     if available is None or needed <= available:
         return

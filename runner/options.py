@@ -147,7 +147,8 @@ def parse_args(argv=None):
                          help="texture synthesis: no content image, only the style, from noise")
     problem.add_argument("--fast", action="store_true",
                          help=f"the quickest route the benchmark knows to the CS20 defaults' loss: "
-                              f"{as_command_line(FAST)} (options given explicitly win)")
+                              f"{as_command_line(FAST)}, and --precision bf16 where the processor has it "
+                              f"(options given explicitly win)")
     problem.add_argument("--optimizer", choices=["adam", "lbfgs"], default="adam",
                          help="adam, as CS20; or scipy's L-BFGS-B (one step = one loss-and-gradient evaluation)")
     problem.add_argument("--lr", type=positive_float, default=2.0, help="Adam's learning rate")
@@ -164,6 +165,11 @@ def parse_args(argv=None):
     problem.add_argument("--scale-steps", nargs="+", type=positive_int,
                          help="with --scales: the steps at each scale but the last, one number for all or one "
                               "per scale (default: 100); the last scale takes the steps left up to --iterations")
+    problem.add_argument("--precision", choices=["fp32", "bf16"],
+                         help="what the network computes in: fp32 (CS20), or bfloat16, about twice as fast where the "
+                              "processor has it (avx512_bf16 or AMX; a GPU from Ampere on) and much slower where it "
+                              "does not; the image, Gram matrices, losses and optimiser stay fp32 (default: fp32; "
+                              "with --fast, bf16 where the processor has it)")
     problem.add_argument("--seed", type=non_negative_int, default=0, help="seed of the initial noise")
 
     schedule = parser.add_argument_group("how long, and what is written (may change when resuming)")

@@ -39,6 +39,7 @@ class Problem:
     style_loss: str = "gram"  # "gram" (CS20's), "mean-std" or "w2": which statistics of the style are matched
     average: float = None  # Adam's: the decay of the moving average of the steps' images that is saved; None: none
     adam_across_scales: str = "restart"  # "carry": Adam's moments go on to the next scale, resized with the image
+    precision: str = "fp32"  # what the network computes in: "fp32" (CS20's) or "bf16" (load_vgg.PRECISIONS)
 
     def at_size(self, width, height):
         """The same problem at another image size: one of its stages' (a scale, a tile)."""

@@ -29,6 +29,20 @@ tf2.config.experimental.enable_op_determinism()
 ON_GPU = bool(tf2.config.list_physical_devices("GPU"))
 
 
+def native_bfloat16(cpu_flags_file="/proc/cpuinfo"):
+    """Whether this machine computes bfloat16 natively: a GPU of compute capability 8.0 or more (Ampere on), or a
+    CPU with avx512_bf16 or amx_bf16 (oneDNN's bfloat16 convolutions; without them it emulates, many times slower)."""
+    if ON_GPU:
+        details = tf2.config.experimental.get_device_details(tf2.config.list_physical_devices("GPU")[0])
+        return tuple(details.get("compute_capability") or (0, 0)) >= (8, 0)
+    try:
+        with open(cpu_flags_file) as file:
+            flags = {word for line in file if line.startswith("flags") for word in line.split(":", 1)[1].split()}
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def session_config(on_gpu):
     """The training Session's configuration, chosen per device.
 

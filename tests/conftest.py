@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as style_transfer.py sets it, for tests importing TF first
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
@@ -90,8 +92,26 @@ def run_script(argv, cwd, timeout=300):
     return process.returncode, out, err
 
 
-def pytest_collection_modifyitems(items):
-    """The many-items tests last: in CI's last full run the pytest process had grown by some 20 GB by the end (not
-    yet traced; their in-process runs are the suspects), and the memory guard of the tests after them refused
-    their runs. Last, they pass as before and leave the others room."""
-    items.sort(key=lambda item: "test_nothing_lost_with_many" in item.nodeid)
+def wait_for(condition, timeout, what):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+class OutputLines:
+    """A started process's stdout, read line by line as it comes (in a thread of its own), so that a test can wait
+    for a line: `lines = OutputLines(process)`, `wait_for(lambda: lines.has("step 3/"), ...)`, `lines.text()`."""
+
+    def __init__(self, process):
+        self.lines = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(process.stdout), daemon=True)
+        self.reader.start()
+
+    def has(self, text):
+        return any(text in line for line in list(self.lines))
+
+    def text(self):
+        """Everything the process wrote, once it has ended."""
+        self.reader.join(timeout=60)
+        return "".join(self.lines)

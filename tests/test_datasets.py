@@ -10,10 +10,9 @@ import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from conftest import run_main, run_script, start_script, write_image
+from conftest import run_main, run_script, start_script, wait_for, write_image
 from runner import batch, items, tfrecords
 from test_cli import assert_refused
-from test_run import wait_for
 
 FAST = ["--width", "40", "--height", "32", "--iterations", "2", "--save-every", "1"]
 

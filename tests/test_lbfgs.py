@@ -6,8 +6,8 @@ import signal
 import pytest
 import tensorflow.compat.v1 as tf
 
-from conftest import run_main, start_script
-from test_run import CHECKPOINT_DIR, LOG_DIR, scalar_series, wait_for
+from conftest import run_main, start_script, wait_for
+from test_run import CHECKPOINT_DIR, LOG_DIR, scalar_series
 
 
 def final_loss():

@@ -173,3 +173,24 @@ def test_content_features_fed_later_match_those_computed_with_the_targets(built_
         fed = later(content)
     for computed_later, computed_with_targets in zip(fed, model.content_features):
         np.testing.assert_allclose(computed_later, computed_with_targets, rtol=1e-5, atol=1e-3)
+
+
+def test_a_built_graph_is_freed_once_nothing_holds_it(vgg19_mat):
+    """A process that builds many graphs (a data set of many sizes, the tests) keeps none it no longer uses: the
+    Gram matrix's gradient, and the graph written to TensorBoard, must not hold their graph for ever."""
+    import gc
+    import weakref
+
+    from runner.outputs import graph_without_weights
+
+    rng = np.random.default_rng(6)
+    content, style = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
+    weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
+    model, _ = built(small_problem(), weights, content, style)
+    with model.graph.as_default():
+        assert tf.gradients(model.total_loss, [model.image])[0] is not None  # the Gram gradient made here too
+    graph_without_weights(model.graph)
+    graph = weakref.ref(model.graph)
+    del model
+    gc.collect()
+    assert graph() is None

@@ -17,9 +17,9 @@ from PIL import Image
 
 import load_vgg
 import matconvnet
-from conftest import SCRIPT, run_main, run_script, start_script, write_image
+from conftest import SCRIPT, run_main, run_script, start_script, wait_for, write_image
 from test_cli import assert_refused
-from test_run import CHECKPOINT_DIR, LOG_DIR, scalar_series, wait_for
+from test_run import CHECKPOINT_DIR, LOG_DIR, scalar_series
 
 # ---------------------------------------------------------------------------------------------------
 # 1. The user's files are never written over.

@@ -256,6 +256,25 @@ def test_a_films_options_given_with_a_still_image_are_refused(workdir, capsys, b
     assert os.listdir(workdir) == []
 
 
+def test_a_films_option_given_with_a_folder_of_still_images_is_refused_once_before_any_item(
+        workdir, tmp_path_factory, capsys, base_args):
+    from conftest import write_image
+
+    folder = tmp_path_factory.mktemp("stills")
+    for seed in range(2):
+        write_image(folder / f"photo{seed}.png", 80, 60, seed=30 + seed)
+    code, out, err = run_main([*base_args[:2], "--content", str(folder), *base_args[4:], "--frame-steps", "5"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--frame-steps is for films, not still images" in err
+    assert os.listdir(workdir) == []  # no manifest, no item's folder
+
+
+def test_a_tile_overlap_for_an_image_that_is_not_tiled_is_refused(workdir, capsys, base_args):
+    code, out, err = run_main([*base_args, "--tile-overlap", "8", "--iterations", "1"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "--tile-overlap is for tiled images" in err and "--tile" in err
+
+
 def test_a_tiled_data_set_builds_each_of_its_graphs_once(workdir, tmp_path_factory, capsys, monkeypatch, vgg19_mat,
                                                          images):
     """A tiled image's plan needs two graphs (its coarse scale's, its tiles'): the items of a data set share them."""

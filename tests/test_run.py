@@ -16,7 +16,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from conftest import run_main, run_script, start_script
+from conftest import OutputLines, run_main, run_script, start_script, wait_for
 
 pytestmark = pytest.mark.slow  # every test here starts the script in a process of its own, or reads such a run
 
@@ -149,13 +149,6 @@ def read_pixels(path):
     return np.asarray(Image.open(path), dtype=np.int16)
 
 
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def straight_and_killed(args, tmp_path, kill_once):
     """The same command run straight through in one folder, and in another SIGKILLed (no chance to save
     anything) once the file `kill_once` (relative to that folder) exists, then run again there.
@@ -189,17 +182,34 @@ def test_a_stop_signal_saves_and_says_where(tmp_path, vgg19_mat, images, number,
     args = ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"],
             "--width", "40", "--height", "32", "--iterations", "100000", "--save-every", "1000", "--log-every", "3"]
     process = start_script(args, cwd=tmp_path)
-    wait_for(lambda: glob.glob(str(tmp_path / LOG_DIR / "events.*")) or process.poll() is not None, 120,
-             "the first step")
-    time.sleep(1.0)
+    lines = OutputLines(process)
+    wait_for(lambda: lines.has(" 3/100000 ") or process.poll() is not None, 120, "the third step's progress line")
     process.send_signal(number)
-    out, err = process.communicate(timeout=120)
+    process.wait(timeout=120)
+    out, err = lines.text(), process.stderr.read()
     assert process.returncode == code, err
     assert f"Stopped by {signal.Signals(number).name} at step" in out
     step = int(out.split("at step ")[1].split(":")[0])
-    assert 0 < step < 1000
+    assert 3 <= step < 1000
     assert os.path.basename(tf.train.latest_checkpoint(str(tmp_path / CHECKPOINT_DIR))) == f"ckpt-{step}"
     assert os.path.exists(tmp_path / "outputs" / f"{step}.png")
+
+
+def test_sigterm_before_the_steps_begin_is_one_line_and_the_same_exit_code(tmp_path, vgg19_mat, images):
+    """A signal while the run reads its inputs or builds its graph (here: as soon as it says it starts a new run,
+    before its first step) stops it as one between steps does, with its exit code, and without a traceback."""
+    args = ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"],
+            "--width", "40", "--height", "32", "--iterations", "100000", "--save-every", "1000"]
+    process = start_script(args, cwd=tmp_path)
+    lines = OutputLines(process)
+    wait_for(lambda: lines.has("Starting a new run") or process.poll() is not None, 120, "the run to start")
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=120)
+    out, err = lines.text(), process.stderr.read()
+    assert process.returncode == 143, err
+    assert "Traceback" not in err
+    if "Stopped by SIGTERM" not in out:  # it came before the first step ended: nothing to save yet
+        assert len(err.strip().splitlines()) == 1 and "interrupted (SIGTERM)" in err, err
 
 
 def free_port():

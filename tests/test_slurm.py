@@ -10,9 +10,8 @@ import sys
 
 import pytest
 
-from conftest import PROJECT, write_image
+from conftest import PROJECT, wait_for, write_image
 from runner import tfrecords
-from test_run import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,11 @@ Checkpoints are TensorFlow's own (`Saver`, without MetaGraphs: those would embed
 TensorFlow writes a checkpoint's files before it replaces the `checkpoint` pointer file, so a crash mid-save
 leaves the previous pointer; a checkpoint that cannot be read is skipped for the one before it.
 
-The tool deletes and replaces only what it can show it wrote: a folder's checkpoints are its own when the folder
-holds its run record (run.json, a Problem) and each checkpoint holds its variable (generated_image); a folder
-with checkpoints of any other kind is refused, --restart or not. It follows no symbolic link for a lock or a
-deletion: a link in the folder is left as it is, and said.
+The tool deletes and replaces only what it can show it wrote: of the names TensorFlow's Saver writes
+(`checkpoint`, ckpt-<step>.index, ckpt-<step>.data-*), the files of a checkpoint whose index holds its variable
+(generated_image), beside its run record (run.json, a Problem). A folder where the Saver would replace any other
+file of those names is refused, --restart or not; other files are never touched (--restart says what it left).
+It follows no symbolic link for a lock or a deletion: a link in the folder is left as it is, and said.
 """
 
 import contextlib
@@ -122,10 +123,15 @@ def run_record(checkpoint_dir):
     return recorded if isinstance(recorded, dict) and all(key in recorded for key in RECORD_FIELDS) else None
 
 
+# The names TensorFlow's Saver writes, and so could replace: its pointer file `checkpoint`, and each checkpoint's
+# ckpt-<step>.index and ckpt-<step>.data-<shard>-of-<shards>. Other names starting ckpt- are no checkpoint's.
+CHECKPOINT_FILE = re.compile(rf"({CHECKPOINT_PREFIX}-\d+)\.(index|data-\d{{5}}-of-\d{{5}})")
+
+
 def _checkpoint_files(checkpoint_dir):
-    """The names in the folder that are checkpoint files by their name: `checkpoint`, ckpt-*."""
+    """The names in the folder that the Saver writes (see CHECKPOINT_FILE)."""
     return sorted(name for name in _names_in(checkpoint_dir)
-                  if name == "checkpoint" or name.startswith(CHECKPOINT_PREFIX + "-"))
+                  if name == "checkpoint" or CHECKPOINT_FILE.fullmatch(name))
 
 
 def _variables_of(prefix):
@@ -136,29 +142,47 @@ def _variables_of(prefix):
         return None
 
 
-def foreign_checkpoint_files(checkpoint_dir):
-    """The checkpoint files in the folder that the tool cannot show it wrote. With its run record there: links,
-    and the files of a readable checkpoint that lacks its variable (an unreadable one is a damaged one of its
-    own). Without (a run record lost): all but its readable checkpoints and their pointer."""
-    names = _checkpoint_files(checkpoint_dir)
-    kinds = {}  # checkpoint prefix (ckpt-12) -> "ours", "foreign" or "unreadable", by what its index holds
-    for name in names:
-        match = re.fullmatch(rf"({CHECKPOINT_PREFIX}-\d+)\.index", name)
-        if match:
-            variables = _variables_of(os.path.join(checkpoint_dir, match.group(1)))
-            kinds[match.group(1)] = ("unreadable" if variables is None else
-                                     "ours" if "generated_image" in variables else "foreign")
+def _pointed_to(checkpoint_dir):
+    """The checkpoint prefixes (ckpt-12) the folder's `checkpoint` pointer file lists; none if it cannot be read."""
+    try:
+        state = tf.train.get_checkpoint_state(checkpoint_dir)
+    except (ValueError, OSError, tf.errors.OpError):
+        return set()
+    return {os.path.basename(path) for path in state.all_model_checkpoint_paths} if state else set()
+
+
+def own_checkpoint_files(checkpoint_dir):
+    """(the Saver's files in the folder that the tool can show it wrote, those it cannot), each sorted.
+
+    Its own: the files of a checkpoint whose index holds its variable (generated_image), or, with its run record
+    there, whose index cannot be read but which its `checkpoint` pointer file lists (a damaged one of its own); and
+    that pointer file, with its run record there or beside a checkpoint of its own. Not its own: a link; a data
+    file without such an index (another program's, or what a kill between TensorFlow's two renames left); an
+    index of another program's variables."""
+    names = [name for name in _checkpoint_files(checkpoint_dir)
+             if not os.path.islink(os.path.join(checkpoint_dir, name))]
     recorded = run_record(checkpoint_dir) is not None
+    listed = _pointed_to(checkpoint_dir) if recorded else set()
+    own_prefixes = set()
+    for name in names:
+        match = CHECKPOINT_FILE.fullmatch(name)
+        if match and match.group(2) == "index":
+            variables = _variables_of(os.path.join(checkpoint_dir, match.group(1)))
+            if variables is None and match.group(1) in listed or variables and "generated_image" in variables:
+                own_prefixes.add(match.group(1))
 
     def is_ours(name):
-        if os.path.islink(os.path.join(checkpoint_dir, name)):
-            return False
         if name == "checkpoint":
-            return recorded or "ours" in kinds.values()
-        kind = kinds.get(name.split(".")[0])  # ckpt-12.index and ckpt-12.data-00000-of-00001: ckpt-12
-        return kind != "foreign" if recorded else kind == "ours"
+            return recorded or bool(own_prefixes)
+        return CHECKPOINT_FILE.fullmatch(name).group(1) in own_prefixes
 
-    return [name for name in names if not is_ours(name)]
+    ours = [name for name in names if is_ours(name)]
+    return ours, sorted(set(_checkpoint_files(checkpoint_dir)) - set(ours))
+
+
+def foreign_checkpoint_files(checkpoint_dir):
+    """The Saver's files in the folder that the tool cannot show it wrote (own_checkpoint_files)."""
+    return own_checkpoint_files(checkpoint_dir)[1]
 
 
 def check_only_own_checkpoints(checkpoint_dir):
@@ -167,9 +191,9 @@ def check_only_own_checkpoints(checkpoint_dir):
     foreign = foreign_checkpoint_files(checkpoint_dir)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise FixableError(f"{checkpoint_dir} holds checkpoint files this tool did not write ({shown}; no run record "
-                           f"{RUN_RECORD} of its own, or not its variables): move them, or choose another "
-                           f"--checkpoint-dir")
+        raise FixableError(f"{checkpoint_dir} holds checkpoint files this tool did not write ({shown}: not of a "
+                           f"checkpoint whose index holds its variables, beside its run record {RUN_RECORD}): move "
+                           f"them, or choose another --checkpoint-dir")
 
 
 def holds_run_of(checkpoint_dir, problem):
@@ -309,11 +333,11 @@ class RunFolder:
 
     def clear(self):
         """Remove this tool's checkpoint files and records (for --restart), and say what was left: only files it
-        can show it wrote go (check_only_own_checkpoints has refused a folder with others); links stay."""
+        can show it wrote go (own_checkpoint_files; check_only_own_checkpoints has refused a folder where the Saver
+        would replace others); links stay."""
         if run_record(self.checkpoint_dir) is None:
             return
-        ours = [name for name in _checkpoint_files(self.checkpoint_dir)
-                if name not in foreign_checkpoint_files(self.checkpoint_dir)] + [RUN_RECORD, BEST_RECORD]
+        ours = own_checkpoint_files(self.checkpoint_dir)[0] + [RUN_RECORD, BEST_RECORD]
         for name in ours:
             path = os.path.join(self.checkpoint_dir, name)
             if os.path.isfile(path) and not os.path.islink(path):

@@ -155,10 +155,18 @@ def test_restart_deletes_only_its_own_files_and_says_what_it_left(workdir, capsy
     code, out, err = run_main([*base_args, *SMALL_RUN, "--restart"], capsys)
     assert_refused(code, out, err, "ckpt-99.index")
     os.remove(os.path.join(folder, "ckpt-99.index"))
+    # Named as a checkpoint's data file, but no index of the tool's says so: the Saver would replace it at step 3.
+    open(os.path.join(folder, "ckpt-3.data-00000-of-00001"), "w").write("a user's data\n")
+    open(os.path.join(folder, "ckpt-10.pt"), "w").write("another program's model\n")  # no name the Saver writes
+    code, out, err = run_main([*base_args, *SMALL_RUN, "--restart"], capsys)
+    assert_refused(code, out, err, "ckpt-3.data-00000-of-00001", "move")
+    assert "ckpt-10.pt" not in err
+    os.rename(os.path.join(folder, "ckpt-3.data-00000-of-00001"), workdir / "moved-data")
     code, out, err = run_main([*base_args, *SMALL_RUN, "--restart"], capsys)
     assert code == 0, err
-    assert "--restart left 1 entries" in out and "notes.txt" in out
+    assert "--restart left 2 entries" in out and "notes.txt" in out and "ckpt-10.pt" in out
     assert open(os.path.join(folder, "notes.txt")).read() == "mine\n"
+    assert open(os.path.join(folder, "ckpt-10.pt")).read() == "another program's model\n"
     assert (elsewhere / "ckpt-1.index").read_text() == "a user's file\n"
 
 

@@ -14,6 +14,7 @@ Packing a folder of images into shards, in either layout:
 """
 
 import argparse
+import errno
 import io
 import os
 import sys
@@ -215,10 +216,21 @@ def written_by_this_tool(path):
 
 
 def write_records(path, records):
-    """Write serialized records as a TFRecord file, atomically (a crash leaves any earlier file as it was)."""
-    with utils.atomic_output(path) as temporary, tf.io.TFRecordWriter(temporary) as writer:
-        for record in records:
-            writer.write(record)
+    """Write serialized records as a TFRecord file, atomically (a crash leaves any earlier file as it was). A write
+    that fails (a full disk) raises OSError naming `path`, as a failed write of Python's own would."""
+    temporary = None
+    try:
+        with utils.atomic_output(path) as temporary, tf.io.TFRecordWriter(temporary) as writer:
+            for record in records:
+                writer.write(record)
+    except tf.errors.OpError as error:  # TensorFlow's writer raises its own kind: "<temporary>; File too large"
+        reason = tf_setup.reason_of(error).replace(f"{temporary}; ", "")
+        raise OSError(_errno_of(reason), reason, path) from None
+
+
+def _errno_of(strerror):
+    """The errno whose message TensorFlow passed on ("No space left on device": ENOSPC), else EIO."""
+    return next((number for number in errno.errorcode if os.strerror(number) == strerror), errno.EIO)
 
 
 def pack(folder, prefix, layout, shards):

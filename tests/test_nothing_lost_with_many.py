@@ -4,6 +4,7 @@ checked; damaged records failing alone; shards that cover the data set; and the 
 
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -280,6 +281,42 @@ def test_a_full_disk_while_writing_the_assembled_image_names_it(workdir, capsys,
     monkeypatch.setattr(tiles.np, "savez", no_space)
     code, out, err = run_main([*base_args[:-4], *TILED], capsys)
     assert_refused(code, out, err, "could not write", "assembled.npz", "No space left on device")
+
+
+RESULTS_ON_A_FULL_DISK = """
+import resource, sys
+import style_transfer
+from runner import batch
+write_results = batch.write_results
+def on_a_full_disk(*args, **kwargs):  # the items are done; any file write past 1000 bytes fails from here (EFBIG)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    return write_results(*args, **kwargs)
+batch.write_results = on_a_full_disk
+sys.exit(style_transfer.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow  # processes of their own, under a file-size limit
+def test_a_full_disk_while_writing_records_names_the_file(tmp_path, base_args):
+    from conftest import PROJECT
+
+    records = named_records(tmp_path / "photos.tfrecord", ["a", "b"])
+    environment = {**os.environ, "PYTHONPATH": PROJECT}
+    run = subprocess.run([sys.executable, "-c", RESULTS_ON_A_FULL_DISK, *base_args, "--content", records, *SMALL_RUN,
+                          "--output-tfrecord", "styled"], cwd=tmp_path, env=environment, capture_output=True,
+                         text=True, timeout=300)
+    assert_refused(run.returncode, run.stdout, run.stderr, "cannot write styled-0-of-1.tfrecord", "File too large")
+    assert not [name for name in os.listdir(tmp_path) if name.startswith("styled")]  # no temporary left either
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in range(3):
+        write_image(photos / f"p{seed}.png", 100, 80, seed=seed)
+    packed = subprocess.run([sys.executable, "-m", "runner.tfrecords", str(photos), str(tmp_path / "data" / "ph")],
+                            cwd=PROJECT, capture_output=True, text=True, timeout=300,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048)))
+    assert_refused(packed.returncode, packed.stdout, packed.stderr, "ph-0-of-1.tfrecord", "File too large")
+    assert os.listdir(tmp_path / "data") == []
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -264,7 +264,7 @@ def write_results(prefix, shard, output_dir, names):
             image.save(buffer, format="PNG")
             records.append(tfrecords.common_example(name, buffer.getvalue(), "png", image.width, image.height,
                                                     **{"style_transfer/loss": float(entry["loss"] or 0.0),
-                                                       "style_transfer/steps": int(entry["steps"] or 0)}))
+                                                       tfrecords.RESULTS_KEY: int(entry["steps"] or 0)}))
     path = results_path(prefix, shard)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tfrecords.write_records(path, records)

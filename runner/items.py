@@ -17,6 +17,7 @@ import glob
 import hashlib
 import os
 import re
+import sys
 from dataclasses import dataclass
 
 import utils
@@ -69,14 +70,30 @@ class Item:
         return folder_name(self.name)
 
 
+class EmptyInput(FixableError):
+    """An input of --content that gives no item: a folder without images, a list without paths, a TFRecord file
+    without records. Among others that give items it is passed over with a warning; alone, it is refused."""
+
+    def __init__(self, what, fix):
+        super().__init__(f"{what}: {fix}")
+        self.what = what
+
+
 def find_items(content, texture=False, video_folders=False):
     """The items of --content (a list of paths and patterns), sorted by name; one nameless item with --texture.
     video_folders: a folder is a film's frames, not a folder of content images."""
     if texture:
         return [Item(None, "(texture)", None)]
-    found = []
-    for given in content:
-        found += _items_of(given, video_folders)
+    found, empty = [], []
+    for given in _inputs(content):
+        try:
+            found += _items_of(given, video_folders)
+        except EmptyInput as error:
+            empty.append(error)
+    if not found:
+        raise empty[0]
+    for error in empty:
+        print(f"warning: {error.what}; passed over, the other inputs run", file=sys.stderr, flush=True)
     found.sort(key=lambda item: item.name)
     twice = sorted({before.name for before, after in zip(found, found[1:]) if before.name == after.name})
     if twice:  # sorted by name, items of one name stand side by side
@@ -90,19 +107,26 @@ def find_items(content, texture=False, video_folders=False):
     return found
 
 
+def _inputs(content):
+    """The paths --content names, each pattern (data-*.tfrecord) replaced by the files it matches, sorted."""
+    for given in content:
+        if not os.path.exists(given) and glob.has_magic(given):
+            matches = sorted(glob.glob(given))
+            if not matches:
+                raise FixableError(f"--content {given} matches no file: check the pattern")
+            yield from matches
+        else:
+            yield given
+
+
 def _items_of(given, video_folders):
-    if not os.path.exists(given) and glob.has_magic(given):
-        matches = sorted(glob.glob(given))
-        if not matches:
-            raise FixableError(f"--content {given} matches no file: check the pattern")
-        return [item for path in matches for item in _items_of(path, video_folders)]
     if video_folders and os.path.isdir(given) or is_video_file(given):
         return [Item(os.path.splitext(os.path.basename(os.path.normpath(given)))[0], given, given, video=True,
                      file=given)]
     if os.path.isdir(given):
         paths = utils.image_files(given)
         if not paths:
-            raise FixableError(f"content folder {given} holds no image files: pass images or another folder")
+            raise EmptyInput(f"content folder {given} holds no image files", "pass images or another folder")
         return [_file_item(path) for path in paths]
     extension = os.path.splitext(given)[1].lower()
     if extension in TFRECORD_EXTENSIONS:
@@ -123,7 +147,10 @@ def _listed_items(path):
     except (OSError, UnicodeDecodeError) as error:
         raise FixableError(f"content list {path} cannot be read ({error}): pass a text file of image paths") from None
     folder = os.path.dirname(path)
-    return [_file_item(os.path.join(folder, line)) for line in lines if line and not line.startswith("#")]
+    listed = [_file_item(os.path.join(folder, line)) for line in lines if line and not line.startswith("#")]
+    if not listed:
+        raise EmptyInput(f"content list {path} lists no image", "add image paths, one a line, or leave it out")
+    return listed
 
 
 def _record_items(path):
@@ -146,6 +173,6 @@ def _record_items(path):
         index = len(items)
         items.append(Item(f"{stem}-{index}", f"{os.path.basename(path)}#{index}", None, str(error), file=path))
     if not items:
-        raise FixableError(f"TFRecord file {path} holds no records: write it again, or leave it out of --content")
+        raise EmptyInput(f"TFRecord file {path} holds no records", "write it again, or leave it out of --content")
     return items
 

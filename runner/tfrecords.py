@@ -203,12 +203,18 @@ def common_example(name, encoded, image_format, width, height, **extra):
                     "image/height": height, "image/width": width, **extra})
 
 
+# A record the tool wrote carries one of these: its results' steps (style_transfer.py --output-tfrecord), or the
+# packer's mark (python -m runner.tfrecords).
+RESULTS_KEY, PACKED_KEY = "style_transfer/steps", "style_transfer/written_by"
+
+
 def written_by_this_tool(path):
-    """True if the TFRecord file at `path` holds nothing, or only records this tool's results carry
-    (style_transfer/steps): a file the tool may replace."""
+    """True if the TFRecord file at `path` holds nothing, or only records this tool wrote (RESULTS_KEY or
+    PACKED_KEY): a file the tool may replace."""
     try:
         for _, serialized in serialized_records(path):
-            if "style_transfer/steps" not in tf.train.Example.FromString(serialized).features.feature:
+            features = tf.train.Example.FromString(serialized).features.feature
+            if RESULTS_KEY not in features and PACKED_KEY not in features:
                 return False
     except Exception:  # damaged, or not a TFRecord file at all: not the tool's
         return False
@@ -235,14 +241,24 @@ def _errno_of(strerror):
 
 def pack(folder, prefix, layout, shards):
     """Pack the images of a folder (by name) into `shards` TFRecord files PREFIX-<i>-of-<shards>.tfrecord,
-    image k in shard k mod shards; return their paths."""
+    image k in shard k mod shards; return their paths. Never more shards than images: a shard without a record
+    would be an empty file, which a data set can do without."""
     if not os.path.isdir(folder):
         raise FixableError(f"{folder} is not a folder: pass a folder of images")
     images = utils.image_files(folder)
     if not images:
         raise FixableError(f"{folder} holds no image files: nothing to pack")
+    if shards > len(images):
+        print(f"{len(images)} images: packed into {len(images)} shards, not {shards} (a shard holds one or more)",
+              flush=True)
+        shards = len(images)
+    paths = [f"{prefix}-{shard}-of-{shards}.tfrecord" for shard in range(shards)]
+    for path in paths:  # all checked before any is written
+        if os.path.lexists(path) and not written_by_this_tool(path):
+            raise FixableError(f"{path} exists and was not written by this tool: packing would replace it; move it, "
+                               f"or choose another PREFIX")
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
-    paths = []
+    mark = {PACKED_KEY: utils.WRITTEN_BY}
     for shard in range(shards):
         records = []
         for path in images[shard::shards]:
@@ -256,12 +272,11 @@ def pack(folder, prefix, layout, shards):
                                    f"of {folder}") from None
             if layout == "cs20":
                 records.append(example({"image": pixels.tobytes(), "shape": np.array(pixels.shape, np.int32).tobytes(),
-                                        "label": name}))
+                                        "label": name, **mark}))
             else:
                 with open(path, "rb") as file:
-                    records.append(common_example(name, file.read(), image_format, width, height))
-        paths.append(f"{prefix}-{shard}-of-{shards}.tfrecord")
-        write_records(paths[-1], records)
+                    records.append(common_example(name, file.read(), image_format, width, height, **mark))
+        write_records(paths[shard], records)
     return paths
 
 
@@ -272,7 +287,8 @@ def main(argv=None):
     parser.add_argument("prefix", help="the shards are written as PREFIX-<i>-of-<shards>.tfrecord")
     parser.add_argument("--layout", choices=["common", "cs20"], default="common",
                         help="common: image/encoded (the file's own bytes), image/filename, ...; cs20: raw pixels")
-    parser.add_argument("--shards", type=int, default=1, help="how many files to spread the images over")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="how many files to spread the images over (at most one per image)")
     args = parser.parse_args(argv)
     try:
         for path in pack(args.folder, args.prefix, args.layout, max(1, args.shards)):

@@ -355,6 +355,40 @@ def test_an_empty_record_file_is_refused_in_one_line(workdir, capsys, base_args)
     open("empty.tfrecord", "wb").close()
     code, out, err = run_main([*base_args, "--content", "empty.tfrecord", *SMALL_RUN], capsys)
     assert_refused(code, out, err, "empty.tfrecord holds no records")
+    open("empty.txt", "w").write("# nothing listed\n")  # any input that gives no item, alone
+    code, out, err = run_main([*base_args, "--content", "empty.txt", "empty.tfrecord", *SMALL_RUN], capsys)
+    assert_refused(code, out, err, "empty.txt lists no image")
+
+
+def test_an_empty_record_file_among_others_is_passed_over_with_a_warning(workdir, capsys, base_args):
+    os.mkdir("photos")
+    for seed in range(3):
+        write_image(f"photos/p{seed}.png", 48, 40, seed=seed)
+    assert tfrecords.main(["photos", "data/ph", "--shards", "4"]) == 0  # never more shards than images
+    assert "3 images: packed into 3 shards, not 4" in capsys.readouterr().out
+    assert sorted(os.listdir("data")) == [f"ph-{index}-of-3.tfrecord" for index in range(3)]
+    open("data/ph-3-of-4.tfrecord", "wb").close()  # an empty shard, as the packer wrote one before
+    code, out, err = run_main([*base_args, "--content", "data/ph-*.tfrecord", *SMALL_RUN], capsys)
+    assert code == 0, err
+    assert err.strip().splitlines() == ["warning: TFRecord file data/ph-3-of-4.tfrecord holds no records; passed "
+                                        "over, the other inputs run"]
+    assert sorted(entry["name"] for entry in manifest_entries("outputs")) == ["p0", "p1", "p2"]
+
+
+def test_the_packer_never_replaces_a_file_it_did_not_write(workdir, capsys):
+    os.mkdir("photos")
+    write_image("photos/a.png", 20, 16, seed=1)
+    os.mkdir("data")
+    open("data/ph-0-of-1.tfrecord", "w").write("the user's own file\n")
+    assert tfrecords.main(["photos", "data/ph"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "data/ph-0-of-1.tfrecord exists and was not written" in err
+    assert open("data/ph-0-of-1.tfrecord").read() == "the user's own file\n"
+    os.remove("data/ph-0-of-1.tfrecord")
+    assert tfrecords.main(["photos", "data/ph"]) == 0
+    write_image("photos/b.png", 20, 16, seed=2)
+    assert tfrecords.main(["photos", "data/ph"]) == 0  # its own file: packed again
+    assert len(list(tfrecords.serialized_records("data/ph-0-of-1.tfrecord"))) == 2
 
 
 def test_a_file_that_is_not_a_tfrecord_gives_its_cause(workdir, capsys, base_args):

@@ -20,6 +20,12 @@ class FixableError(Exception):
     """A problem the user has to fix (bad input, a full disk): the command line prints it on one line, exits 2."""
 
 
+def shown(name):
+    """A name as a message shows it: as it is, or quoted, its control characters escaped, where it is empty, has
+    spaces at its ends or a character that is not printable (a NUL byte, a newline)."""
+    return name if name and name.isprintable() and name.strip() == name else repr(name)
+
+
 def one_line(error, limit=200):
     """An exception's message on one line, at most `limit` characters (its type's name if it has none)."""
     return " ".join(str(error).split())[:limit] or type(error).__name__

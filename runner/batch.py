@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 import utils
-from utils import FixableError
+from utils import FixableError, shown
 
 # The run's own modules (run_folder, guards, tfrecords) bring TensorFlow, which the summary command does not need:
 # each function that runs items or writes results imports them itself.
@@ -193,7 +193,7 @@ def run_items(items, shard, output_dir, run_item, item_folder):
     failures = []
     started = time.monotonic()
     for number, item in enumerate(todo, start=1):
-        print(f"== item {number}/{len(todo)}: {item.name} ({item.source})", flush=True)
+        print(f"== item {number}/{len(todo)}: {shown(item.name)} ({shown(item.source)})", flush=True)
         item_started = time.monotonic()
         entry = {"name": item.name, "folder": item.folder, "source": item.source, "output": None,
                  "status": "failed", "reason": None, "loss": None, "steps": None, "seconds": None}
@@ -201,19 +201,19 @@ def run_items(items, shard, output_dir, run_item, item_folder):
             with run_folder.locked(item_folder(item)):
                 manifests.refresh()
                 if manifests.finished(item.name):  # another worker finished it since this one started
-                    print(f"item {item.name} was finished by another worker meanwhile", flush=True)
+                    print(f"item {shown(item.name)} was finished by another worker meanwhile", flush=True)
                     counts["left"] += 1
                     continue
                 if item.failure:
                     raise FixableError(item.failure)
                 result = run_item(item)
         except FolderInUse as error:  # another worker has it: leave it to that one
-            print(f"item {item.name} left to the worker already on it ({error})", flush=True)
+            print(f"item {shown(item.name)} left to the worker already on it ({error})", flush=True)
             counts["left"] += 1
             continue
         except (FixableError, OSError) as error:
             entry["reason"] = utils.one_line(error, limit=500)
-            print(f"item {item.name} failed: {entry['reason']}", flush=True)
+            print(f"item {shown(item.name)} failed: {entry['reason']}", flush=True)
             failures.append(entry)
         else:
             if result.code:  # a signal stopped it: saved, and resumed by the next run
@@ -230,9 +230,10 @@ def run_items(items, shard, output_dir, run_item, item_folder):
     print(f"Shard {shard} finished: {counts['done']} done, {counts['failed']} failed, {counts['left']} left to "
           f"other workers, {len(mine) - len(todo)} skipped as done before; manifest {manifest}", flush=True)
     if failures:  # one line on stderr for them all
-        print(f"style_transfer.py: error: {len(failures)} of {len(todo)} items failed (first {failures[0]['name']}: "
-              f"{failures[0]['reason']}); every reason is in {manifest}: mend them and run the same command to retry "
-              f"them", file=sys.stderr, flush=True)
+        first = failures[0]
+        print(f"style_transfer.py: error: {len(failures)} of {len(todo)} items failed (first {shown(first['name'])}: "
+              f"{first['reason']}); every reason is in {manifest}: mend them and run the same command to retry them",
+              file=sys.stderr, flush=True)
     return 2 if failures else 0
 
 
@@ -308,7 +309,7 @@ def main(argv=None):
     print(f"{report['items']} items: {report['done']} done, {report['failed']} failed, {report['left']} left; "
           f"{report['seconds'] / 60:.1f} min of work")
     for name, reason in report["failures"].items():
-        print(f"failed: {name}: {reason}")
+        print(f"failed: {shown(name)}: {reason}")
     return 0
 
 

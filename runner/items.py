@@ -4,15 +4,17 @@
 lines starting with # are skipped; relative paths are taken from the list's folder), and TFRecord files or
 globs of them (`data-*.tfrecord`, either layout: runner.tfrecords). A video file is one item, a film
 (runner.video); so is a folder of frames, with --video. Each item gets a stable name: the image's
-file name without its extension, a record's image/filename or image/source_id, else <file stem>-<record index>.
-Items are sorted by name. A record that cannot be read or has an unknown layout becomes an item that fails
-alone, with its reason; the others go on.
+file name without its extension, a record's image/filename or image/source_id (without folders and extension),
+else <file stem>-<record index>. Items of one name are told apart by more of the name they were given: cats/1.jpg
+and dogs/1.jpg are named so, a.png and a.jpg so. Items are sorted by name. A record that cannot be read or has
+an unknown layout becomes an item that fails alone, with its reason; the others go on.
 
 A name can be anything a record holds ('..', '', a NUL byte, the name of a file the tool writes): each item's
 outputs go in a folder named by folder_name(), its name where that is a plain file name the tool never writes
 itself, else the name made safe and made unique by a hash of the whole name (the manifest says which is whose).
 """
 
+import dataclasses
 import glob
 import hashlib
 import os
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 import utils
 from runner import tfrecords
 from runner.video import is_video_file
-from utils import FixableError
+from utils import FixableError, shown
 
 TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords")
 LIST_EXTENSIONS = (".txt", ".lst")
@@ -49,12 +51,6 @@ def folder_name(name):
     return f"{safe}-{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
 
 
-def shown(name):
-    """A name as a message shows it: as it is, or quoted where it is empty, has spaces at its ends or a control
-    character."""
-    return name if name and name.isprintable() and name.strip() == name else repr(name)
-
-
 @dataclass(frozen=True, slots=True)  # slots: a million of them are held while a data set is listed
 class Item:
     name: str  # its line in the manifest
@@ -63,6 +59,7 @@ class Item:
     failure: str = None  # why it cannot be run at all (a damaged record), or None
     video: bool = False  # a film: `image` is a video file or a folder of frames
     file: str = None  # the file (or a film's folder) it is read from: an input that nothing may write over
+    given: str = None  # the name its input gave it, where that says more: a file's path, a record's image/filename
 
     @property
     def folder(self):
@@ -94,10 +91,7 @@ def find_items(content, texture=False, video_folders=False):
         raise empty[0]
     for error in empty:
         print(f"warning: {error.what}; passed over, the other inputs run", file=sys.stderr, flush=True)
-    found.sort(key=lambda item: item.name)
-    twice = sorted({before.name for before, after in zip(found, found[1:]) if before.name == after.name})
-    if twice:  # sorted by name, items of one name stand side by side
-        raise FixableError(f"several content images are named {shown(twice[0])}: their outputs would mix; rename one")
+    found = _told_apart(found)
     folders = {}
     for item in found:  # distinct names have distinct folders, save a hash's coincidence: refused, not mixed
         other = folders.setdefault(item.folder, item.name)
@@ -105,6 +99,49 @@ def find_items(content, texture=False, video_folders=False):
             raise FixableError(f"the content images named {shown(other)} and {shown(item.name)} would share the "
                                f"folder {item.folder}: rename one")
     return found
+
+
+def _told_apart(found):
+    """The items sorted by name, each name made unique: the items of a name that several share (cats/1.jpg and
+    dogs/1.jpg, a.png and a.jpg) are named instead by as much of the name their input gave them as tells them
+    apart (_name_at), step by step. Every worker lists the same items, so each names them alike: the names, and
+    the shards cut from their order, do not depend on a worker."""
+    found.sort(key=lambda item: item.name)
+    if all(before.name != after.name for before, after in zip(found, found[1:])):
+        return found  # the usual case, in one pass
+    at = [[item, 0] for item in found]  # each item, and how far its name has gone (_name_at's level)
+    while True:
+        clashing = sorted({index for before in range(len(at) - 1) if at[before][0].name == at[before + 1][0].name
+                           for index in (before, before + 1)})
+        if not clashing:
+            return [item for item, _ in at]
+        renamed = False
+        for index in clashing:
+            item, level = at[index]
+            name = _name_at(item, level + 1)
+            if name is not None:
+                at[index] = [dataclasses.replace(item, name=name), level + 1]
+                renamed = True
+        if not renamed:  # the same file twice, say: nothing tells them apart
+            raise FixableError(f"several content images are named {shown(at[clashing[0]][0].name)}, and nothing in "
+                               f"the names they were given tells them apart: their outputs would mix; rename one, or "
+                               f"give it once")
+        at.sort(key=lambda pair: pair[0].name)
+
+
+def _name_at(item, level):
+    """An item's name at a level of telling it apart: at 0 its name (the file name without its extension); at k the
+    last k parts of the name its input gave it ('1.jpg' at 1, 'cats/1.jpg' at 2); past all of them, that name and
+    where it is ('1.jpg in data-0.tfrecord#3'); past that, None."""
+    given = item.given or item.name
+    parts = given.split("/")
+    if level == 0:
+        return item.name
+    if level <= len(parts):
+        return "/".join(parts[-level:])
+    where = item.source if item.file is None or item.source == item.file else \
+        f"{item.file}#{item.source.rsplit('#', 1)[-1]}"
+    return f"{given} in {where}" if level == len(parts) + 1 and where != given else None
 
 
 def _inputs(content):
@@ -121,8 +158,7 @@ def _inputs(content):
 
 def _items_of(given, video_folders):
     if video_folders and os.path.isdir(given) or is_video_file(given):
-        return [Item(os.path.splitext(os.path.basename(os.path.normpath(given)))[0], given, given, video=True,
-                     file=given)]
+        return [Item(short_name(os.path.normpath(given)), given, given, video=True, file=given, given=given)]
     if os.path.isdir(given):
         paths = utils.image_files(given)
         if not paths:
@@ -137,7 +173,12 @@ def _items_of(given, video_folders):
 
 
 def _file_item(path):
-    return Item(os.path.splitext(os.path.basename(path))[0], path, path, file=path)
+    return Item(short_name(path), path, path, file=path, given=path)
+
+
+def short_name(given):
+    """An item's name from the name its input gave it: the file name without its folders and extension."""
+    return os.path.splitext(os.path.basename(given))[0]
 
 
 def _listed_items(path):
@@ -164,9 +205,10 @@ def _record_items(path):
         for index, offset, serialized in tfrecords.listed_records(path):
             source = f"{os.path.basename(path)}#{index}"
             try:  # the name only: the image is read and decoded when the item runs
-                name = tfrecords.record_name(path, index, serialized)
-                items.append(Item(name, source, tfrecords.RecordImage(path, index, offset, len(serialized), stamp),
-                                  file=path))
+                given = tfrecords.record_name(path, index, serialized)
+                items.append(Item(short_name(given), source, tfrecords.RecordImage(path, index, offset,
+                                                                                   len(serialized), stamp),
+                                  file=path, given=given))
             except FixableError as error:
                 items.append(Item(f"{stem}-{index}", source, None, str(error), file=path))
     except FixableError as error:  # the file itself is damaged from this record on

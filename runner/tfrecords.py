@@ -153,15 +153,15 @@ def _features(path, index, serialized):
 
 
 def record_name(path, index, serialized):
-    """A record's name: its image/filename or image/source_id (without folders and extension) in the common layout,
-    else <file stem>-<index>; refuse a record of neither layout. The image is not decoded."""
+    """A record's name as it gives it: its image/filename or image/source_id (with any folders and extension) in the
+    common layout, else <file stem>-<index>; refuse a record of neither layout. The image is not decoded."""
     features = _features(path, index, serialized)
     keys = set(features.keys())
     if set(COMMON_KEYS) <= keys:
         named = [features[key].bytes_list.value[0].decode("utf-8", "replace")
                  for key in ("image/filename", "image/source_id") if key in keys and features[key].bytes_list.value]
         if named:
-            return os.path.splitext(os.path.basename(named[0]))[0]
+            return named[0]
     elif not set(CS20_KEYS) <= keys:
         raise FixableError(f"{path}: record {index} has the features {', '.join(sorted(keys)) or 'none'}: not a "
                            f"known image layout (CS20's image and shape, or image/encoded)")

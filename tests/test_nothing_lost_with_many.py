@@ -75,8 +75,32 @@ def test_hostile_item_names_stay_inside_their_folders_each_in_its_own(workdir, c
     top_files = [name for name in os.listdir(workdir / "run" / "outputs")
                  if os.path.isfile(workdir / "run" / "outputs" / name)]
     assert sorted(top_files) == ["items-0-of-1.json", "manifest-0-of-1.jsonl"]
+    assert "\x00" not in out and ": 'a\\x00b' (hostile.tfrecord#3)" in out  # shown escaped in progress lines
     code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN, *folders], capsys)  # stable
     assert code == 0 and f"{len(HOSTILE)} finished before, skipped; 0 to run" in out, (out, err)
+
+
+CLASHING = ["cats/1.jpg", "dogs/1.jpg", "cats/2.jpg", "a.png", "a.jpg", "x/", "y/"]
+
+
+def test_items_of_one_name_are_told_apart_alike_by_every_worker(workdir, capsys, base_args):
+    from runner.items import find_items
+
+    records = named_records(workdir / "pets.tfrecord", CLASHING)
+    expected = ["2", "a.jpg", "a.png", "cats/1.jpg", "dogs/1.jpg", "x/", "y/"]
+    assert [item.name for item in find_items([records])] == expected
+    assert [item.name for item in find_items([os.path.relpath(records)])] == expected  # spelled otherwise
+    for index in range(2):
+        code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN, "--shard", f"{index}/2"], capsys)
+        assert code == 0, err
+    entries = manifest_entries("outputs")
+    assert sorted(entry["name"] for entry in entries) == expected  # each done once, by one shard or the other
+    assert len({entry["folder"] for entry in entries}) == len(expected)
+    for entry in entries:
+        image = Image.open(os.path.join("outputs", entry["output"]))
+        assert entry["status"] == "done" and image.size == (40, 32)
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN], capsys)  # one shard now: all done
+    assert code == 0 and "7 finished before, skipped; 0 to run" in out, (out, err)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -290,13 +290,18 @@ def atomic_output(path):
     """`with atomic_output(path) as temporary:` write to `temporary`; only on success does it become `path`.
 
     A crash or a full disk midway leaves the earlier `path` as it was; what a killed process left is removed the
-    next time the same file is written.
+    next time the same file is written. A write that fails raises OSError naming `path` (a write to an open file
+    names none, and the temporary's name would mean nothing to the user), so every message can say which file.
     """
     remove_stale_temporaries(path)
     temporary = f"{path}.{os.getpid()}.tmp"
     try:
         yield temporary
         os.replace(temporary, path)
+    except OSError as error:
+        if error.filename not in (None, temporary):  # another file's failure (an input's, say): its own name
+            raise
+        raise OSError(error.errno, error.strerror or one_line(error), path) from None
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)

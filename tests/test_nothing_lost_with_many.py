@@ -343,6 +343,36 @@ def test_a_full_disk_while_writing_records_names_the_file(tmp_path, base_args):
     assert os.listdir(tmp_path / "data") == []
 
 
+def test_a_full_disk_while_writing_the_flow_cache_names_it(workdir, capsys, vgg19_mat, images, monkeypatch):
+    from runner import video
+
+    def no_space(file, **arrays):
+        file.write(b"PK")  # a start, then the disk is full: a write to an open file, which names no file
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(video.np, "savez", no_space)
+    frames = write_frames(workdir / "film", panning_frames(2))
+    code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", frames, "--video", "--style", images["style"],
+                               *SMALL_RUN, "--frame-steps", "1"], capsys)
+    flow_dir = os.path.join("checkpoints", "style_transfer", "flow")
+    assert_refused(code, out, err, f"cannot write {flow_dir}{os.sep}", "-00002.npz (No space left on device)")
+    assert os.listdir(flow_dir) == []  # nor a temporary left behind
+
+
+def test_every_atomic_write_that_fails_names_its_file(tmp_path):
+    import utils
+
+    path = str(tmp_path / "result.bin")
+    with pytest.raises(OSError) as raised:
+        with utils.atomic_output(path) as temporary, open(temporary, "wb") as file:
+            file.write(b"some")
+            raise OSError(28, "No space left on device")  # as a write to an open file fails: no file named
+    assert raised.value.filename == path and raised.value.errno == 28 and os.listdir(tmp_path) == []
+    with pytest.raises(OSError) as raised:
+        with utils.atomic_output(path):
+            open(tmp_path / "an input that is not there")  # another file's failure keeps its own name
+    assert raised.value.filename == str(tmp_path / "an input that is not there")
+
+
 # ---------------------------------------------------------------------------------------------------
 # 5. Damaged records fail alone, each with its own reason.
 

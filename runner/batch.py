@@ -8,10 +8,12 @@ JOB_COMPLETION_INDEX, the count --shard-count (for a Slurm array of tasks 0 to N
 default; any other array, one with a step or a list or a resubmission of some tasks, needs --shard-count, so that
 the partition never depends on which tasks are in a submission). Each shard appends one JSON line per finished
 or failed item to <output-dir>/manifest-<INDEX>-of-<COUNT>.jsonl, with the item's folder and its output relative
-to --output-dir. A rerun, from any folder and under any shard count, skips the items any manifest records as done
-(whose image is there), resumes an interrupted one from its checkpoint and retries failed ones. Two workers never
-run one item at once: an item's checkpoint folder is locked while it runs, and a worker that finds it locked
-leaves it to the holder. Summarise a run's manifests with
+to --output-dir; a finished item also gets a done record in its checkpoint folder (DONE_RECORD, a copy of its
+line). A rerun, from any folder and under any shard count, skips the items done (by their done records, else by
+any manifest's line; whose image is there), resumes an interrupted one from its checkpoint and retries failed
+ones. Two workers never run one item at once: an item's checkpoint folder is locked while it runs, a worker that
+finds it locked leaves it to the holder, and one that gets the lock reads the item's done record again. Summarise
+a run's manifests with
 
     python -m runner.batch OUTPUT_DIR
 """
@@ -20,6 +22,7 @@ import argparse
 import io
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -97,11 +100,12 @@ def shard_from(given, shard_count, environ=os.environ):
     return Shard(index, count)
 
 
-def output_path(output_dir, entry):
-    """Where a manifest line's output is: relative to --output-dir (this version's lines), or as an earlier
-    version recorded it (relative to the folder its worker ran in, or absolute); None where it is not there."""
-    recorded = entry.get("output")
-    if not isinstance(recorded, str) or not recorded:
+def output_path(output_dir, done):
+    """Where a finished item's output (a Done's) is: relative to --output-dir (this version's lines), or as an
+    earlier version recorded it (relative to the folder its worker ran in, or absolute); None where it is not
+    there."""
+    recorded = done.output
+    if not recorded:
         return None
     for path in (os.path.join(output_dir, recorded), recorded):
         if os.path.isfile(path):
@@ -109,39 +113,105 @@ def output_path(output_dir, entry):
     return None
 
 
+@dataclass(frozen=True)
+class Done:
+    """What is kept of a finished item: what the done-check and the results file need, not its whole line."""
+    output: str  # its image, relative to --output-dir (or as an earlier version's manifest line recorded it)
+    loss: float
+    steps: int
+
+    @classmethod
+    def of(cls, entry):
+        """The Done of a manifest line or done record that says the item is done, else None."""
+        if not isinstance(entry, dict) or entry.get("status") != "done" or not isinstance(entry.get("output"), str):
+            return None
+        loss, steps = entry.get("loss"), entry.get("steps")
+        return cls(entry["output"], loss if isinstance(loss, (int, float)) else None,
+                   steps if isinstance(steps, int) else None)
+
+
 class Manifests:
-    """The 'done' lines of every shard's manifest in an output folder, read once and then only what each manifest
-    gained since (a worker's own lines and other workers'): bookkeeping in time that grows with the lines, not with
-    their square."""
+    """The items that every shard's manifest in an output folder records as done, read once: of the names asked
+    for (`wanted`, a set; None for all), each name's Done."""
 
-    def __init__(self, output_dir):
+    def __init__(self, output_dir, wanted=None):
         self.output_dir = output_dir
-        self.read = {}  # manifest path -> bytes of whole lines read so far
-        self.done = {}  # item name -> its last 'done' line (once done, an item stays done)
-        self.refresh()
-
-    def refresh(self):
-        for path in sorted(_manifests(self.output_dir)):
+        self.done = {}  # item name -> its Done (once done, an item stays done)
+        # A few names wanted (a shard's): a line that holds none of them, as JSON writes them, is not parsed.
+        mentions = re.compile(b"|".join(re.escape(json.dumps(name).encode()) for name in sorted(wanted))).search \
+            if wanted is not None and len(wanted) <= 1000 else None
+        for path in sorted(_manifests(output_dir)):
             try:
-                size = os.path.getsize(path)
+                with open(path, "rb") as file:
+                    # A line still being appended has no end yet: it is read the next time.
+                    lines = (line.decode("utf-8", "replace") for line in file
+                             if line.endswith(b"\n") and (mentions is None or mentions(line)))
+                    for entry in _parsed(lines):
+                        name = entry.get("name")
+                        if isinstance(name, str) and (wanted is None or name in wanted):
+                            self.done[name] = Done.of(entry) or self.done.get(name)
             except OSError:
                 continue
-            start = self.read.get(path, 0) if size >= self.read.get(path, 0) else 0  # replaced: read it again
-            if size == start:
-                continue
-            with open(path, "rb") as file:
-                file.seek(start)
-                chunk = file.read(size - start)
-            whole = chunk.rfind(b"\n") + 1  # a line still being appended is read the next time
-            for entry in _parsed(chunk[:whole].decode("utf-8", "replace").splitlines()):
-                if entry.get("status") == "done" and isinstance(entry.get("name"), str):
-                    self.done[entry["name"]] = entry
-            self.read[path] = start + whole
 
     def finished(self, name):
-        """The item's last 'done' line if its image is there, else None."""
-        entry = self.done.get(name)
-        return entry if entry is not None and output_path(self.output_dir, entry) else None
+        """The item's Done if its image is there, else None."""
+        done = self.done.get(name)
+        return done if done is not None and output_path(self.output_dir, done) else None
+
+
+DONE_RECORD = "done.json"  # in an item's checkpoint folder, once the item is done: its manifest line
+
+
+def read_done_record(folder, name):
+    """The Done that `folder` (an item's checkpoint folder) records for the item `name`, or None."""
+    try:
+        with open(os.path.join(folder, DONE_RECORD)) as file:
+            entry = json.load(file)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return Done.of(entry) if isinstance(entry, dict) and entry.get("name") == name else None
+
+
+class DoneItems:
+    """Which of a shard's items are finished, looked up item by item: each finished item has a done record in its
+    checkpoint folder (DONE_RECORD, written under its lock as it finishes), whatever the shard count that ran it;
+    for the items without one (finished by an earlier version, or under another --checkpoint-dir) the manifests
+    are read, once. Under an item's lock only its own record is read: a worker's cost per item does not grow with
+    the number of shards or items."""
+
+    def __init__(self, output_dir, items, item_folder):
+        self.output_dir, self.item_folder = output_dir, item_folder
+        self.done = {}  # item name -> Done
+        for item in items:
+            done = read_done_record(item_folder(item), item.name)
+            if done is not None:
+                self.done[item.name] = done
+        without_record = {item.name for item in items} - set(self.done)
+        if without_record:
+            self.done.update(Manifests(output_dir, without_record).done)
+
+    def finished(self, name):
+        """The item's Done if its image is there, else None."""
+        done = self.done.get(name)
+        return done if done is not None and output_path(self.output_dir, done) else None
+
+    def finished_meanwhile(self, item):
+        """Under the item's lock: its Done if another worker finished it since this one looked, else None."""
+        done = read_done_record(self.item_folder(item), item.name)
+        if done is not None and output_path(self.output_dir, done):
+            self.done[item.name] = done
+            return done
+        return None
+
+    def record(self, item, entry):
+        """Under the item's lock, after its manifest line: the item is done (its record, for every later look)."""
+        utils.write_text_atomically(os.path.join(self.item_folder(item), DONE_RECORD), json.dumps(entry) + "\n")
+        self.done[item.name] = Done.of(entry)
+
+
+# The Done of the items this process's run_items found or finished, by --output-dir: write_results, which is given
+# only the names, then reads the manifests for none of them but the items that are not done.
+_done_in_this_process = {}
 
 
 def _manifests(output_dir):
@@ -176,8 +246,8 @@ def append_entry(path, entry):
 def run_items(items, shard, output_dir, run_item, item_folder):
     """Run this shard's items with run_item(item) -> ItemResult; return the exit code: 0, 2 if any item failed,
     or 128 + the signal that stopped the run. item_folder(item): the item's checkpoint folder, locked while the
-    item runs; whether the item is done is looked up again once the lock is held, so no worker redoes an item
-    another finished meanwhile."""
+    item runs; whether the item is done is looked up again once the lock is held (its done record only), so no
+    worker redoes an item another finished meanwhile."""
     from runner import run_folder
     from runner.run_folder import FolderInUse
     mine = items[shard.index::shard.count]
@@ -185,8 +255,8 @@ def run_items(items, shard, output_dir, run_item, item_folder):
     utils.write_text_atomically(os.path.join(output_dir, ITEMS.format(index=shard.index, count=shard.count)),
                                 json.dumps([item.name for item in mine]) + "\n")
     manifest = os.path.join(output_dir, MANIFEST.format(index=shard.index, count=shard.count))
-    manifests = Manifests(output_dir)
-    todo = [item for item in mine if not manifests.finished(item.name)]
+    done = _done_in_this_process[output_dir] = DoneItems(output_dir, mine, item_folder)
+    todo = [item for item in mine if not done.finished(item.name)]
     print(f"Shard {shard}: {len(mine)} of {len(items)} items; {len(mine) - len(todo)} finished before, skipped; "
           f"{len(todo)} to run", flush=True)
     counts = {"done": 0, "failed": 0, "left": 0}
@@ -199,29 +269,29 @@ def run_items(items, shard, output_dir, run_item, item_folder):
                  "status": "failed", "reason": None, "loss": None, "steps": None, "seconds": None}
         try:
             with run_folder.locked(item_folder(item)):
-                manifests.refresh()
-                if manifests.finished(item.name):  # another worker finished it since this one started
+                if done.finished_meanwhile(item):  # another worker finished it since this one started
                     print(f"item {shown(item.name)} was finished by another worker meanwhile", flush=True)
                     counts["left"] += 1
                     continue
                 if item.failure:
                     raise FixableError(item.failure)
                 result = run_item(item)
+                if result.code:  # a signal stopped it: saved, and resumed by the next run
+                    return result.code
+                entry.update(status="done", output=os.path.relpath(result.output, output_dir), loss=result.loss,
+                             steps=result.steps, seconds=round(time.monotonic() - item_started, 3))
+                append_entry(manifest, entry)  # its line, then its record: a record means the line is there
+                done.record(item, entry)
         except FolderInUse as error:  # another worker has it: leave it to that one
             print(f"item {shown(item.name)} left to the worker already on it ({error})", flush=True)
             counts["left"] += 1
             continue
         except (FixableError, OSError) as error:
-            entry["reason"] = utils.one_line(error, limit=500)
+            entry.update(status="failed", output=None, loss=None, steps=None, reason=utils.one_line(error, limit=500),
+                         seconds=round(time.monotonic() - item_started, 3))
             print(f"item {shown(item.name)} failed: {entry['reason']}", flush=True)
             failures.append(entry)
-        else:
-            if result.code:  # a signal stopped it: saved, and resumed by the next run
-                return result.code
-            entry.update(status="done", output=os.path.relpath(result.output, output_dir), loss=result.loss,
-                         steps=result.steps)
-        entry["seconds"] = round(time.monotonic() - item_started, 3)
-        append_entry(manifest, entry)
+            append_entry(manifest, entry)
         counts[entry["status"]] += 1
         finished = counts["done"] + counts["failed"]
         left = (time.monotonic() - started) / finished * (len(todo) - number)
@@ -256,16 +326,18 @@ def write_results(prefix, shard, output_dir, names):
     image/filename = the item's name, its size, the final loss and steps), written whole each time: a record for
     every item of `names` (the shard's) that any manifest has as done, whichever shard count finished it."""
     from runner import tfrecords
-    manifests = Manifests(output_dir)
-    entries = {name: entry for name in names if (entry := manifests.finished(name)) is not None}
+    known = _done_in_this_process.get(output_dir)
+    known = {name: done for name in names if known and (done := known.finished(name)) is not None}
+    manifests = Manifests(output_dir, set(names) - set(known)) if len(known) < len(names) else None
+    entries = {**{name: done for name in names if manifests and (done := manifests.finished(name))}, **known}
     records = []
-    for name, entry in sorted(entries.items()):
-        with Image.open(output_path(output_dir, entry)) as image:
+    for name, done in sorted(entries.items()):
+        with Image.open(output_path(output_dir, done)) as image:
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
             records.append(tfrecords.common_example(name, buffer.getvalue(), "png", image.width, image.height,
-                                                    **{"style_transfer/loss": float(entry["loss"] or 0.0),
-                                                       tfrecords.RESULTS_KEY: int(entry["steps"] or 0)}))
+                                                    **{"style_transfer/loss": float(done.loss or 0.0),
+                                                       tfrecords.RESULTS_KEY: int(done.steps or 0)}))
     path = results_path(prefix, shard)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tfrecords.write_records(path, records)

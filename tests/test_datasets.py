@@ -26,6 +26,13 @@ def photos(tmp_path):
     return folder
 
 
+def write_photos(folder, count):
+    folder.mkdir()
+    for seed in range(count):
+        write_image(folder / f"photo{seed}.png", 48, 40, seed=30 + seed)
+    return folder
+
+
 def read_back(path):
     """Every record of a TFRecord file as {key: first value}, read with tf.data."""
     records = []
@@ -165,3 +172,39 @@ def test_concurrent_overlapping_and_killed_workers_do_each_item_once(tmp_path, b
     assert not [entry for entry in entries if entry["status"] == "failed"]
     for name in done:
         assert Image.open(tmp_path / "outputs" / name / "final.png").size == (40, 32)
+
+
+def test_a_worker_reads_the_manifests_once_and_under_each_lock_only_that_items_record(workdir, capsys, base_args,
+                                                                                   monkeypatch):
+    """The done-check under an item's lock reads the item's done record, not every shard's manifest: a worker's
+    cost per item does not grow with the number of shards. A finished shard's rerun reads no manifest at all."""
+    records = tfrecords.pack(str(write_photos(workdir / "photos", 3)), "photos", "common", shards=1)[0]
+    os.makedirs("outputs")
+    for index in range(50):  # the manifests of 50 other shards
+        with open(f"outputs/manifest-{index}-of-50.jsonl", "w") as file:
+            file.write(json.dumps({"name": f"other{index}", "status": "done", "output": "x/final.png"}) + "\n")
+    listings = []
+    list_manifests = batch._manifests
+    monkeypatch.setattr(batch, "_manifests", lambda output_dir: listings.append(output_dir) or
+                        list_manifests(output_dir))
+    args = [*base_args, "--content", records, *FAST, "--output-tfrecord", "styled"]
+    code, out, err = run_main(args, capsys)
+    assert code == 0, err
+    assert len(listings) == 1  # at the start, for the three items without a done record; not once per item
+    assert len(read_back("styled-0-of-1.tfrecord")) == 3  # the results, from what the run found and finished
+    listings.clear()
+    code, out, err = run_main(args, capsys)
+    assert code == 0 and "3 finished before, skipped; 0 to run" in out, (out, err)
+    assert listings == []  # every item's done record says it: no manifest read
+
+
+def test_the_manifests_keep_only_what_the_done_check_needs_of_the_names_asked_for(tmp_path):
+    lines = [{"name": f"photo{number}", "folder": f"photo{number}", "source": "x", "output": f"photo{number}/final.png",
+              "status": "done", "reason": None, "loss": 1.5, "steps": 3, "seconds": 0.5} for number in range(100)]
+    lines.append({"name": "photo7", "status": "failed", "reason": "later, and failed: it stays done"})
+    (tmp_path / "manifest-0-of-1.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines) +
+                                                   '{"name": "photo8", "status": "do')  # being appended
+    every = batch.Manifests(str(tmp_path))
+    assert len(every.done) == 100 and every.done["photo7"] == batch.Done("photo7/final.png", 1.5, 3)
+    asked = batch.Manifests(str(tmp_path), {"photo7", "photo8", "photo99", "none such"})
+    assert asked.done == {name: batch.Done(f"{name}/final.png", 1.5, 3) for name in ("photo7", "photo8", "photo99")}

@@ -515,6 +515,8 @@ def test_manifests_of_the_earlier_version_still_count(workdir, capsys, base_args
     for entry in entries:  # as the earlier version wrote them: relative to the worker's folder, no folder key
         entry["output"] = os.path.join("outputs", entry.pop("folder"), "final.png")
     manifest.write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    for name in ("a", "b"):  # nor did it write done records
+        os.remove(workdir / "checkpoints" / "style_transfer" / name / batch.DONE_RECORD)
     code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN], capsys)
     assert code == 0 and "2 finished before, skipped" in out, (out, err)
 

@@ -3,9 +3,10 @@
     python style_transfer.py                    # CS20 defaults: deadpool.jpg in the style of guernica.jpg
     python style_transfer.py --iterations 500   # carries the run in checkpoints/style_transfer on to step 500
 
-This file is the algorithm, top to bottom: the losses, each a small piece the model sums; the targets (the
-style's Gram matrices, computed once; the content's features, fed); the model (StyleTransfer.build: create_input,
-load_vgg, losses, optimize, create_summary), whose steps() yields a report per step; train(), the Session loop of
+This file is the algorithm, top to bottom: the losses, each a small piece the model sums; the targets (the style's
+statistics and the content's features, computed by the model's own network and fed to the losses); the model
+(StyleTransfer.build: create_input, load_vgg, create_targets, losses, optimize, create_summary), one graph for
+images of any size, whose steps() yields a report per step; train(), the Session loop of
 one stage; run(), over the stages of one item; run_work(), over the items; main(). Around it: load_vgg.py builds
 VGG-19 from its weights file; lbfgs.py drives scipy's L-BFGS-B one step at a time; runner/ manages runs (options,
 inputs, the run folder with its checkpoints and events, what is written after each step, the signals that stop it,
@@ -18,6 +19,8 @@ key its fed values come under), a `weight`, the `layers` it reads, a `key` (what
 `build(image, features)`, which returns (its loss tensor, the placeholders it is fed each step, more curves).
 """
 
+import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -60,15 +63,21 @@ def _gram_gradient(op, upstream):
 
 
 def content_loss(features, target):
-    """sum((F - P)²) / (4 · size(P)), as CS20; target: a tensor of a known shape (fed)."""
-    return tf.reduce_sum(tf.square(features - target)) / (4.0 * target.shape.num_elements())
+    """sum((F - P)²) / (4 · size(P)), as CS20; target: fed, of the features' shape."""
+    return tf.reduce_sum(tf.square(features - target)) / (4.0 * tf.cast(tf.size(target), target.dtype))
+
+
+def positions_of(features):
+    """M, the positions of a layer's feature map (height × width), as the graph runs: one graph serves every size."""
+    shape = tf.shape(features)
+    return tf.cast(shape[1] * shape[2], features.dtype)
 
 
 def style_layer_loss(features, target_gram):
     """sum((G - A)²) / (2 N M)² for one layer: N channels, M positions of its feature map."""
-    _, height, width, channels = features.shape
-    positions = int(height) * int(width)
-    return tf.reduce_sum(tf.square(gram_matrix(features) - target_gram)) / (2.0 * int(channels) * positions) ** 2
+    channels = int(features.shape[-1])
+    return tf.reduce_sum(tf.square(gram_matrix(features) - target_gram)) / tf.square(
+        2.0 * channels * positions_of(features))
 
 
 class ContentLoss:
@@ -123,33 +132,40 @@ def moments_of(features):
 
 class StyleLoss:
     """CS20's style loss: the weighted sum of the style layers' losses against the style's Gram matrices. The
-    other style losses share its shape (one target per layer, a curve per layer) and differ in their statistics."""
+    other style losses share its shape (fed targets per layer, a curve per layer) and differ in their statistics.
+
+    Its targets are fed, each stage its own (the style image is fitted to each stage's size): targets_from gives
+    them, flat, layer after layer, in the order of the placeholders target_placeholders makes."""
 
     name = "style_loss"
     kind = "gram"
 
-    def __init__(self, layers, layer_weights, targets, weight):
-        self.layers, self.layer_weights, self.targets, self.weight = tuple(layers), layer_weights, targets, weight
-        self.key = (self.kind, self.layers, tuple(layer_weights), weight)  # the targets: in the problem's key
+    def __init__(self, layers, layer_weights, weight):
+        self.layers, self.layer_weights, self.weight = tuple(layers), layer_weights, weight
+        self.key = (self.kind, self.layers, tuple(layer_weights), weight)
 
     @staticmethod
     def targets_from(problem, statistics):
-        """Each layer's target Gram matrix: the styles' blended, each scaled to the positions the generated image
-        has at that layer (a Gram matrix is a sum over positions)."""
-        targets = []
-        for name, layer in zip(problem.style_layers, statistics):
-            height, width = load_vgg.layer_size(problem.width, problem.height, load_vgg.feature_layer(name))
-            targets.append(sum(blend * gram * (height * width / count) for blend, gram, count
-                               in zip(problem.style_blend_weights, layer.grams, layer.positions)))
-        return targets
+        """Each layer's second moment E[f fᵀ] of the styles blended: the target Gram matrix per position."""
+        return [blended_moments(layer, problem.style_blend_weights)[1].astype(np.float32) for layer in statistics]
 
-    def layer_loss(self, features, target):
-        return style_layer_loss(features, target)
+    @staticmethod
+    def target_placeholders(features):
+        channels = features.shape[-1]
+        return [tf.placeholder(tf.float32, (channels, channels), name="second_moment")]
+
+    def layer_loss(self, features, second_moment):
+        """Against the style's Gram matrix scaled to this image's positions (a Gram matrix is a sum over them)."""
+        return style_layer_loss(features, second_moment * positions_of(features))
 
     def build(self, image, features):
-        per_layer = {name: self.layer_loss(features[name], target) for name, target in zip(self.layers, self.targets)}
+        fed, per_layer = [], {}
+        for name in self.layers:
+            targets = self.target_placeholders(features[name])
+            fed += targets
+            per_layer[name] = self.layer_loss(features[name], *targets)
         loss = tf.add_n([weight * per_layer[name] for name, weight in zip(self.layers, self.layer_weights)])
-        return loss, [], {f"style_loss/{name}": layer_loss for name, layer_loss in per_layer.items()}
+        return loss, fed, {f"style_loss/{name}": layer_loss for name, layer_loss in per_layer.items()}
 
 
 class MeanStdStyleLoss(StyleLoss):
@@ -160,13 +176,20 @@ class MeanStdStyleLoss(StyleLoss):
 
     @staticmethod
     def targets_from(problem, statistics):
-        return [(mean.astype(np.float32), np.sqrt(np.maximum(np.diag(covariance), 0) + VARIANCE_FLOOR).astype(
-            np.float32)) for mean, covariance in style_gaussians(problem, statistics)]
+        """Each layer's channel means and standard deviations."""
+        return [target.astype(np.float32) for mean, covariance in style_gaussians(problem, statistics)
+                for target in (mean, np.sqrt(np.maximum(np.diag(covariance), 0) + VARIANCE_FLOOR))]
 
-    def layer_loss(self, features, target):
+    @staticmethod
+    def target_placeholders(features):
+        channels = features.shape[-1]
+        return [tf.placeholder(tf.float32, (channels,), name="mean"),
+                tf.placeholder(tf.float32, (channels,), name="deviation")]
+
+    def layer_loss(self, features, style_mean, style_deviation):
         mean, covariance = moments_of(features)
         deviation = tf.sqrt(tf.maximum(tf.linalg.diag_part(covariance), 0.0) + VARIANCE_FLOOR)
-        return tf.reduce_sum(tf.square(mean - target[0])) + tf.reduce_sum(tf.square(deviation - target[1]))
+        return tf.reduce_sum(tf.square(mean - style_mean)) + tf.reduce_sum(tf.square(deviation - style_deviation))
 
 
 class WassersteinStyleLoss(StyleLoss):
@@ -179,11 +202,18 @@ class WassersteinStyleLoss(StyleLoss):
 
     @staticmethod
     def targets_from(problem, statistics):
-        return [(mean.astype(np.float32), psd_square_root(covariance).astype(np.float32),
-                 np.float32(np.trace(covariance))) for mean, covariance in style_gaussians(problem, statistics)]
+        """Each layer's mean, the square root of its covariance, and its covariance's trace."""
+        return [np.float32(target) for mean, covariance in style_gaussians(problem, statistics)
+                for target in (mean, psd_square_root(covariance), np.trace(covariance))]
 
-    def layer_loss(self, features, target):
-        style_mean, style_root, style_trace = target
+    @staticmethod
+    def target_placeholders(features):
+        channels = features.shape[-1]
+        return [tf.placeholder(tf.float32, (channels,), name="mean"),
+                tf.placeholder(tf.float32, (channels, channels), name="covariance_root"),
+                tf.placeholder(tf.float32, (), name="covariance_trace")]
+
+    def layer_loss(self, features, style_mean, style_root, style_trace):
         mean, covariance = moments_of(features)
         inner = style_root @ covariance @ style_root
         return (tf.reduce_sum(tf.square(mean - style_mean)) + tf.linalg.trace(covariance) + style_trace
@@ -227,11 +257,11 @@ class TotalVariationLoss:
         return tf.reduce_sum(tf.image.total_variation(image)), [], {}
 
 
-def problem_losses(problem, style_targets):
+def problem_losses(problem):
     """The loss pieces every stage of a problem has, in the order they add up: content (none with --texture),
     style (of the problem's kind), and total variation when it has a weight."""
     terms = [ContentLoss(problem.content_layers, problem.content_weight)] if problem.content_layers else []
-    terms.append(STYLE_LOSSES[problem.style_loss](problem.style_layers, problem.style_layer_weights, style_targets,
+    terms.append(STYLE_LOSSES[problem.style_loss](problem.style_layers, problem.style_layer_weights,
                                                   problem.style_weight))
     if problem.tv_weight:
         terms.append(TotalVariationLoss(problem.tv_weight))
@@ -247,9 +277,10 @@ class WholeImage:
         """(what the network sees of the image variable, where that is the picture (None: everywhere), fed)."""
         return image, None, []
 
-    def given(self, height, width):
-        """(a placeholder for an image given whole, what the network sees of it, where that is the picture)."""
-        image = tf.placeholder(tf.float32, (1, height, width, 3))
+    def given(self):
+        """(a placeholder for an image given whole, of any size, what the network sees of it, where that is the
+        picture)."""
+        image = tf.placeholder(tf.float32, (1, None, None, 3))
         return image, image, None
 
     def own(self, features, layer):
@@ -258,63 +289,17 @@ class WholeImage:
 
 
 # ---------------------------------------------------------------------------------------------------
-# 2. The targets: the style's Gram matrices enter the training graph as constants; the content image's
-#    features are fed to it, so that the images of one data set share one graph.
+# 2. The targets: the style's statistics at each style layer (gathered over the pieces of each style image) and
+#    the content image's features at each content layer, computed by the model's own network
+#    (StyleTransfer.create_targets) and fed to the losses: one graph serves every size, every image of a data set.
 
-def compute_targets(weights, problem, styles, content_image=None):
-    """(each style layer's target, of the problem's style loss; the content image's features at each content
-    layer), computed in a throwaway graph. styles: each style image as a list of pieces (one piece: the whole
-    image; a plan may cut a style too large for the network at once): its statistics (StyleStatistics) are
-    its pieces' added up. With several style images a layer's target is their blend. content_image: None when
-    the content comes later, fed (ContentFeatures); the features are then []."""
-    graph = tf.Graph()
-    with graph.as_default():
-        constants = load_vgg.weight_constants(weights, problem.precision)
-        piece = tf.placeholder(tf.float32, (1, None, None, 3))  # any size: one graph for every piece
-        layers = load_vgg.vgg_net(piece, constants, load_vgg.deepest_layer_used([], problem.style_layers),
-                                  problem.pooling)
-        style_features = [layers[load_vgg.feature_layer(name)] for name in problem.style_layers]
-        piece_sums = [([gram_matrix(features), tf.reduce_sum(features, axis=[0, 1, 2]), tf.shape(features)[1:3]])
-                      for features in style_features]
-        content_ops, feeds = [], {}
-        if content_image is not None and problem.content_layers:
-            content_input = tf.placeholder(tf.float32, (1, *content_image.shape))
-            feeds[content_input] = [content_image - weights.mean_pixel]
-            layers = load_vgg.vgg_net(content_input, constants,
-                                      load_vgg.deepest_layer_used(problem.content_layers, []), problem.pooling)
-            content_ops = [layers[load_vgg.feature_layer(name)] for name in problem.content_layers]
-        with tf.Session(graph=graph, config=ONE_RUN_CONFIG) as sess:
-            content_features = sess.run(content_ops, feeds)
-            # per style image, per piece, per layer: (Gram, sum, (height, width))
-            found = [[sess.run(piece_sums, {piece: [part - weights.mean_pixel]}) for part in style] for style in styles]
-    statistics = [StyleStatistics(grams=[sum(part[layer][0] for part in style) for style in found],
-                                  sums=[sum(part[layer][1] for part in style) for style in found],
-                                  positions=[sum(int(math.prod(part[layer][2])) for part in style) for style in found])
-                  for layer in range(len(problem.style_layers))]
-    return STYLE_LOSSES[problem.style_loss].targets_from(problem, statistics), content_features
-
-
-class ContentFeatures:
-    """features(content_image): the content image's features at each content layer, for one image size and view;
-    a graph and Session of their own, built once and run once per image."""
-
-    def __init__(self, weights, problem, view):
-        self.mean_pixel = weights.mean_pixel
-        self.graph = tf.Graph()
-        with self.graph.as_default():
-            self.image, seen, inside = view.given(problem.height, problem.width)
-            layers = load_vgg.vgg_net(seen, load_vgg.weight_constants(weights, problem.precision),
-                                      load_vgg.deepest_layer_used(problem.content_layers, []), problem.pooling, inside)
-            self.features = [view.own(layers[load_vgg.feature_layer(name)], load_vgg.feature_layer(name))
-                             for name in problem.content_layers]
-        self.graph.finalize()
-        self.sess = tf.Session(graph=self.graph, config=ONE_RUN_CONFIG)
-
-    def __call__(self, content_image):
-        return self.sess.run(self.features, {self.image: [content_image - self.mean_pixel]})
-
-    def close(self):
-        self.sess.close()
+def statistics_of(found, layer_count):
+    """Each style layer's StyleStatistics from what the network found: per style image, per piece, per layer,
+    (Gram matrix, sum, (height, width)). A piece's sums over positions add up with the others'."""
+    return [StyleStatistics(grams=[sum(part[layer][0] for part in style) for style in found],
+                            sums=[sum(part[layer][1] for part in style) for style in found],
+                            positions=[sum(int(math.prod(part[layer][2])) for part in style) for style in found])
+            for layer in range(layer_count)]
 
 
 def initial_image(problem, content_image, style_image, mean_pixel):
@@ -345,10 +330,12 @@ class StepReport:
 class StyleTransfer:
     """The training graph, built in CS20's stages; steps() optimises it and reports each step.
 
-    problem: the stage's (its size, pooling, optimiser); terms: the loss pieces to sum (problem_losses, and what
-    the stage adds); view: what the network sees of the image (WholeImage, or what the stage gives). What changes
-    from one image of a data set to the next is fed: the start image (`start_image`, when the variables are
-    initialised with `initialize`) and each piece's values (`use_targets`, fed every step).
+    problem: what is optimised (its layers, weights, pooling, optimiser, precision; not its size: the graph takes
+    images of any size, and the stages of a run and the images of a data set share it); terms: the loss pieces to
+    sum (problem_losses, and what the stage adds); view: what the network sees of the image (WholeImage, or what the
+    stage gives). What changes from one stage or image to the next is fed: the start image (`start(sess, image)`),
+    and each piece's values (`use_targets`, fed every step), the content's and the style's among them
+    (`targets(sess, images)`, computed by the same network).
     """
 
     def __init__(self, problem, weights, terms, view=None):
@@ -359,15 +346,19 @@ class StyleTransfer:
         self.graph = tf.Graph()
         self.fed = {}  # piece name -> its placeholders
         self.feeds = {}  # placeholder -> value, fed with every step
+        self.style_statistics = {}  # the style images' bytes -> their statistics: a style read at one size once
 
     def build(self):
         with self.graph.as_default():
             self.create_input()
             self.load_vgg()
+            self.create_targets()
             self.losses()
             self.optimize()
             self.create_summary()
-            self.initialize = tf.global_variables_initializer()  # the image from start_image; Adam's state
+            # The image first: Adam's moments (and the average) take their shape from it, whatever size it has now.
+            self.initialize = [tf.variables_initializer([self.image]), tf.variables_initializer(
+                [variable for variable in tf.global_variables() if variable is not self.image])]
         return self
 
     def use_targets(self, values):
@@ -375,19 +366,62 @@ class StyleTransfer:
         self.feeds = {placeholder: value for name, placeholders in self.fed.items() if placeholders
                       for placeholder, value in zip(placeholders, values[name])}
 
+    def start(self, sess, start_image):
+        """Initialise the variables for a new stage: the image from start_image (mean-subtracted, of the stage's
+        size), Adam's state afresh."""
+        for initializer in self.initialize:
+            sess.run(initializer, {self.start_image: start_image})
+
     def create_input(self):
-        # The image lives in mean-subtracted space: the network's own input space.
-        self.start_image = tf.placeholder(tf.float32, (1, self.problem.height, self.problem.width, 3),
-                                          name="start_image")
-        self.image = tf.Variable(self.start_image, name="generated_image")
+        # The image lives in mean-subtracted space: the network's own input space. Its size is the stage's: set
+        # when it is initialised, not when the graph is built.
+        self.start_image = tf.placeholder(tf.float32, (1, None, None, 3), name="start_image")
+        self.image = tf.Variable(self.start_image, validate_shape=False, name="generated_image")
         self.output_image = self.image  # what is saved and shown: the image, or (--average) the average of its steps
-        self.seen, self.inside, self.fed[self.view.name] = self.view.around(self.image)
+        self.pixels = tf.identity(self.image)  # the image as the losses read it: [1, height, width, 3]
+        self.pixels.set_shape(self.start_image.shape)
+        self.seen, self.inside, self.fed[self.view.name] = self.view.around(self.pixels)
         self.global_step = tf.train.get_or_create_global_step()
 
     def load_vgg(self):
-        constants = load_vgg.weight_constants(self.weights, self.problem.precision)
+        self.constants = load_vgg.weight_constants(self.weights, self.problem.precision)
         deepest = load_vgg.deepest_layer_used([name for term in self.terms for name in term.layers], [])
-        self.layers = load_vgg.vgg_net(self.seen, constants, deepest, self.problem.pooling, self.inside)
+        self.layers = load_vgg.vgg_net(self.seen, self.constants, deepest, self.problem.pooling, self.inside)
+
+    def create_targets(self):
+        """The network again, on the images the targets come from (sharing the weights): a style image, or a piece
+        of one, for its statistics at each style layer; and a content image, seen as the view sees the generated
+        one, for its features at each content layer."""
+        problem = self.problem
+        with tf.name_scope("targets"):
+            self.style_piece = tf.placeholder(tf.float32, (1, None, None, 3), name="style_piece")
+            layers = load_vgg.vgg_net(self.style_piece, self.constants,
+                                      load_vgg.deepest_layer_used([], problem.style_layers), problem.pooling)
+            self.piece_sums = [(gram_matrix(features), tf.reduce_sum(features, axis=[0, 1, 2]), tf.shape(features)[1:3])
+                               for features in (layers[load_vgg.feature_layer(name)] for name in problem.style_layers)]
+            self.content_features = []
+            if problem.content_layers:
+                self.content_input, seen, inside = self.view.given()
+                layers = load_vgg.vgg_net(seen, self.constants, load_vgg.deepest_layer_used(problem.content_layers, []),
+                                          problem.pooling, inside)
+                self.content_features = [self.view.own(layers[load_vgg.feature_layer(name)],
+                                                       load_vgg.feature_layer(name)) for name in problem.content_layers]
+
+    def targets(self, sess, images, problem):
+        """{piece name: its fed values} for the images of a stage (runner.images.Images, 0..255) of `problem`: the
+        content image's features, and the targets of the problem's style loss, from the style's statistics gathered
+        over each style image's pieces (computed once for the same style images) and blended as the problem says."""
+        mean = self.weights.mean_pixel
+        key = tuple((part.shape, hashlib.sha256(np.ascontiguousarray(part)).digest())
+                    for style in images.styles for part in style)
+        if key not in self.style_statistics:
+            found = [[sess.run(self.piece_sums, {self.style_piece: [part - mean]}) for part in style]
+                     for style in images.styles]
+            self.style_statistics[key] = statistics_of(found, len(self.problem.style_layers))
+        targets = {StyleLoss.name: STYLE_LOSSES[problem.style_loss].targets_from(problem, self.style_statistics[key])}
+        if self.content_features:
+            targets[ContentLoss.name] = sess.run(self.content_features, {self.content_input: [images.content - mean]})
+        return targets
 
     def losses(self):
         with tf.name_scope("losses"):
@@ -395,7 +429,7 @@ class StyleTransfer:
                         for term in self.terms for name in term.layers}
             self.loss_tensors, self.curves = {}, {}
             for term in self.terms:
-                self.loss_tensors[term.name], self.fed[term.name], curves = term.build(self.image, features)
+                self.loss_tensors[term.name], self.fed[term.name], curves = term.build(self.pixels, features)
                 self.curves.update(curves)
             weighted = [term.weight * self.loss_tensors[term.name] for term in self.terms]
             self.total_loss = weighted[0]
@@ -422,7 +456,8 @@ class StyleTransfer:
                                             zip(self.adam_moments + self.adam_powers, self.adam_feeds)])
             if self.problem.average:  # --average: an exponential moving average of the steps' images, kept in
                 # the checkpoints with the image (so a resume goes on exactly), is the image saved and shown
-                self.output_image = tf.Variable(self.start_image, trainable=False, name="average_image")
+                self.output_image = tf.Variable(self.start_image, trainable=False, validate_shape=False,
+                                                name="average_image")
                 with tf.control_dependencies([self.train_op]):
                     decay = self.problem.average
                     self.train_op = tf.assign(self.output_image, decay * self.output_image + (1 - decay) * self.image)
@@ -490,37 +525,31 @@ class StyleTransfer:
 def losses_of(image, problem, weights, images):
     """The losses of an image (in the network's space, [1, height, width, 3]) as a whole, at its size: how a
     result scores, however it was made (the benchmark compares results made in parts with whole ones)."""
-    grams, content_features = compute_targets(weights, problem, images.styles, images.content)
-    model = StyleTransfer(problem, weights, problem_losses(problem, grams)).build()
-    model.use_targets({ContentLoss.name: content_features})
+    model = StyleTransfer(problem, weights, problem_losses(problem)).build()
     with tf.Session(graph=model.graph, config=ONE_RUN_CONFIG) as sess:
-        sess.run(model.initialize, {model.start_image: image})
+        model.use_targets(model.targets(sess, images, problem))
+        model.start(sess, image)
         return sess.run(model.loss_tensors, model.feeds)
 
 
 def losses_of_run(run_record, image_path, weights, files):
     """The losses of a run's image file (its final image, say) as a whole, scored on the problem its run record
-    (run.json) holds at the image's own size; files: its runner.images.ImageFiles."""
+    (run.json) holds at the image's own size, by the float32 network whatever the run computed in (so that runs
+    in either precision compare); files: its runner.images.ImageFiles."""
     with Image.open(image_path) as saved:
         pixels = np.asarray(saved.convert("RGB"), np.float32)
     height, width = pixels.shape[:2]
     with open(run_record) as file:
-        problem = Problem.from_record(json.load(file)).at_size(width, height)
+        problem = dataclasses.replace(Problem.from_record(json.load(file)), precision="fp32").at_size(width, height)
     return losses_of((pixels - weights.mean_pixel)[np.newaxis], problem, weights, files.read_at(width, height))
 
 
 # ---------------------------------------------------------------------------------------------------
 # 4. train(): one stage of one item in one Session; run(): its stages (runner.stages); run_work(): the items.
 
-def build_graph(problem, weights, images, extras, content_fed):
-    """(the model of a stage, built; content_features(image): the features to feed for a content image), for
-    runner.graphs. extras: what the stage adds (runner.stages.Extras). content_fed: several content images will
-    come, their features from ContentFeatures; else the one image's are computed with the style's Gram matrices."""
-    grams, features = compute_targets(weights, problem, images.styles, None if content_fed else images.content)
-    model = StyleTransfer(problem, weights, [*problem_losses(problem, grams), *extras.terms], extras.view).build()
-    if content_fed and problem.content_layers:
-        return model, ContentFeatures(weights, problem, model.view)
-    return model, lambda image: features
+def build_graph(problem, weights, extras):
+    """The model of a stage, built, for runner.graphs. extras: what the stage adds (runner.stages.Extras)."""
+    return StyleTransfer(problem, weights, [*problem_losses(problem), *extras.terms], extras.view).build()
 
 
 def train(job, index, graphs, checkpoint, previous, stop):
@@ -533,9 +562,8 @@ def train(job, index, graphs, checkpoint, previous, stop):
     stage = plan.stages[index]
     problem = job.problem.at_size(stage.width, stage.height)
     images = plan.images_at(index)
-    model, saver, sess, content_features = graphs.get(problem, job.weights, images, plan.extras_at(index),
-                                                      plan.feeds_content_at(index), job.schedule.keep)
-    model.use_targets({ContentLoss.name: content_features(images.content), **plan.feeds_at(index)})
+    model, saver, sess = graphs.get(problem, job.weights, plan.extras_at(index), job.schedule.keep)
+    model.use_targets({**model.targets(sess, images, problem), **plan.feeds_at(index)})
     start_image = plan.start_at(index, previous_image)
     if start_image is None:
         start_image = initial_image(problem, images.content, images.start_style, job.weights.mean_pixel)
@@ -544,7 +572,7 @@ def train(job, index, graphs, checkpoint, previous, stop):
         print(f"{plan.describe(index)}, steps {first_step + 1} to {stage.last_step}", flush=True)
 
     def initialize():
-        sess.run(model.initialize, {model.start_image: start_image})
+        model.start(sess, start_image)
         if problem.adam_across_scales == "carry" and previous_state is not None:  # the moments brought to this size
             moments = [plan.carried(index, moment) for moment in previous_state[:2]]
             if moments[0] is not None:

@@ -1,11 +1,13 @@
-"""Benchmark: seconds per step against this machine's own fp32 convolution peak, start-up time, memory, bytes.
+"""Benchmark: seconds per step against this machine's own convolution peak, start-up time, memory, bytes.
 
     python bench/bench.py                 # 333x250, 512x384 and 1024x768; prints a Markdown table
     python bench/bench.py --vgg imagenet-vgg-verydeep-19.mat --sizes 333x250
+    python bench/bench.py --precisions fp32 bf16 --optimizers 333x250 1024x768   # bfloat16 against float32
 
 Every figure comes from this one run on this one machine, so the ratios hold even on a noisy shared host:
 - peak: the best GFLOP/s of chains of 3x3 convolutions shaped like VGG-19's own layers, in TensorFlow, in
-  the same configuration as the script (oneDNN, one op at a time);
+  the same configuration as the script (oneDNN, one op at a time), in each precision benchmarked (a step's
+  "of peak" is against its own precision's);
 - s/step: style_transfer.py run as a user runs it (a fresh process, the default logging and checkpoint
   cadence), from its step-1 progress line to its last one; outputs' cost: how much slower that is than
   the same run saving and logging nothing between its first and last step;
@@ -13,7 +15,9 @@ Every figure comes from this one run on this one machine, so the ratios hold eve
   respect to the input (which costs what the forward pass does), counted from the layer table;
 - start: process start to the end of step 1; `import tensorflow` alone is timed for comparison, and so is
   a whole 1-step run before the weights cache holds the file (the runs after it find it there);
-- peak RSS of the whole process; bytes of one checkpoint; bytes of one loss / image summary event.
+- peak RSS of the whole process; bytes of one checkpoint; bytes of one loss / image summary event;
+- a final image's loss "in fp32": scored as a whole by the float32 network (style_transfer.losses_of_run), so
+  that runs in either precision compare.
 Without --vgg it writes a random-weights .mat as large as the real one (real shapes, fc layers included).
 """
 
@@ -37,6 +41,8 @@ from PIL import Image  # noqa: E402
 
 import load_vgg  # noqa: E402
 import matconvnet  # noqa: E402
+import style_transfer  # noqa: E402
+from runner import tf_setup  # noqa: E402
 from runner.tf_setup import SESSION_CONFIG, tf  # noqa: E402
 
 CS20_LAYERS = ["conv4_2", "conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
@@ -54,18 +60,19 @@ def step_gflop(width, height, layers=CS20_LAYERS):
     return 2 * flop / 1e9
 
 
-def conv_peak_gflops(repeats=3):
-    """Best GFLOP/s of chains of 3x3 SAME convolutions shaped like VGG-19's middle layers."""
+def conv_peak_gflops(precision="fp32", repeats=3):
+    """Best GFLOP/s of chains of 3x3 SAME convolutions shaped like VGG-19's middle layers, in `precision`."""
+    dtype = load_vgg.PRECISIONS[precision]
     best = 0.0
     for height, width, channels in [(63, 84, 256), (32, 42, 512), (125, 167, 128)]:
         graph = tf.Graph()
         with graph.as_default():
-            rng = np.random.default_rng(0)
-            net = image = tf.Variable(rng.standard_normal((1, height, width, channels), dtype=np.float32))
-            kernel = tf.constant(rng.standard_normal((3, 3, channels, channels), dtype=np.float32) * 0.02)
+            rng = np.random.default_rng(0)  # a variable, not a constant: Grappler would fold a constant's chain
+            net = image = tf.Variable(rng.standard_normal((1, height, width, channels)).astype(dtype.as_numpy_dtype))
+            kernel = tf.constant(rng.standard_normal((3, 3, channels, channels)).astype(dtype.as_numpy_dtype) * 0.02)
             for _ in range(8):
                 net = tf.nn.conv2d(net, kernel, strides=1, padding="SAME")
-            total = tf.reduce_sum(net)
+            total = tf.reduce_sum(tf.cast(net, tf.float32))
             with tf.Session(config=SESSION_CONFIG) as sess:
                 sess.run(image.initializer)
                 sess.run(total)
@@ -127,9 +134,11 @@ def seconds_per_step(lines, steps):
     return (step_times[steps] - step_times[1]) / (steps - 1), step_times[1]
 
 
-def bench_size(width, height, steps, vgg, images, peak, script=SCRIPT):
+def bench_size(width, height, steps, vgg, images, peaks, script=SCRIPT, precision="fp32"):
+    """peaks: {precision: GFLOP/s}."""
     argv = ["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", str(width),
-            "--height", str(height), "--iterations", str(steps)]
+            "--height", str(height), "--iterations", str(steps),
+            *(["--precision", precision] if precision != "fp32" else [])]  # older checkouts (--scripts) lack it
     with tempfile.TemporaryDirectory() as folder:  # without checkpoints, images and summaries between
         quiet_seconds, _ = seconds_per_step(timed_run([*argv, "--save-every", "1000000", "--log-every", "1000000"],
                                                       folder, script)[0], steps)
@@ -140,38 +149,50 @@ def bench_size(width, height, steps, vgg, images, peak, script=SCRIPT):
                                glob.glob(os.path.join(folder, "checkpoints", "style_transfer", f"ckpt-{steps}.*")))
         events, log_bytes = summary_event_bytes(os.path.join(folder, "graphs", "style_transfer"))
     gflop = step_gflop(width, height)
-    return {"script": os.path.relpath(script, PROJECT), "size": f"{width}x{height}", "steps": steps,
-            "s/step": step_seconds, "GFLOP/step": gflop,
-            "GFLOP/s": gflop / step_seconds, "of peak": gflop / step_seconds / peak,
+    return {"script": os.path.relpath(script, PROJECT), "precision": precision, "size": f"{width}x{height}",
+            "steps": steps, "s/step": step_seconds, "GFLOP/step": gflop,
+            "GFLOP/s": gflop / step_seconds, "of peak": gflop / step_seconds / peaks[precision],
             "outputs' cost": f"{step_seconds / quiet_seconds - 1:+.1%}",
             "start to step 1 (s)": first_step_seconds, "peak RSS (GB)": rss / 1e9,
             "checkpoint (MB)": checkpoint_bytes / 1e6, "loss event (B)": events.get("loss", 0),
             "image event (kB)": events.get("image", 0) / 1e3, "whole log (MB)": log_bytes / 1e6}
 
 
-def compare_optimizers(vgg, images, width=333, height=250):
-    """The CS20 defaults (300 Adam steps), 30 L-BFGS steps and --fast at one size: the loss of the final image and
-    whole-process seconds. L-BFGS's final image is the best it evaluated at the last scale (Adam's loss is that
-    of the image its last step started from, as it reports it)."""
+def compare_optimizers(vgg, images, width=333, height=250, precisions=("fp32",)):
+    """The CS20 defaults (300 Adam steps), 30 L-BFGS steps and --fast at one size, in each precision: the loss of
+    the final image as the run reports it and as the float32 network scores its saved file, and whole-process
+    seconds against the CS20 defaults in fp32. L-BFGS's reported loss is the best it evaluated at the last scale
+    (Adam's is that of the image its last step started from, as it reports it)."""
+    from runner.images import ImageFiles
+
+    weights = load_vgg.load_weights(vgg)
+    files = ImageFiles(images[0], (images[1],), None, "noise")
     rows = []
     runs = {"CS20 defaults (adam, 300 steps)": [], "--optimizer lbfgs --iterations 30": ["--optimizer", "lbfgs",
                                                                                          "--iterations", "30"],
             "--fast": ["--fast"]}
     for name, argv in runs.items():
-        with tempfile.TemporaryDirectory() as folder:
-            started = time.perf_counter()
-            lines, rss = timed_run(["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", str(width),
-                                    "--height", str(height), "--log-every", "1", *argv], folder)
-            seconds = time.perf_counter() - started
-        text = list(lines)
-        last_scale = max((index for index, line in enumerate(text) if line.startswith("Scale ")), default=0)
-        losses = [total_loss(line) for line in text[last_scale:] if total_loss(line) is not None]
-        final = min(losses) if "lbfgs" in " ".join(argv) or name == "--fast" else losses[-1]
-        rows.append({"run": name, "size": f"{width}x{height}", "steps": step_of(
-            [line for line in text if total_loss(line) is not None][-1]), "final total loss": final,
-            "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9})
+        for precision in precisions:
+            with tempfile.TemporaryDirectory() as folder:
+                started = time.perf_counter()
+                lines, rss = timed_run(["--vgg", vgg, "--content", images[0], "--style", images[1], "--width",
+                                        str(width), "--height", str(height), "--log-every", "1", *argv,
+                                        "--precision", precision], folder)
+                seconds = time.perf_counter() - started
+                scored = float(style_transfer.losses_of_run(
+                    os.path.join(folder, "checkpoints", "style_transfer", "run.json"),
+                    os.path.join(folder, "outputs", "final.png"), weights, files)["total_loss"])
+            text = list(lines)
+            last_scale = max((index for index, line in enumerate(text) if line.startswith("Scale ")), default=0)
+            losses = [total_loss(line) for line in text[last_scale:] if total_loss(line) is not None]
+            final = min(losses) if "lbfgs" in " ".join(argv) or name == "--fast" else losses[-1]
+            rows.append({"run": name, "precision": precision, "size": f"{width}x{height}", "steps": step_of(
+                [line for line in text if total_loss(line) is not None][-1]), "final total loss": final,
+                "final image's loss in fp32": scored, "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9})
     for row in rows:
         row["time against the CS20 defaults"] = row["whole process (s)"] / rows[0]["whole process (s)"]
+        same_run_fp32 = next(other for other in rows if other["run"] == row["run"] and other["precision"] == "fp32")
+        row["loss against fp32's"] = row["final image's loss in fp32"] / same_run_fp32["final image's loss in fp32"]
     return rows
 
 
@@ -336,6 +357,9 @@ def main():
     parser = parser_with_inputs(__doc__)
     parser.add_argument("--sizes", nargs="*", default=["333x250", "512x384", "1024x768"])
     parser.add_argument("--steps", type=int, nargs="+", default=[40, 20, 6], help="steps per size")
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"],
+                        help="the network's precisions to compare, each size and route in each (default: fp32, and "
+                             "bf16 where the processor computes it natively)")
     parser.add_argument("--scripts", nargs="+", default=[SCRIPT],
                         help="style_transfer.py of each checkout to time, size by size in turn (to compare two "
                              "versions in one run)")
@@ -360,7 +384,8 @@ def main():
     vgg = args.vgg or vgg
     images = [args.content or images[0], args.style or images[1]]
 
-    peak = conv_peak_gflops()
+    precisions = args.precisions or (["fp32", "bf16"] if tf_setup.native_bfloat16() else ["fp32"])
+    peaks = {precision: conv_peak_gflops(precision) for precision in precisions}
     import_time = import_seconds()
     cache = tempfile.TemporaryDirectory()  # an empty weights cache of the benchmark's own
     os.environ["STYLE_TRANSFER_CACHE"] = cache.name
@@ -368,13 +393,14 @@ def main():
         cold_start = timed_run(["--vgg", vgg, "--content", images[0], "--style", images[1], "--iterations", "1"],
                                folder)
         cold_seconds, cold_rss = max(cold_start[0].values()), cold_start[1]
-    rows = [bench_size(*map(int, size.split("x")), steps, vgg, images, peak, os.path.abspath(script))
+    rows = [bench_size(*map(int, size.split("x")), steps, vgg, images, peaks, os.path.abspath(script), precision)
             for size, steps in zip(args.sizes, args.steps + args.steps[-1:] * len(args.sizes))
-            for script in args.scripts]
+            for script in args.scripts for precision in precisions]
 
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     print(f"Machine: {os.cpu_count()} cores ({cpu}), TensorFlow {tf.__version__}; weights file "
-          f"{os.path.getsize(vgg) / 1e6:.0f} MB. fp32 3x3-convolution peak measured in this run: {peak:.0f} GFLOP/s; "
+          f"{os.path.getsize(vgg) / 1e6:.0f} MB. 3x3-convolution peak measured in this run: "
+          f"{', '.join(f'{peak:.0f} GFLOP/s in {precision}' for precision, peak in peaks.items())}; "
           f"`import tensorflow`: {import_time:.1f} s. A 1-step run at 333x250 with the weights cache empty (its "
           f"first run with this weights file): {cold_seconds:.1f} s, peak RSS {cold_rss / 1e9:.2f} GB; the runs "
           f"below find the cache filled.\n")
@@ -383,7 +409,7 @@ def main():
     if args.optimizers is not None:
         print()
         print_table([row for size in args.optimizers or ["333x250"]
-                     for row in compare_optimizers(vgg, images, *map(int, size.split("x")))])
+                     for row in compare_optimizers(vgg, images, *map(int, size.split("x")), precisions)])
     if args.scales:
         print()
         print_table(compare_scales(vgg, images))

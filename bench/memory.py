@@ -2,14 +2,16 @@
 
     python bench/memory.py                       # 333x250, random weights as large as the real ones (a minute)
     python bench/memory.py --sizes 333x250 1024x768 --vgg imagenet-vgg-verydeep-19.mat
+    python bench/memory.py --precision bf16      # the network in bfloat16
 
 Each column is a fresh process that goes through a run's stages as style_transfer.py does (its options' defaults,
 its targets, its graph, its Session configuration, CS20's Adam steps) and records, after each stage, its resident
 memory and the peak so far (VmRSS and VmHWM, as `ru_maxrss` counts it), and how much of the resident memory is the
 libraries' mapped files rather than the process's own (anonymous) memory. The stages:
 - `import`: TensorFlow and the tool's modules; `weights`: the weights read (from the weights cache, filled first);
-- `targets`: the style's Gram matrices and the content's features, in their throwaway graph and Session;
-- `graph`: the training graph built; `initialised`: the Session's first run (the image and Adam's state);
+- `graph`: the training graph built (the targets' path through the network with it);
+- `targets`: the style's statistics and the content's features, computed in the training Session;
+- `initialised`: the image and Adam's state;
 - `step 1`, `step N`: the steps (the first one also optimises the graph and prepares the kernels).
 
 Two ways of holding the weights are compared, the graph otherwise the same:
@@ -63,26 +65,31 @@ def measure(argv, way, steps):
     job = work.make_job(work.items[0], own_folders=False)
     problem, images = job.problem, job.plan.images_at(0)
     record("weights")
-    grams, content_features = style_transfer.compute_targets(job.weights, problem, images.styles, images.content)
-    record("targets")
     weight_feeds = {}
     if way == "variables":
-        def weight_variables(weights):  # in place of load_vgg.weight_constants, for the training graph only
+        def weight_variables(weights, precision):  # in place of load_vgg.weight_constants
             held = {}
+            numpy_type = load_vgg.PRECISIONS[precision].as_numpy_dtype
             for name, arrays in weights.kernels.items():
-                placeholders = [tf.placeholder(tf.float32, array.shape) for array in arrays]
-                weight_feeds.update(zip(placeholders, arrays))
-                held[name] = tuple(tf.Variable(placeholder, trainable=False) for placeholder in placeholders)
+                placeholders = [tf.placeholder(load_vgg.PRECISIONS[precision], array.shape) for array in arrays]
+                weight_feeds.update(zip(placeholders, [array.astype(numpy_type) for array in arrays]))
+                held[name] = tuple(tf.Variable(placeholder, trainable=False, collections=[tf.GraphKeys.LOCAL_VARIABLES])
+                                   for placeholder in placeholders)  # not the model's own: initialised here
             return held
         load_vgg.weight_constants = weight_variables
-    model = style_transfer.StyleTransfer(problem, job.weights, style_transfer.problem_losses(problem, grams)).build()
+    model = style_transfer.StyleTransfer(problem, job.weights, style_transfer.problem_losses(problem)).build()
+    with model.graph.as_default():
+        initialize_weights = tf.local_variables_initializer()  # the weights' variables, if they are variables
     model.graph.finalize()
     record("graph")
     start = style_transfer.initial_image(problem, images.content, images.start_style, job.weights.mean_pixel)
     with tf.Session(graph=model.graph, config=SESSION_CONFIG) as sess:
-        sess.run(model.initialize, {model.start_image: start, **weight_feeds})
+        if weight_feeds:  # the weights' variables first: the targets are computed with them
+            sess.run(initialize_weights, weight_feeds)
+        model.use_targets(model.targets(sess, images, problem))
+        record("targets")
+        model.start(sess, start)
         record("initialised")
-        model.use_targets({style_transfer.ContentLoss.name: content_features})
         reports = model.steps(sess, steps)
         next(reports)
         record("step 1")
@@ -90,13 +97,13 @@ def measure(argv, way, steps):
         record(f"step {steps}", seconds_per_step=min(seconds))
 
 
-def measured(vgg, images, size, way, steps):
+def measured(vgg, images, size, way, steps, precision):
     """The stages' records of a fresh process measuring `way` at `size`."""
     width, height = size.split("x")
     argv = ["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", width, "--height", height]
     with tempfile.TemporaryDirectory() as folder:
         finished = subprocess.run([sys.executable, os.path.abspath(__file__), "--measure", way, "--steps", str(steps),
-                                   "--", *argv], cwd=folder, capture_output=True, text=True)
+                                   "--precision", precision, "--", *argv], cwd=folder, capture_output=True, text=True)
     if finished.returncode != 0:
         raise SystemExit(f"measuring {way} at {size} failed: {finished.stderr.strip()[-800:]}")
     return [json.loads(line) for line in finished.stdout.splitlines() if line.startswith("{")]
@@ -125,12 +132,14 @@ def main():
     parser = parser_with_inputs(__doc__)
     parser.add_argument("--sizes", nargs="+", default=["333x250"])
     parser.add_argument("--steps", type=int, default=6, help="steps per process")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="the network's precision")
     parser.add_argument("--measure", choices=WAYS, help=argparse.SUPPRESS)  # the measuring process
     args, rest = parser.parse_known_args()
     if args.steps < 2:
         parser.error("--steps: at least 2 (the first step is measured apart from the others)")
     if args.measure:
-        return measure([argument for argument in rest if argument != "--"], args.measure, args.steps)
+        return measure([argument for argument in rest if argument != "--"] + ["--precision", args.precision],
+                       args.measure, args.steps)
 
     from bench import default_inputs, timed_run
     vgg, images = default_inputs(os.path.join(HERE, ".cache"))
@@ -139,11 +148,12 @@ def main():
     with tempfile.TemporaryDirectory() as folder:  # the weights cache filled, as every run but a first finds it
         timed_run(["--vgg", vgg, "--content", images[0], "--style", images[1], "--iterations", "1"], folder)
     for size in args.sizes:
-        records = {way: measured(vgg, images, size, way, args.steps) for way in WAYS}
+        records = {way: measured(vgg, images, size, way, args.steps, args.precision) for way in WAYS}
         width, height = size.split("x")
         with tempfile.TemporaryDirectory() as folder:
             _, tool_peak = timed_run(["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", width,
-                                      "--height", height, "--iterations", str(args.steps)], folder)
+                                      "--height", height, "--iterations", str(args.steps), "--precision",
+                                      args.precision], folder)
         table(size, records, tool_peak)
 
 

@@ -4,7 +4,7 @@
     images = files.read_at(width, height)     # Images: float32 [height, width, 3] in 0..255
 
 A style image is held as a list of pieces: one piece, the whole image, unless a plan cuts a style too large for
-the network at once (runner.tiles); its statistics are gathered over all of them (style_transfer.compute_targets).
+the network at once (runner.tiles); its statistics are gathered over all of them (style_transfer.StyleTransfer.targets).
 """
 
 from dataclasses import dataclass

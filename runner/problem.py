@@ -71,9 +71,10 @@ class Problem:
 
     def graph_key(self):
         """What the training graph depends on (beside what its stage adds, runner.stages.Extras): problems that
-        differ only in their content image and start (the images of one data set) share one."""
+        differ only in what is fed to it (their images and their targets, the image's size, its start) share one:
+        the scales of a run, the images of a data set."""
         record = self.as_record()
-        for fed in ("content", "init", "noise_ratio", "seed", "scales", "scale_steps", "frames", "frame_steps",
-                    "tiles", "tile_steps"):
+        for fed in ("content", "style", "style_blend_weights", "style_scale", "width", "height", "init", "noise_ratio",
+                    "seed", "scales", "scale_steps", "frames", "frame_steps", "tiles", "tile_steps"):
             del record[fed]
         return json.dumps(record, sort_keys=True)

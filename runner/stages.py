@@ -14,13 +14,12 @@ in the whole run; the Plan asks the phase that stage is in, by its index within 
     plan.carried(index, array)     # the previous stage's Adam moments brought to this one, or None
     plan.extras_at(index)          # Extras: what the stage adds to the model (loss pieces, a view)
     plan.feeds_at(index)           # {piece name: the values its placeholders are fed}, for those extras
-    plan.feeds_content_at(index)   # the phase's stages share a graph, each feeding its own content features
     plan.picture(index, image, content)       # the picture a stage's image is part of, and its content image
     plan.writes_step_image(index, stage_end)  # whether a save writes <output-dir>/<step>.png
     plan.stage_done(index, image)  # a stage's result (the next phase begins from its phase's last)
     plan.run_done()                # after the last stage
     plan.outputs()                 # the files the plan writes itself (refused up front if a user's file is there)
-    plan.graph_count               # how many graphs its stages need: a data set's process keeps that many
+    plan.graph_count               # how many graphs its stages need (one a phase: the model takes any size)
 """
 
 import itertools
@@ -77,7 +76,6 @@ class Phase:
     phase's `stages` are its own, and it is asked by the index of a stage within them."""
 
     word = "Stage"
-    feeds_content = False  # True: its stages share a graph, each feeding its content image's features
 
     def describe(self, index):
         stage = self.stages[index]
@@ -116,10 +114,6 @@ class Phase:
     def outputs(self):
         return []
 
-    @property
-    def graph_count(self):
-        return len({(stage.width, stage.height) for stage in self.stages})
-
 
 class Plan:
     """A run's phases in order, asked by the index of a stage in the whole run (see the module's docstring)."""
@@ -127,7 +121,7 @@ class Plan:
     def __init__(self, *phases):
         self.phases = phases
         self.stages = [stage for phase in phases for stage in phase.stages]
-        self.graph_count = sum(phase.graph_count for phase in phases)
+        self.graph_count = len(phases)  # a phase's stages share its graph (their extras' key is one)
 
     def _at(self, index):
         """(the phase that stage `index` is in, the stage's index within it)."""
@@ -160,9 +154,6 @@ class Plan:
     def feeds_at(self, index):
         phase, local = self._at(index)
         return phase.feeds_at(local)
-
-    def feeds_content_at(self, index):
-        return self._at(index)[0].feeds_content
 
     def picture(self, index, image, content):
         phase, local = self._at(index)

@@ -98,7 +98,7 @@ def feather(tile, width, height, overlap):
 
 def pieces(image, tile):
     """An image cut into pieces of at most tile x tile pixels, without overlap: a style image too large for the
-    network at once gives its Gram matrices piece by piece (style_transfer.compute_targets adds them up)."""
+    network at once gives its Gram matrices piece by piece (style_transfer.StyleTransfer.targets adds them up)."""
     rows = np.array_split(image, math.ceil(image.shape[0] / tile), axis=0)
     return [piece for row in rows for piece in np.array_split(row, math.ceil(image.shape[1] / tile), axis=1)]
 
@@ -204,17 +204,17 @@ class WithinSurroundings:
 
     def around(self, image):
         """(what the network sees of the image variable, where that is the picture, [the surroundings, fed])."""
-        margin, (height, width) = self.margin, image.shape[1:3]
+        margin, height, width = self.margin, self.height, self.width
         padding = [[0, 0], [margin, margin], [margin, margin], [0, 0]]
         surroundings = tf.placeholder(tf.float32, (1, height + 2 * margin, width + 2 * margin, 3), name="surroundings")
         outside = np.pad(np.zeros((1, height, width, 1), np.float32), padding, constant_values=1)
         filled, inside = past_the_border(surroundings)
         return filled * outside + tf.pad(image, padding), inside, [surroundings]
 
-    def given(self, height, width):
-        """(a placeholder for an image given with its surroundings (a content image's), what the network sees of
-        it, where that is the picture)."""
-        image = tf.placeholder(tf.float32, (1, height + 2 * self.margin, width + 2 * self.margin, 3))
+    def given(self):
+        """(a placeholder for an image of the tile's size given with its surroundings (a content image's), what the
+        network sees of it, where that is the picture)."""
+        image = tf.placeholder(tf.float32, (1, self.height + 2 * self.margin, self.width + 2 * self.margin, 3))
         return (image, *past_the_border(image))
 
     def own(self, features, layer):
@@ -243,7 +243,6 @@ class TilePhase(Phase):
     """The tiles of a large image, each a stage (see the module's docstring)."""
 
     word = "Tile"
-    feeds_content = True  # the tiles share one graph
 
     def __init__(self, tile_stages, layout, images, checkpoint_dir, overlap, key):
         """images: at the output size (runner.images.Images); key: what the assembled image is made from."""
@@ -256,10 +255,6 @@ class TilePhase(Phase):
         self.styles = [[part for whole in style for part in pieces(whole, max(side, STYLE_PIECE))]
                        for style in images.styles]
         self._assembly = None
-
-    @property
-    def graph_count(self):
-        return 1
 
     def describe(self, index):
         tile = self.layout[index]

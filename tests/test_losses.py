@@ -6,6 +6,7 @@ import tensorflow.compat.v1 as tf
 
 import load_vgg
 import style_transfer
+from runner.images import Images
 from runner.problem import Problem
 from style_transfer import StyleTransfer
 
@@ -82,12 +83,25 @@ def small_problem(**changes):
 
 
 def built(problem, weights, content, style):
-    """The model built for problem, its content features fed, and its start image."""
-    grams, model_content_features = style_transfer.compute_targets(weights, problem, [[style]], content)
-    model = StyleTransfer(problem, weights, style_transfer.problem_losses(problem, grams)).build()
-    model.content_features, model.style_grams = model_content_features, grams
-    model.use_targets({"content_loss": model.content_features})
-    return model, style_transfer.initial_image(problem, content, style, weights.mean_pixel)
+    """The model built for problem, its start image, and its images (content and one style image, whole)."""
+    model = StyleTransfer(problem, weights, style_transfer.problem_losses(problem)).build()
+    images = Images(content, [[style]], None)
+    return model, style_transfer.initial_image(problem, content, style, weights.mean_pixel), images
+
+
+def started(model, sess, start, images):
+    """Feed the model the targets it computes for `images` and start it from `start`; return those targets."""
+    targets = model.targets(sess, images, model.problem)
+    model.use_targets(targets)
+    model.start(sess, start)
+    return targets
+
+
+def targets_of(weights, problem, styles, content=None):
+    """The targets a model of `problem` computes: {piece name: its fed values}. styles: each a list of pieces."""
+    model = StyleTransfer(problem, weights, style_transfer.problem_losses(problem)).build()
+    with tf.Session(graph=model.graph) as sess:
+        return model.targets(sess, Images(content, styles, None), problem)
 
 
 @pytest.fixture(scope="module")
@@ -95,19 +109,23 @@ def built_model(vgg19_mat):
     rng = np.random.default_rng(5)
     content, style = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
     weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
-    model, start = built(small_problem(), weights, content, style)
-    return model, content, weights, start
+    model, start, images = built(small_problem(), weights, content, style)
+    return model, content, weights, start, images
 
 
-def test_the_generated_image_is_the_only_trainable_variable(built_model):
-    model = built_model[0]
+def test_the_generated_image_is_the_only_trainable_variable_and_takes_the_stages_size(built_model):
+    model, _, _, start, images = built_model
     trainable = model.graph.get_collection(tf.GraphKeys.TRAINABLE_VARIABLES)
     assert trainable == [model.image]
-    assert model.image.shape.as_list() == [1, 32, 40, 3]
+    with tf.Session(graph=model.graph) as sess:
+        for height, width in ((32, 40), (24, 56)):  # one graph, any size: the image and Adam's moments follow
+            model.start(sess, np.zeros((1, height, width, 3), np.float32))
+            assert sess.run(model.image).shape == (1, height, width, 3)
+            assert [sess.run(moment).shape for moment in model.adam_moments] == [(1, height, width, 3)] * 2
 
 
 def test_initial_image_mixes_noise_and_content_in_mean_subtracted_space(built_model):
-    model, content, weights, start = built_model
+    model, content, weights, start, _ = built_model
     start = start[0]
     # 0.6 × noise in [-20, 20] + 0.4 × (content - mean): within 12 of 0.4 × (content - mean).
     assert np.abs(start - 0.4 * (content - weights.mean_pixel)).max() <= 12.0 + 1e-3
@@ -116,7 +134,7 @@ def test_initial_image_mixes_noise_and_content_in_mean_subtracted_space(built_mo
 
 
 def test_the_other_starting_images(built_model):
-    model, content, weights, _ = built_model
+    model, content, weights, _, _ = built_model
     style = content[::-1]
     start = {init: style_transfer.initial_image(small_problem(init=init, noise_ratio=1.0 if init == "noise" else None),
                                                 content, style, weights.mean_pixel)[0]
@@ -128,17 +146,20 @@ def test_the_other_starting_images(built_model):
 
 
 def test_graph_losses_match_numpy_on_the_graph_features(built_model):
-    model, _, _, start = built_model
+    model, _, _, start, images = built_model
     problem = model.problem
     feature_names = [load_vgg.feature_layer(name) for name in [*problem.content_layers, *problem.style_layers]]
     with model.graph.as_default(), tf.Session() as sess:
-        sess.run(model.initialize, {model.start_image: start})
+        targets = started(model, sess, start, images)
         features, losses, image = sess.run([{name: model.layers[name] for name in feature_names}, model.loss_tensors,
                                             model.image], model.feeds)
 
-    content = numpy_content_loss(features["relu4_2"].astype(np.float64), model.content_features[0])
+    content = numpy_content_loss(features["relu4_2"].astype(np.float64), targets["content_loss"][0])
+    # the style's target Gram matrices: its second moments, times the positions of the generated image's layer
+    grams = [second * np.prod(features[load_vgg.feature_layer(name)].shape[1:3])
+             for name, second in zip(problem.style_layers, targets["style_loss"])]
     layer_losses = [numpy_style_layer_loss(features[load_vgg.feature_layer(name)].astype(np.float64), gram)
-                    for name, gram in zip(problem.style_layers, model.style_grams)]
+                    for name, gram in zip(problem.style_layers, grams)]
     style = sum(weight * loss for weight, loss in zip(problem.style_layer_weights, layer_losses))
     np.testing.assert_allclose(losses["content_loss"], content, rtol=1e-4)
     np.testing.assert_allclose(losses["style_loss/conv3_1"], layer_losses[2], rtol=1e-3)
@@ -154,25 +175,27 @@ def test_several_content_layers_add_their_losses(vgg19_mat):
     content, style = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
     problem = small_problem(content_layers=("conv2_1", "conv4_2"), tv_weight=0.0)
     weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
-    model, start = built(problem, weights, content, style)
+    model, start, images = built(problem, weights, content, style)
     with model.graph.as_default(), tf.Session() as sess:
-        sess.run(model.initialize, {model.start_image: start})
+        targets = started(model, sess, start, images)
         features, loss = sess.run([[model.layers["relu2_1"], model.layers["relu4_2"]],
                                    model.loss_tensors["content_loss"]], model.feeds)
     expected = sum(numpy_content_loss(feature.astype(np.float64), target)
-                   for feature, target in zip(features, model.content_features))
+                   for feature, target in zip(features, targets["content_loss"]))
     np.testing.assert_allclose(loss, expected, rtol=1e-4)
 
 
-def test_content_features_fed_later_match_those_computed_with_the_targets(built_model):
-    """A data set's images get their content features from a graph of their own (ContentFeatures); one image
-    gets them with the style's Gram matrices: the two agree."""
-    model, content, weights, _ = built_model
-    later = style_transfer.ContentFeatures(weights, model.problem, model.view)
-    with later.sess:
-        fed = later(content)
-    for computed_later, computed_with_targets in zip(fed, model.content_features):
-        np.testing.assert_allclose(computed_later, computed_with_targets, rtol=1e-5, atol=1e-3)
+def test_the_content_target_is_what_the_network_sees_of_the_content(built_model):
+    """The targets' path through the network (the content image fed) and the training path (the image variable)
+    agree: started from the content itself, the content loss is 0, and the style loss is 0 from the style."""
+    model, content, weights, _, images = built_model
+    with tf.Session(graph=model.graph) as sess:
+        started(model, sess, (content - weights.mean_pixel)[np.newaxis], images)
+        assert sess.run(model.loss_tensors["content_loss"], model.feeds) <= 1e-9
+        from_content = sess.run(model.loss_tensors["style_loss"], model.feeds)
+        model.start(sess, (images.styles[0][0] - weights.mean_pixel)[np.newaxis])
+        from_style = sess.run(model.loss_tensors["style_loss"], model.feeds)
+    assert from_content > 1.0 and from_style <= 1e-6 * from_content
 
 
 def test_a_built_graph_is_freed_once_nothing_holds_it(vgg19_mat):
@@ -186,7 +209,7 @@ def test_a_built_graph_is_freed_once_nothing_holds_it(vgg19_mat):
     rng = np.random.default_rng(6)
     content, style = rng.uniform(0, 255, (2, 32, 40, 3)).astype(np.float32)
     weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
-    model, _ = built(small_problem(), weights, content, style)
+    model, _, _ = built(small_problem(), weights, content, style)
     with model.graph.as_default():
         assert tf.gradients(model.total_loss, [model.image])[0] is not None  # the Gram gradient made here too
     graph_without_weights(model.graph)

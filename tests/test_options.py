@@ -66,11 +66,11 @@ def test_noise_ratio_is_a_fraction(workdir, capsys, vgg19_mat, images, ratio):
 
 
 def test_blended_styles_give_the_blended_gram_targets(vgg19_mat):
-    """Two styles at 3:1 give 0.75 and 0.25 of their Gram matrices; a style at half the output's width counts
-    as many positions as the output has (a Gram matrix is a sum over positions)."""
+    """Two styles at 3:1 give 0.75 and 0.25 of their Gram matrices; a style of another size than the output gives
+    its Gram matrix per position (the model scales it to the output's positions: a Gram matrix is a sum over
+    them)."""
     import load_vgg
-    import style_transfer
-    from test_losses import numpy_gram, small_problem
+    from test_losses import numpy_gram, small_problem, targets_of
 
     rng = np.random.default_rng(7)
     rng.uniform(0, 255, (32, 40, 3))  # the content image it once drew: the styles below stay as they were
@@ -79,17 +79,18 @@ def test_blended_styles_give_the_blended_gram_targets(vgg19_mat):
     weights = load_vgg.load_weights(vgg19_mat[0], "relu2_1")
     shallow = dict(style_layers=("conv1_1", "conv2_1"), style_layer_weights=(1.0, 1.0), content_layers=("conv1_1",))
     blended_problem = small_problem(**shallow, style_blend_weights=(0.75, 0.25))
-    blended = style_transfer.compute_targets(weights, blended_problem, [[first], [second]])[0]
-    alone = [style_transfer.compute_targets(weights, small_problem(**shallow), [[image]])[0]
+    blended = targets_of(weights, blended_problem, [[first], [second]], first)["style_loss"]
+    alone = [targets_of(weights, small_problem(**shallow), [[image]], first)["style_loss"]
              for image in (first, second, half)]
     for layer in range(2):
         np.testing.assert_allclose(blended[layer], 0.75 * alone[0][layer] + 0.25 * alone[1][layer], rtol=1e-4)
-    # conv1_1 of the half-size style: 16x20 positions, scaled to the output's 32x40.
+    # conv1_1 of the half-size style: its Gram matrix over its 16x20 positions, per position (the model scales it
+    # to the generated image's positions).
     import tensorflow.compat.v1 as tf
     with tf.Graph().as_default(), tf.Session() as sess:
         features = sess.run(load_vgg.vgg_net(tf.constant((half - weights.mean_pixel)[None]),
                                              load_vgg.weight_constants(weights), "relu1_1")["relu1_1"])
-    np.testing.assert_allclose(alone[2][0], numpy_gram(features.astype(np.float64)) * 4, rtol=1e-3)
+    np.testing.assert_allclose(alone[2][0], numpy_gram(features.astype(np.float64)) / (16 * 20), rtol=1e-3)
 
 
 def test_several_styles_and_style_scale_run_and_are_recorded(workdir, capsys, vgg19_mat, images, tmp_path_factory):
@@ -182,22 +183,22 @@ def test_several_content_images_each_get_their_own_folders(workdir, tmp_path_fac
     write_image(folder / "b.jpg", 40, 60, seed=12)
     (folder / "notes.txt").write_text("not an image, not picked up\n")
     calls = []
-    real_grams, real_model = style_transfer.compute_targets, style_transfer.StyleTransfer.build
+    real_statistics, real_model = style_transfer.statistics_of, style_transfer.StyleTransfer.build
 
-    def counting_grams(*args):
-        calls.append("style grams")
-        return real_grams(*args)
+    def counting_statistics(*args):
+        calls.append("style statistics")
+        return real_statistics(*args)
 
     def counting_builds(model):
         calls.append("graph")
         return real_model(model)
 
-    monkeypatch.setattr(style_transfer, "compute_targets", counting_grams)
+    monkeypatch.setattr(style_transfer, "statistics_of", counting_statistics)
     monkeypatch.setattr(style_transfer.StyleTransfer, "build", counting_builds)
     code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", str(folder), images["content"], "--style",
                                images["style"], "--width", "40", "--height", "32", "--iterations", "2"], capsys)
     assert code == 0, err
-    assert calls == ["style grams", "graph"]  # the style's Gram matrices are computed once, one graph serves all
+    assert calls == ["graph", "style statistics"]  # one graph serves all, the style's statistics are computed once
     for name in ("a", "b", "content"):
         assert Image.open(os.path.join("outputs", name, "final.png")).size == (40, 32)
         assert os.path.exists(os.path.join("checkpoints", "style_transfer", name, "run.json"))

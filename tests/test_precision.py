@@ -9,11 +9,10 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 import load_vgg
-import style_transfer
 from conftest import run_main
 from runner import tf_setup
 from test_load_vgg import numpy_conv_same
-from test_losses import built, small_problem
+from test_losses import built, small_problem, started, targets_of
 from test_run import CHECKPOINT_DIR, LOG_DIR, read_pixels, scalar_series, straight_and_killed
 
 BF16 = ["--precision", "bf16"]
@@ -52,13 +51,13 @@ def test_in_bf16_the_image_gradient_and_adam_stay_float32_and_the_loss_follows_f
     weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
     losses = {}
     for precision in ("fp32", "bf16"):
-        model, start = built(small_problem(precision=precision), weights, content, style)
+        model, start, images = built(small_problem(precision=precision), weights, content, style)
         with model.graph.as_default():
             gradient = tf.gradients(model.total_loss, [model.image])[0]
             assert {variable.dtype.base_dtype for variable in tf.global_variables()} <= {tf.float32, tf.int64}
         assert gradient.dtype == tf.float32 and model.total_loss.dtype == tf.float32
         with tf.Session(graph=model.graph) as sess:
-            sess.run(model.initialize, {model.start_image: start})
+            started(model, sess, start, images)
             losses[precision] = sess.run(model.total_loss, model.feeds)
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.03)
     assert losses["bf16"] != losses["fp32"]
@@ -149,7 +148,7 @@ def test_a_tile_sees_its_surroundings_in_bf16_as_in_fp32(vgg19_mat):
 def test_style_targets_are_gathered_in_the_problems_precision(vgg19_mat):
     weights = load_vgg.load_weights(vgg19_mat[0], "relu5_1")
     style = np.random.default_rng(3).uniform(0, 255, (32, 40, 3)).astype(np.float32)
-    targets = {precision: style_transfer.compute_targets(weights, small_problem(precision=precision), [[style]])[0]
+    targets = {precision: targets_of(weights, small_problem(precision=precision), [[style]], style)["style_loss"]
                for precision in ("fp32", "bf16")}
     for fp32, bf16 in zip(targets["fp32"], targets["bf16"]):
         np.testing.assert_allclose(bf16, fp32, atol=5e-2 * np.abs(fp32).max())

@@ -82,13 +82,13 @@ def test_the_w2_and_mean_std_losses_match_numpy():
     gram, total, count = layer_statistics(style)
     statistics = [style_transfer.StyleStatistics([gram], [total], [count])]
     problem = type("Problem", (), {"style_blend_weights": (1.0,)})
-    w2_target = style_transfer.WassersteinStyleLoss.targets_from(problem, statistics)[0]
-    mean_std_target = style_transfer.MeanStdStyleLoss.targets_from(problem, statistics)[0]
+    w2_targets = style_transfer.WassersteinStyleLoss.targets_from(problem, statistics)  # one layer's, flat
+    mean_std_targets = style_transfer.MeanStdStyleLoss.targets_from(problem, statistics)
     with tf.Graph().as_default():
-        w2 = evaluate(style_transfer.WassersteinStyleLoss((), (), (), 1.0).layer_loss(tf.constant(generated),
-                                                                                       w2_target))
-        mean_std = evaluate(style_transfer.MeanStdStyleLoss((), (), (), 1.0).layer_loss(tf.constant(generated),
-                                                                                         mean_std_target))
+        w2 = evaluate(style_transfer.WassersteinStyleLoss((), (), 1.0).layer_loss(tf.constant(generated),
+                                                                                   *w2_targets))
+        mean_std = evaluate(style_transfer.MeanStdStyleLoss((), (), 1.0).layer_loss(tf.constant(generated),
+                                                                                     *mean_std_targets))
     mean_1, cov_1 = numpy_moments(generated)
     mean_2, cov_2 = numpy_moments(style)
     root_2 = np.real(scipy.linalg.sqrtm(cov_2))

@@ -16,6 +16,7 @@ from conftest import run_main, write_image
 from runner import memory, tiles
 from runner.images import ImageFiles
 from runner.problem import Problem
+from test_losses import targets_of
 from test_run import LOG_DIR, events, read_pixels, scalar_series, straight_and_killed
 from utils import FixableError
 
@@ -89,12 +90,12 @@ def test_a_style_in_pieces_has_the_gram_matrices_of_its_pieces_added_up(vgg19_ma
                       (1.0, 1.0, 1.0), 0.0, 1.0, 0.0, "random", None, "lbfgs", None, 0)
     rng = np.random.default_rng(5)
     first, second = rng.uniform(0, 255, (32, 48, 3)), rng.uniform(0, 255, (40, 24, 3))
-    both = style_transfer.compute_targets(weights, problem, [[first, second]])[0]
-    alone = [style_transfer.compute_targets(weights, problem, [[image]])[0] for image in (first, second)]
+    both = targets_of(weights, problem, [[first, second]])["style_loss"]
+    alone = [targets_of(weights, problem, [[image]])["style_loss"] for image in (first, second)]
     for index, layer in enumerate(["relu1_1", "relu3_1", "relu5_1"]):
         positions = [int(np.prod(load_vgg.layer_size(image.shape[1], image.shape[0], layer))) for image in (first,
                                                                                                             second)]
-        # each target is scaled to the generated image's positions; unscaled, the pieces' Grams add up
+        # each target is per position (a second moment); times its positions, the pieces' Grams add up
         expected = (alone[0][index] * positions[0] + alone[1][index] * positions[1]) / sum(positions)
         np.testing.assert_allclose(both[index], expected, rtol=2e-4, atol=1e-3 * np.abs(expected).max())
 

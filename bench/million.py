@@ -6,12 +6,14 @@
 Every figure is from this one run on this machine, each step in a process of its own:
 - listing: the items of a TFRecord file of --records records (names and offsets; no image held), sorted and
   sharded, in a fresh process: seconds and peak resident memory, against a process that only imports TensorFlow;
-  the same for a folder of --files image files;
-- a worker of `--shard 0/<records/10>` runs its 10 items (16x16, --iterations 1) and stops; the same command run
-  again exits after saying they are done: seconds of each, whole process, and beyond start-up (a 1-step run of one
-  image, whole process);
+  first with no listing cache (the file is read), then again (its listing cache is read); the same for a folder of
+  --files image files;
+- a worker of `--shard 0/<records/10>` runs its 10 items (16x16, --iterations 1) and stops, with a manifest of
+  --records 'done' lines of other workers in its --output-dir (none of them its items'); the same command run
+  again exits after saying they are done: seconds and peak RSS of each, whole process, and seconds beyond start-up
+  (a 1-step run of one image, whole process);
 - `python -m runner.batch` summarising manifests of --records lines.
-The data set is written once into bench/.cache/ and reused.
+The data set is written once into bench/.cache/ and reused; the listing cache is a fresh folder of this run's.
 """
 
 import io
@@ -90,17 +92,32 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
 
+MEASURED = """
+import os, resource, runpy, sys
+sys.argv = sys.argv[1:]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as python SCRIPT puts the script's folder first
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}", file=sys.stderr)
+"""
+
+
 def timed_script(argv, cwd):
-    """(seconds, exit code, stdout) of style_transfer.py run as a user runs it."""
+    """(seconds, exit code, stdout and stderr, peak RSS bytes) of style_transfer.py run as a user runs it."""
     started = time.perf_counter()
-    finished = subprocess.run([sys.executable, SCRIPT, *argv], cwd=cwd, capture_output=True, text=True)
-    return time.perf_counter() - started, finished.returncode, finished.stdout + finished.stderr
+    finished = subprocess.run([sys.executable, "-c", MEASURED, SCRIPT, *argv], cwd=cwd, capture_output=True,
+                              text=True)
+    seconds = time.perf_counter() - started
+    peak = max(int(line.split()[-1]) for line in finished.stderr.splitlines() if line.startswith("peak RSS "))
+    return seconds, finished.returncode, finished.stdout + finished.stderr, peak
 
 
-def million_manifest_lines(output_dir, lines):
-    """A manifest of `lines` done items, as workers write them (their images not there: the summary reads lines)."""
+def million_manifest_lines(output_dir, lines, name="manifest-0-of-1.jsonl"):
+    """A manifest of `lines` done items, as workers write them (their images not there: the summary reads lines, and
+    a worker finds them not done)."""
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, "manifest-0-of-1.jsonl"), "w") as file:
+    with open(os.path.join(output_dir, name), "w") as file:
         for number in range(lines):
             file.write(json.dumps({"name": f"photo{number:07d}", "folder": f"photo{number:07d}", "source": "x",
                                    "output": f"photo{number:07d}/final.png", "status": "done", "reason": None,
@@ -121,7 +138,10 @@ def main():
           f"({os.path.getsize(record_file) / 1e6:.0f} MB), {image_folder}", flush=True)
     rows = []
     _, baseline, _ = in_a_process(IMPORT_ONLY)
-    for what, path in ((f"list and shard {args.records:,} records", record_file),
+    listing_cache = tempfile.TemporaryDirectory()
+    os.environ["STYLE_TRANSFER_CACHE"] = listing_cache.name  # the processes' cache folder: empty to begin with
+    for what, path in ((f"list and shard {args.records:,} records, no listing cache", record_file),
+                       (f"list and shard {args.records:,} records again, from the listing cache", record_file),
                        (f"list and shard a folder of {args.files:,} files", image_folder)):
         seconds, peak, _ = in_a_process(LIST, path)
         rows.append({"what": what, "seconds": seconds, "peak RSS (GB)": peak / 1e9,
@@ -130,18 +150,21 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         one = ["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", "16", "--height", "16",
                "--iterations", "1", "--save-every", "1"]
-        start_up, code, out = timed_script(one, folder)
+        start_up, code, out, start_up_peak = timed_script(one, folder)
         assert code == 0, out
+        others = os.path.join(folder, "many")
+        million_manifest_lines(others, args.records, name="manifest-0-of-1.jsonl")  # other workers' lines
         worker = ["--vgg", vgg, "--content", record_file, "--style", images[1], "--width", "16", "--height", "16",
                   "--iterations", "1", "--save-every", "1", "--shard", f"0/{shards}", "--output-dir", "many",
                   "--checkpoint-dir", "many-checkpoints", "--log-dir", "many-graphs"]
-        for what in ("a worker of --shard 0/%d runs its 10 items" % shards, "the same worker again: all done"):
-            seconds, code, out = timed_script(worker, folder)
+        for what in (f"a worker of --shard 0/{shards} runs its 10 items, {args.records:,} manifest lines beside",
+                     "the same worker again: all done"):
+            seconds, code, out, peak = timed_script(worker, folder)
             assert code == 0, out[-2000:]
-            rows.append({"what": what, "seconds": seconds, "peak RSS (GB)": "-",
+            rows.append({"what": what, "seconds": seconds, "peak RSS (GB)": peak / 1e9,
                          "beyond": f"{seconds - start_up:.1f} s beyond start-up"})
-        rows.append({"what": "start-up: a 1-step run of one 16x16 image", "seconds": start_up, "peak RSS (GB)": "-",
-                     "beyond": "-"})
+        rows.append({"what": "start-up: a 1-step run of one 16x16 image", "seconds": start_up,
+                     "peak RSS (GB)": start_up_peak / 1e9, "beyond": "-"})
         million_manifest_lines(os.path.join(folder, "summary"), args.records)
         started = time.perf_counter()
         finished = subprocess.run([sys.executable, "-m", "runner.batch", os.path.join(folder, "summary")],

@@ -15,7 +15,9 @@ Packing a folder of images into shards, in either layout:
 
 import argparse
 import errno
+import hashlib
 import io
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -96,15 +98,115 @@ def file_stamp(path):
     return status.st_size, status.st_mtime_ns
 
 
+@dataclass
+class Listing:
+    """What listing a TFRecord file finds, record by record: where each lies, and its name or why it cannot be
+    used; `damaged`: why the records after the last one listed cannot be read (None if the file is whole)."""
+    stamp: tuple  # the file's (size, mtime_ns) when listed
+    offsets: list  # where each record's framing starts
+    lengths: list  # each record's length
+    names: list  # each record's name as it gives it (record_name), or None where it cannot be used
+    failures: dict  # record index -> why it cannot be used
+    damaged: str = None
+
+
+def listing(path):
+    """The Listing of a TFRecord file: kept in the cache folder after a first reading, and read from there while
+    the file keeps its size and time (a million records' listing loads in a second or two, against the tens a
+    reading takes). A listing that cannot be cached, or whose cache is damaged, is read from the file."""
+    stamp = file_stamp(path)
+    cache = _listing_cache(path)
+    found = _read_listing(cache, stamp)
+    if found is not None:
+        return found
+    found = Listing(stamp, [], [], [], {})
+    try:
+        for index, offset, serialized in listed_records(path):
+            found.offsets.append(offset)
+            found.lengths.append(len(serialized))
+            try:  # the name only: the image is read and decoded when its item runs
+                found.names.append(record_name(path, index, serialized))
+            except FixableError as error:
+                found.names.append(None)
+                found.failures[index] = str(error)
+    except FixableError as error:  # the file itself is damaged from this record on: listed again each time
+        found.damaged = str(error)
+        return found
+    if file_stamp(path) == stamp:  # not cached if the file changed while it was read
+        _write_listing(cache, found)
+    return found
+
+
+LISTING_VERSION = 1
+
+
+def _listing_cache(path):
+    """The cache file of a TFRecord file's listing: named by the file's whole path, in the folder the weights' cache
+    is in ($STYLE_TRANSFER_CACHE, else ~/.cache/style_transfer)."""
+    folder = os.environ.get("STYLE_TRANSFER_CACHE") or os.path.join(os.path.expanduser("~"), ".cache",
+                                                                     "style_transfer")
+    key = hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogatepass")).hexdigest()[:24]
+    return os.path.join(folder, f"tfrecord-listing-{key}.npz")
+
+
+def _joined(texts):
+    """Strings as one UTF-8 array and the end of each in it (np.savez keeps no list of strings without pickle)."""
+    encoded = [text.encode("utf-8", "surrogatepass") for text in texts]
+    return np.frombuffer(b"".join(encoded), np.uint8), np.cumsum([len(data) for data in encoded], dtype=np.int64)
+
+
+def _split(data, ends):
+    whole = data.tobytes()
+    starts = [0, *ends[:-1].tolist()]
+    return [whole[start:end].decode("utf-8", "surrogatepass") for start, end in zip(starts, ends.tolist())]
+
+
+def _write_listing(cache, found):
+    names, ends = _joined(name or "" for name in found.names)
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        with utils.atomic_output(cache) as temporary, open(temporary, "wb") as file:
+            np.savez(file, version=LISTING_VERSION, stamp=np.asarray(found.stamp, np.int64),
+                     offsets=np.asarray(found.offsets, np.int64), lengths=np.asarray(found.lengths, np.int64),
+                     names=names, name_ends=ends,
+                     failures=np.frombuffer(json.dumps(found.failures).encode(), np.uint8))
+    except OSError:  # a cache that cannot be written (a read-only home, a full disk): the next run lists again
+        pass
+
+
+def _read_listing(cache, stamp):
+    """The cached Listing if it is there, whole, and of the file as it is now (its size and time); else None."""
+    if not os.path.isfile(cache):
+        return None
+    try:
+        with np.load(cache, allow_pickle=False) as saved:
+            if int(saved["version"]) != LISTING_VERSION or tuple(saved["stamp"].tolist()) != stamp:
+                return None
+            offsets, lengths, ends = saved["offsets"], saved["lengths"], saved["name_ends"]
+            names = _split(saved["names"], ends)
+            failures = {int(index): reason for index, reason in json.loads(saved["failures"].tobytes()).items()}
+        if not len(offsets) == len(lengths) == len(names) or (offsets < 0).any() or (lengths < 0).any():
+            raise ValueError("its arrays do not agree")
+    except Exception as error:  # cut, bit-flipped: numpy, zipfile and json raise many kinds
+        print(f"warning: the listing cache {cache} is damaged ({utils.one_line(error)}); listing the file again",
+              file=sys.stderr)
+        return None
+    return Listing(stamp, offsets.tolist(), lengths.tolist(),
+                   [None if index in failures else name for index, name in enumerate(names)], failures)
+
+
 class RecordImage(ImageBytes):
     """A record's image, read from its file when asked for (its bytes are not held while items wait): by offset,
     refused if the file changed since it was listed."""
 
     __slots__ = ("path", "index", "offset", "length", "stamp")
 
-    def __init__(self, path, index, offset, length, stamp):
-        super().__init__(f"{path}, record {index}", None)
+    def __init__(self, path, index, offset, length, stamp):  # (ImageBytes' label and bytes: made when asked for)
         self.path, self.index, self.offset, self.length, self.stamp = path, index, offset, length, stamp
+
+    @property
+    def label(self):
+        return f"{self.path}, record {self.index}"
 
     @property
     def data(self):

@@ -208,3 +208,31 @@ def test_the_manifests_keep_only_what_the_done_check_needs_of_the_names_asked_fo
     assert len(every.done) == 100 and every.done["photo7"] == batch.Done("photo7/final.png", 1.5, 3)
     asked = batch.Manifests(str(tmp_path), {"photo7", "photo8", "photo99", "none such"})
     assert asked.done == {name: batch.Done(f"{name}/final.png", 1.5, 3) for name in ("photo7", "photo8", "photo99")}
+
+
+def test_a_record_files_listing_is_cached_and_checked(workdir, photos, monkeypatch, capsys):
+    """A rerun reads a TFRecord file's listing from the cache, not the million records again; a file that changed
+    (size or time) is listed again, and so is one whose cache is damaged, with a warning."""
+    path = tfrecords.pack(str(photos), "photos", "common", shards=1)[0]
+    monkeypatch.setenv("STYLE_TRANSFER_CACHE", str(workdir / "cache"))
+    readings = []
+    list_records = tfrecords.listed_records
+    monkeypatch.setattr(tfrecords, "listed_records", lambda path: readings.append(path) or list_records(path))
+
+    def listed():
+        return [(item.name, item.source, item.image.offset, item.image.length) for item in items.find_items([path])]
+    first = listed()
+    assert len(readings) == 1 and [name for name, *_ in first] == ["beach", "city", "dog", "forest"]
+    assert listed() == first and len(readings) == 1  # from the cache
+    assert items.find_items([path])[0].image.data == open(photos / "beach.jpg", "rb").read()
+
+    tfrecords.pack(str(photos), "photos", "cs20", shards=1)  # another file at the same path
+    readings.clear()
+    cs20_names = [f"photos-0-of-1-{index}" for index in range(4)]  # CS20's layout names none: <stem>-<index>
+    assert [name for name, *_ in listed()] == cs20_names and len(readings) == 1
+    (cache,) = (workdir / "cache").iterdir()
+    cache.write_bytes(cache.read_bytes()[:100])  # cut short
+    capsys.readouterr()
+    assert [name for name, *_ in listed()] == cs20_names
+    assert len(readings) == 2 and "warning: the listing cache" in capsys.readouterr().err
+    assert listed() and len(readings) == 2  # written again, whole

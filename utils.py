@@ -4,10 +4,12 @@ Nothing here imports TensorFlow (Keras, for a download, only when one is needed)
 """
 
 import contextlib
+import gc
 import hashlib
 import io
 import os
 import re
+import socket
 import sys
 import warnings
 from dataclasses import dataclass
@@ -260,6 +262,19 @@ def quiet_stderr():
         os.close(saved)
 
 
+@contextlib.contextmanager
+def garbage_collection_paused():
+    """Python's cyclic garbage collector off for a while: listing a million items makes millions of objects, none
+    in a cycle, and the collector, run again and again as they come, would take as long as making them."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _process_is_alive(pid):
     try:
         os.kill(pid, 0)
@@ -270,16 +285,24 @@ def _process_is_alive(pid):
     return True
 
 
+def temporary_name(path):
+    """Where atomic_output writes `path` first: <path>.<host>.<pid>.tmp, naming the process's host as well as the
+    process, since workers on several machines may write into one shared folder."""
+    return f"{path}.{socket.gethostname()}.{os.getpid()}.tmp"
+
+
 def remove_stale_temporaries(path):
-    """Remove what an earlier, killed process of this tool left of writing `path`: <path>.<its pid>.tmp, when that
-    process is gone (a kill skips atomic_output's clean-up). A link of that name is not followed, only removed."""
+    """Remove what an earlier, killed process of this tool on this host left of writing `path`: its temporary
+    (temporary_name), when that process is gone (a kill skips atomic_output's clean-up). Another host's
+    temporaries are left alone: whether their process lives cannot be seen from here. A link of that name is not
+    followed, only removed."""
     folder, name = os.path.split(path)
     try:
         names = os.listdir(folder or ".")
     except OSError:
         return
     for candidate in names:
-        match = re.fullmatch(re.escape(name) + r"\.(\d+)\.tmp", candidate)
+        match = re.fullmatch(re.escape(f"{name}.{socket.gethostname()}.") + r"(\d+)\.tmp", candidate)
         if match and int(match.group(1)) != os.getpid() and not _process_is_alive(int(match.group(1))):
             with contextlib.suppress(OSError):
                 os.remove(os.path.join(folder, candidate))
@@ -294,7 +317,7 @@ def atomic_output(path):
     names none, and the temporary's name would mean nothing to the user), so every message can say which file.
     """
     remove_stale_temporaries(path)
-    temporary = f"{path}.{os.getpid()}.tmp"
+    temporary = temporary_name(path)
     try:
         yield temporary
         os.replace(temporary, path)

@@ -4,9 +4,10 @@
 
 Items (sorted by name) go to shards by position: item k to shard k mod COUNT. Without --shard, a Slurm job
 array's task or a Kubernetes Indexed Job's pod says which shard this is: the index is SLURM_ARRAY_TASK_ID or
-JOB_COMPLETION_INDEX, the count --shard-count (for a Slurm array of tasks 0 to N-1 submitted whole, N by
-default; any other array, one with a step or a list or a resubmission of some tasks, needs --shard-count, so that
-the partition never depends on which tasks are in a submission). Each shard appends one JSON line per finished
+JOB_COMPLETION_INDEX, the count --shard-count (for a Slurm array of tasks 0 to N-1 with no step, N by default,
+unless earlier runs in --output-dir split the data set into another number; any other array, one with a step or a
+list or a resubmission of some tasks, needs --shard-count, so that the partition never depends on which tasks are
+in a submission). Each shard appends one JSON line per finished
 or failed item to <output-dir>/manifest-<INDEX>-of-<COUNT>.jsonl, with the item's folder and its output relative
 to --output-dir; a finished item also gets a done record in its checkpoint folder (DONE_RECORD, a copy of its
 line). A rerun, from any folder and under any shard count, skips the items done (by their done records, else by
@@ -25,7 +26,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from PIL import Image
 
@@ -43,6 +44,8 @@ ITEMS = "items-{index}-of-{count}.json"  # the names a shard was given, for the 
 class Shard:
     index: int
     count: int
+    # The count was taken from a Slurm array's size (no --shard-count): run_items checks it against earlier runs'.
+    count_from_slurm: bool = field(default=False, compare=False)
 
     def __str__(self):
         return f"{self.index}-of-{self.count}"
@@ -78,14 +81,16 @@ def shard_from(given, shard_count, environ=os.environ):
     elif "SLURM_ARRAY_TASK_ID" in environ:
         index, source = _whole_number(environ, "SLURM_ARRAY_TASK_ID"), "SLURM_ARRAY_TASK_ID"
         count = shard_count
-        if count is None:  # only an array of tasks 0 to N-1, submitted whole, says N itself
+        if count is None:  # only an array of tasks 0 to N-1 with no step says N itself (and run_items checks it)
             first = _whole_number(environ, "SLURM_ARRAY_TASK_MIN", index)
             last = _whole_number(environ, "SLURM_ARRAY_TASK_MAX", index)
             count = _whole_number(environ, "SLURM_ARRAY_TASK_COUNT", 1)
-            if first != 0 or last != count - 1:
+            step = _whole_number(environ, "SLURM_ARRAY_TASK_STEP", 1)
+            if first != 0 or last != count - 1 or step != 1:
                 raise FixableError(f"this Slurm array's {count} tasks run from {first} to {last} (a step, a list, or "
                                    f"some tasks of a larger array): pass --shard-count with the number of shards the "
                                    f"data set is split into, so that task k runs shard k")
+            return _existing(Shard(index, count, count_from_slurm=True), source)
     elif "JOB_COMPLETION_INDEX" in environ:
         if shard_count is None:
             raise FixableError("JOB_COMPLETION_INDEX is set (a Kubernetes Indexed Job) but --shard-count is not: "
@@ -94,10 +99,33 @@ def shard_from(given, shard_count, environ=os.environ):
         source = "JOB_COMPLETION_INDEX"
     else:
         return Shard(0, 1)
-    if not 0 <= index < count:
-        raise FixableError(f"shard {index} of {count} (from {source}) does not exist: the index runs from 0 to "
-                           f"{count - 1}")
-    return Shard(index, count)
+    return _existing(Shard(index, count), source)
+
+
+def _existing(shard, source):
+    if not 0 <= shard.index < shard.count:
+        raise FixableError(f"shard {shard.index} of {shard.count} (from {source}) does not exist: the index runs from "
+                           f"0 to {shard.count - 1}")
+    return shard
+
+
+def check_slurm_shard_count(output_dir, shard):
+    """Refuse a shard count taken from a Slurm array's size when earlier runs in output_dir split the data set
+    into another number of shards: `--array=0-1`, resubmitting two failed tasks of a 0-2 array, looks like a whole
+    array of 2; it would split the data set anew, and each task run another shard than its number says."""
+    if not shard.count_from_slurm:
+        return
+    earlier = set()
+    for name in os.listdir(output_dir) if os.path.isdir(output_dir) else []:
+        found = re.fullmatch(r"(?:items|manifest)-\d+-of-(\d+)\.jsonl?", name)
+        if found and int(found.group(1)) != shard.count:
+            earlier.add(int(found.group(1)))
+    if earlier:
+        counts = " and ".join(str(count) for count in sorted(earlier))
+        raise FixableError(f"this Slurm array has {shard.count} tasks, but earlier runs in {output_dir} split the data "
+                           f"set into {counts} shards: pass --shard-count {max(earlier)} (the earlier runs' count, "
+                           f"for a resubmission of some of their tasks), or --shard-count {shard.count} to split it "
+                           f"anew")
 
 
 def output_path(output_dir, done):
@@ -250,6 +278,7 @@ def run_items(items, shard, output_dir, run_item, item_folder):
     worker redoes an item another finished meanwhile."""
     from runner import run_folder
     from runner.run_folder import FolderInUse
+    check_slurm_shard_count(output_dir, shard)
     mine = items[shard.index::shard.count]
     os.makedirs(output_dir, exist_ok=True)
     utils.write_text_atomically(os.path.join(output_dir, ITEMS.format(index=shard.index, count=shard.count)),

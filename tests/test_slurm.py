@@ -54,6 +54,11 @@ def running(environment, job):
     return listed.stdout.split()
 
 
+def ran_items(log):
+    """The names of the items a task's log says it ran ("== item 1/2: photo0 (...)")."""
+    return [line.split(": ", 1)[1].split(" (")[0] for line in log.splitlines() if line.startswith("== item ")]
+
+
 def test_a_job_array_does_every_item_once_across_a_killed_task(slurm, tmp_path, vgg19_mat, images):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -68,9 +73,10 @@ def test_a_job_array_does_every_item_once_across_a_killed_task(slurm, tmp_path, 
             "--checkpoint-dir", str(work / "checkpoints"), "--log-dir", str(work / "graphs"),
             "--output-dir", str(work / "outputs"), "--output-tfrecord", str(work / "styled")]
     job = submit(slurm, "0-2", logs, args)
-    # Task 0 runs photo0 and photo3: kill it, without warning, once photo0 has a checkpoint (200 steps leave
-    # some seconds to do so: an item's steps are fast at this size, and its graph is built once per task; 400 leave
-    # enough that photo0 is still running when the kill lands, which the rerun's "Resuming" line shows).
+    # Task k runs items k, k+3: task 0 photo0 and photo3. Kill it, without warning, once photo0 has a checkpoint
+    # (200 steps leave some seconds to do so: an item's steps are fast at this size, and its graph is built once per
+    # task; 400 leave enough that photo0 is still running when the kill lands, which the rerun's "Resuming" line
+    # shows).
     first = work / "checkpoints" / "photo0" / "checkpoint"
     wait_for(lambda: first.exists() or not running(slurm, job), 300, "task 0's first checkpoint")
     killed = subprocess.run(["scancel", "--full", "--signal=KILL", f"{job}_0"], env=slurm, timeout=60,
@@ -88,8 +94,12 @@ def test_a_job_array_does_every_item_once_across_a_killed_task(slurm, tmp_path, 
     done = sorted(entry["name"] for entry in entries if entry["status"] == "done")
     assert done == [f"photo{seed}" for seed in range(5)], (entries, [open(path).read()[-2000:] for path in
                                                                      sorted(logs.iterdir())])
+    first_logs = [open(logs / f"{job}_{task}.out").read() for task in range(3)]
     rerun_logs = [open(logs / f"{rerun}_{task}.out").read() for task in range(3)]
     assert all(f"Shard {task}-of-3" in log and "finished before, skipped" in log for task, log in enumerate(rerun_logs))
+    assert "== item 1/2: photo0 " in first_logs[0] and "photo0 " in rerun_logs[0]  # its own items, and only those
+    assert ran_items(first_logs[1]) == ["photo1", "photo4"] and ran_items(first_logs[2]) == ["photo2"]
+    assert set(ran_items(first_logs[0]) + ran_items(rerun_logs[0])) <= {"photo0", "photo3"}
     assert "Resuming from step" in rerun_logs[0] and "0 finished before, skipped" in rerun_logs[0]  # photo0, killed
     assert sorted(path.name for path in work.iterdir() if path.name.startswith("styled")) == \
         ["styled-0-of-3.tfrecord", "styled-1-of-3.tfrecord", "styled-2-of-3.tfrecord"]
@@ -121,6 +131,7 @@ def test_arrays_of_any_shape_run_their_own_shards_of_one_partition(slurm, tmp_pa
         job, tasks = jobs[name]
         for task in tasks:
             assert f"Shard {task}-of-5: 1 of 5 items" in log(job, task), log(job, task)
+            assert ran_items(log(job, task)) == [f"photo{task}"]  # shard k of the five: the k-th item
     job, tasks = jobs["refused"]
     assert all("pass --shard-count" in log(job, task) for task in tasks)
     entries = [json.loads(line) for name in sorted(os.listdir(work / "o")) if name.startswith("manifest-")
@@ -131,3 +142,44 @@ def test_arrays_of_any_shape_run_their_own_shards_of_one_partition(slurm, tmp_pa
     job = submit(environment, "1", logs, args)
     wait_for(lambda: not running(slurm, job), 600, f"array {job}")
     assert "Shard 4-of-5: 1 of 5 items; 1 finished before, skipped" in log(job, 1)
+
+
+def test_a_resubmission_of_failed_tasks_from_0_runs_their_own_shards(slurm, tmp_path, vgg19_mat, images):
+    """An array 0-2 whose tasks 0 and 1 fail (their items are broken), mended, then resubmitted as --array=0-1:
+    without --shard-count both tasks refuse (the earlier runs split the data set into 3); with --shard-count 3,
+    task k runs the item of shard k of 3, as the first submission's task k did."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in range(3):
+        (photos / f"photo{seed}.png").write_text("not yet a picture\n") if seed < 2 else \
+            write_image(photos / f"photo{seed}.png", 40, 32, seed=70 + seed)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    work = tmp_path / "work"
+    args = ["--vgg", vgg19_mat[0], "--content", str(photos), "--style", images["style"], "--width", "40", "--height",
+            "32", "--iterations", "2", "--checkpoint-dir", str(work / "c"), "--log-dir", str(work / "g"),
+            "--output-dir", str(work / "o")]
+
+    def log(job, task):
+        return open(logs / f"{job}_{task}.out").read()
+
+    def submitted_and_ended(tasks, more=()):
+        job = submit(slurm, tasks, logs, [*args, *more])
+        wait_for(lambda: not running(slurm, job), 600, f"array {job}")
+        return job
+
+    first = submitted_and_ended("0-2")  # a whole array: its 3 tasks say the count
+    assert [ran_items(log(first, task)) for task in range(3)] == [["photo0"], ["photo1"], ["photo2"]]
+    assert "1 of 1 items failed" in log(first, 0) and "1 of 1 items failed" in log(first, 1)
+    for seed in range(2):
+        write_image(photos / f"photo{seed}.png", 40, 32, seed=70 + seed)  # mended
+    refused = submitted_and_ended("0-1")
+    for task in range(2):
+        assert "split the data set into 3 shards" in log(refused, task) and ran_items(log(refused, task)) == []
+    again = submitted_and_ended("0-1", ["--shard-count", "3"])
+    for task in range(2):
+        assert f"Shard {task}-of-3: 1 of 3 items" in log(again, task), log(again, task)
+        assert ran_items(log(again, task)) == [f"photo{task}"]
+    entries = [json.loads(line) for name in sorted(os.listdir(work / "o")) if name.startswith("manifest-")
+               for line in open(work / "o" / name)]
+    assert sorted(entry["name"] for entry in entries if entry["status"] == "done") == ["photo0", "photo1", "photo2"]

@@ -308,8 +308,8 @@ class RunFolder:
 
     def start_or_resume(self, sess, problem, global_step, first_step, checkpoint, restart, initialize):
         """Restore `checkpoint` (a path from newest_readable_checkpoint), start a new run, or carry the run on at
-        its next scale from first_step (initialize() sets the image to the previous scale's result); return the
-        step the loop starts from."""
+        its next stage from first_step (initialize() sets the image to the previous stage's result, and Adam's
+        state as the problem says: afresh, or carried over); return the step the loop starts from."""
         if checkpoint is not None:
             self.saver.restore(sess, checkpoint)
             paths = checkpoint_paths(self.checkpoint_dir)
@@ -318,7 +318,7 @@ class RunFolder:
             truncate_events(self.log_dir, restored_step)
             print(f"Resuming from step {restored_step} (checkpoint in {self.checkpoint_dir})", flush=True)
             return restored_step
-        initialize()  # the start image; at a new scale, Adam's moments too start afresh
+        initialize()  # the start image; at a later stage, Adam's state afresh or carried (--adam-across-scales)
         if first_step == 0:
             if restart:
                 self.clear()
@@ -342,7 +342,8 @@ class RunFolder:
             path = os.path.join(self.checkpoint_dir, name)
             if os.path.isfile(path) and not os.path.islink(path):
                 os.remove(path)
-        left = [name for name in _names_in(self.checkpoint_dir) if name not in (LOCK_FILE, "flow", "assembled.npz")]
+        kept = (LOCK_FILE, "flow", "assembled.npz", "frames.json")  # the tool's too: keyed and checked where read
+        left = [name for name in _names_in(self.checkpoint_dir) if name not in kept]
         if left:
             print(f"--restart left {len(left)} entries in {self.checkpoint_dir} that are not this tool's checkpoints: "
                   f"{', '.join(sorted(left)[:5])}{' ...' if len(left) > 5 else ''}", flush=True)
@@ -354,13 +355,26 @@ class RunFolder:
             os.remove(self.best_record)
 
     def best(self):
-        """(loss, step) of the best image this run has written, or (inf, None)."""
+        """(loss, step) of the best image this run has written, or (inf, None): none yet, or a record that cannot be
+        trusted (damaged, a loss that is not a finite number), said in a warning; the best is then sought afresh."""
         try:
             with open(self.best_record) as file:
                 record = json.load(file)
-            return float(record["loss"]), int(record["step"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except FileNotFoundError:
             return math.inf, None
+        except (OSError, ValueError, UnicodeDecodeError) as error:
+            return self._best_unreadable(utils.one_line(error))
+        loss, step = record.get("loss") if isinstance(record, dict) else None, \
+            record.get("step") if isinstance(record, dict) else None
+        if not isinstance(loss, (int, float)) or isinstance(loss, bool) or not math.isfinite(loss) or \
+                not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            return self._best_unreadable(f"it holds {utils.one_line(record, limit=80)}, not a finite loss and a step")
+        return float(loss), step
+
+    def _best_unreadable(self, reason):
+        print(f"warning: {self.best_record} cannot be trusted ({reason}); the best image is sought afresh from here",
+              file=sys.stderr)
+        return math.inf, None
 
     def record_best(self, loss, step):
         utils.write_text_atomically(self.best_record, json.dumps({"loss": loss, "step": step}) + "\n")

@@ -9,7 +9,7 @@ step runs across the frames, so TensorBoard shows one curve per loss and a check
 run was on; a frame, once finished, is on disk and never redone.
 
     clip = read_clip(source, width, height, numbers, fps)     # the frames, fitted to the output size
-    plan = film_plan(clip, steps, temporal_weight, images, mean_pixel, folders, preserve_colors)
+    plan = film_plan(clip, identity(source), steps, temporal_weight, images, mean_pixel, folders, preserve_colors)
     # its phase (FramePhase): the frame as the content image; frame 1 starts as a still image does, a later one
     # from the previous result warped; each frame is fed (warped previous, mask) for the temporal loss; a frame's
     # result is written as <output-dir>/frames/<number>.png, and at the end the video: <output> as .mp4, at the
@@ -17,7 +17,9 @@ run was on; a frame, once finished, is on disk and never redone.
 
 Flow is computed once per pair of frames and cached in <checkpoint-dir>/flow/, each file named by the film it was
 computed from (its identity and size) and the frame's number, and checked when read: one that is damaged or of
-another shape is computed again, with a warning. Decoding and encoding use the ffmpeg that the imageio-ffmpeg
+another shape is computed again, with a warning. A written frame, which the next frame (and a resume) starts
+from, is recorded by its SHA-256 in <checkpoint-dir>/frames.json and checked when read: one that another run
+wrote over is refused in one line. Decoding and encoding use the ffmpeg that the imageio-ffmpeg
 wheel ships; a folder of frames is read with Pillow.
 """
 
@@ -42,6 +44,9 @@ from utils import FixableError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 VIDEO_MARK = utils.WRITTEN_BY  # the container's comment: the tool replaces only a video that carries it
+# In --checkpoint-dir: {film key: {frame number: SHA-256 of the frame file this run wrote}}. A frame starts from
+# the previous frame's file, so that file is the run's state: it is checked against this record when read.
+FRAMES_RECORD = "frames.json"
 
 
 def is_video_file(path):
@@ -230,6 +235,7 @@ class FramePhase(Phase):
         self.stages = [Stage(width, height, steps.first + index * steps.later) for index in range(len(clip.frames))]
         self.frame_dir = os.path.join(folders.output_dir, "frames")
         self.flow_dir = os.path.join(folders.checkpoint_dir, "flow")
+        self.frames_record = os.path.join(folders.checkpoint_dir, FRAMES_RECORD)
         self.video = video_output(folders.output)
         self._temporal = {}  # index -> (warped previous result, mask), for the frame being worked on
 
@@ -263,7 +269,7 @@ class FramePhase(Phase):
                 warped, mask = np.zeros((height, width, 3), np.float32), np.zeros((height, width), np.float32)
             else:
                 backward, mask = self.flow_at(index)
-                previous = utils.load_image(self.frame_path(index - 1), width, height, "stylised frame")
+                previous = utils.load_image(self.written_frame(index - 1), width, height, "stylised frame")
                 warped = flow.warp(previous, backward) - self.mean_pixel
             self._temporal = {index: (warped[np.newaxis].astype(np.float32), mask[np.newaxis, ..., np.newaxis])}
         return self._temporal[index]
@@ -292,13 +298,42 @@ class FramePhase(Phase):
             np.savez(file, backward=backward, mask=mask)
         return backward, mask
 
+    def written_frame(self, index):
+        """The path of a frame this run wrote, checked against its record: the next frame starts from it, and
+        another film's frame there (another run's, with the same --output-dir) must not be taken for it."""
+        path, recorded = self.frame_path(index), self._written().get(str(self.clip.numbers[index]))
+        try:
+            found = utils.file_identity(path)["sha256"]
+        except OSError:
+            found = None
+        if recorded is None or found != recorded:
+            what = "is not there" if found is None else "is not the frame this run wrote" if recorded else \
+                "was not recorded by this run (a run folder of an earlier version?)"
+            raise FixableError(f"{path}, where the next frame starts from, {what}: pass --restart to stylise the film "
+                               f"again, and give each film its own --output-dir")
+        return path
+
+    def _written(self):
+        """{frame number: the SHA-256 of its written file} of this run (FRAMES_RECORD); {} if none can be read."""
+        try:
+            with open(self.frames_record) as file:
+                record = json.load(file)
+        except (OSError, ValueError, UnicodeDecodeError):
+            return {}
+        return record.get(self.film_key, {}) if isinstance(record, dict) else {}
+
     def stage_done(self, index, image):
-        """Write the frame's result (image: [1, height, width, 3] in the network's space)."""
+        """Write the frame's result (image: [1, height, width, 3] in the network's space), and record it (frame 1
+        begins the record afresh: a new run)."""
         pixels = np.clip(image[0] + self.mean_pixel, 0, 255)
         if self.preserve_colors:
             pixels = utils.with_colors_of(pixels, self.clip.frames[index])
         os.makedirs(self.frame_dir, exist_ok=True)
-        utils.save_image(self.frame_path(index), pixels)
+        path = self.frame_path(index)
+        utils.save_image(path, pixels)
+        written = {} if index == 0 else self._written()
+        written[str(self.clip.numbers[index])] = utils.file_identity(path)["sha256"]
+        utils.write_text_atomically(self.frames_record, json.dumps({self.film_key: written}) + "\n")
 
     def run_done(self):
         """The video of every stylised frame, at the source's frame rate, with its sound when it has one."""

@@ -1,8 +1,11 @@
 """Checkpoint keeping and fallback, and the footprint of checkpoints and logs at the CS20 size."""
 
 import glob
+import json
+import math
 import os
 
+import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import run_main
@@ -86,3 +89,17 @@ def test_footprint_at_333x250(workdir, capsys, vgg19_mat, images):
     assert sizes["once"] < 1_000_000  # the graph without its weights' values
     assert whole_run <= 5_000_000, whole_run
     assert any(tag == "configuration" for _, tag, _ in events(LOG_DIR))
+
+
+@pytest.mark.parametrize("record", ["{not json", '{"loss": NaN, "step": 2}', '{"loss": "low", "step": 2}', "[]"])
+def test_a_best_record_that_cannot_be_trusted_is_said_and_sought_afresh(workdir, capsys, base_args, record):
+    args = [*base_args, "--save-every", "1", "--keep-best"]
+    code, _, err = run_main([*args, "--iterations", "2"], capsys)
+    assert code == 0, err
+    best = os.path.join(CHECKPOINT_DIR, "best.json")
+    open(best, "w").write(record)
+    code, out, err = run_main([*args, "--iterations", "3"], capsys)
+    assert code == 0 and "Resuming from step 2" in out, err
+    assert f"warning: {best} cannot be trusted" in err and "sought afresh" in err
+    written = json.load(open(best))
+    assert math.isfinite(written["loss"]) and written["step"] == 3

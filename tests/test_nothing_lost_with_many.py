@@ -243,6 +243,37 @@ def test_the_flow_cache_of_another_film_is_not_used_and_a_damaged_one_is_compute
         np.testing.assert_array_equal(found, expected)
 
 
+def test_a_films_written_frames_are_checked_before_a_resume_starts_from_them(workdir, capsys, vgg19_mat, images,
+                                                                              monkeypatch):
+    """A film's next frame, and so its resume, starts from its previous written frame: another film run into the
+    same --output-dir (with its own --checkpoint-dir) writes over those frames, and the resume is refused in one
+    line instead of going on from another film's frame."""
+    import style_transfer
+
+    first = write_frames(workdir / "first", panning_frames(3, seed=1))
+    second = write_frames(workdir / "second", panning_frames(3, seed=2))
+
+    def film(frames, checkpoints):
+        return ["--vgg", vgg19_mat[0], "--content", frames, "--video", "--style", images["style"], "--width", "40",
+                "--height", "32", "--optimizer", "lbfgs", "--iterations", "2", "--frame-steps", "1",
+                "--checkpoint-dir", checkpoints, "--log-dir", f"graphs-{checkpoints}"]
+    train = style_transfer.train
+
+    def stopped_before_frame_3(job, index, *args, **kwargs):
+        if index == 2 and job.folders.checkpoint_dir == "first":  # Ctrl-C as frame 3 begins
+            os.kill(os.getpid(), signal.SIGINT)
+        return train(job, index, *args, **kwargs)
+    monkeypatch.setattr(style_transfer, "train", stopped_before_frame_3)
+    assert run_main(film(first, "first"), capsys)[0] == 130  # frames 1 and 2 written: frame 2 goes on from 1
+    assert run_main(film(second, "second"), capsys)[0] == 0  # another film, the same outputs/frames
+    code, out, err = run_main(film(first, "first"), capsys)
+    assert_refused(code, out, err, os.path.join("outputs", "frames", "00001.png"), "is not the frame this run wrote",
+                   "--restart")
+    monkeypatch.setattr(style_transfer, "train", train)
+    code, out, err = run_main([*film(first, "first"), "--restart"], capsys)
+    assert code == 0, err
+
+
 TILED = ["--width", "96", "--height", "64", "--tile", "64", "--tile-overlap", "8", "--iterations", "6",
          "--save-every", "1"]
 
@@ -461,6 +492,8 @@ def test_a_file_that_is_not_a_tfrecord_gives_its_cause(workdir, capsys, base_arg
       "SLURM_ARRAY_TASK_COUNT": "3"}, "pass --shard-count"),  # --array=0-4:2
     ({"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_MAX": "9",
       "SLURM_ARRAY_TASK_COUNT": "3"}, "pass --shard-count"),  # --array=1,5,9
+    ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "0",
+      "SLURM_ARRAY_TASK_COUNT": "1", "SLURM_ARRAY_TASK_STEP": "5"}, "pass --shard-count"),  # --array=0-4:5
 ])
 def test_an_array_that_would_leave_items_undone_is_refused(environ, words):
     with pytest.raises(batch.FixableError, match=words):
@@ -475,6 +508,27 @@ def test_with_a_shard_count_a_slurm_task_runs_its_own_shard_whatever_the_submiss
     whole = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3",
              "SLURM_ARRAY_TASK_COUNT": "4"}
     assert batch.shard_from(None, None, whole) == batch.Shard(2, 4)
+
+
+def test_a_slurm_resubmission_from_task_0_is_refused_without_the_shard_count(workdir, capsys, base_args,
+                                                                             monkeypatch):
+    """--array=0-1, resubmitting two failed tasks of an array that ran 0-2, looks like a whole array of 2: with the
+    earlier runs' 3 shards in --output-dir, it is refused unless --shard-count says which count is meant."""
+    records = named_records(workdir / "photos.tfrecord", ["a", "b", "c"])
+    assert run_main([*base_args, "--content", records, *SMALL_RUN, "--shard", "2/3"], capsys)[0] == 0  # task 2 ran
+    for name, value in {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "1",
+                        "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_STEP": "1"}.items():
+        monkeypatch.setenv(name, value)
+    before = {path: os.path.getmtime(os.path.join("outputs", path)) for path in every_file("outputs")}
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN], capsys)
+    assert_refused(code, out, err, "split the data set into 3 shards", "--shard-count 3")
+    assert {path: os.path.getmtime(os.path.join("outputs", path)) for path in every_file("outputs")} == before
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN, "--shard-count", "3"], capsys)
+    assert code == 0 and "Shard 1-of-3: 1 of 3 items; 0 finished before" in out and "== item 1/1: b" in out, out
+    whole = {"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "2",
+             "SLURM_ARRAY_TASK_COUNT": "3"}  # the whole array again, as first submitted: its count agrees
+    assert batch.shard_from(None, None, whole) == batch.Shard(2, 3)
+    batch.check_slurm_shard_count("outputs", batch.shard_from(None, None, whole))
 
 
 def test_items_finished_under_another_shard_count_are_in_the_results(workdir, capsys, base_args):
@@ -546,13 +600,20 @@ def test_packing_into_a_folder_that_does_not_exist_yet(tmp_path):
 
 
 def test_what_a_killed_writer_left_is_removed_the_next_time(workdir, capsys, base_args):
+    """Only this host's temporaries of ended processes: a worker on another node sharing the folder may be writing
+    its own (same name, a pid that means nothing here)."""
+    import socket
+
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a process that has ended: its pid names a temporary nobody is writing
     os.makedirs("outputs")
-    left = f"outputs/final.png.{gone.pid}.tmp"
-    open(left, "wb").write(b"half an image")
+    left = f"outputs/final.png.{socket.gethostname()}.{gone.pid}.tmp"
+    elsewhere = f"outputs/final.png.another-node.example.org.{gone.pid}.tmp"
+    for path in (left, elsewhere):
+        open(path, "wb").write(b"half an image")
     assert run_main([*base_args, *SMALL_RUN], capsys)[0] == 0
     assert not os.path.exists(left) and os.path.isfile("outputs/final.png")
+    assert open(elsewhere, "rb").read() == b"half an image"
 
 
 def test_ctrl_c_between_stages_does_not_say_nothing_was_saved(workdir, capsys, base_args, monkeypatch):

@@ -345,3 +345,23 @@ def vgg_net(image, constants, deepest_layer, pooling="avg", inside=None):
                     inside = tf.nn.max_pool2d(inside, ksize=2, strides=2, padding="SAME")
         layers[name] = tf.cast(net, tf.float32)  # in float32 already: the tensor itself
     return layers
+
+
+def guidance(seen_map, deepest_layer, propagation="simple"):
+    """A map at the network's input resolution ([1, height, width, channels]: a mask, 1 where a region is) at each
+    layer up to deepest_layer, as the network's geometry takes it there: {layer name: the map at that layer}.
+
+    "simple" (or None): each pool averages it as it does the image (Gatys et al. 2017's guidance channels, down-
+    sampled). "inside": each conv erodes it by its 3x3 window and each pool keeps the least of its 2x2 window, so
+    that a position counts for a region only where all it sees lies inside the region (the paper's eroded variant).
+    """
+    maps, current = {}, seen_map
+    for name in layers_up_to(deepest_layer):
+        kind = layer_kind(name)
+        if kind == "conv" and propagation == "inside":
+            current = -tf.nn.max_pool2d(-current, ksize=3, strides=1, padding="SAME")
+        elif kind == "pool":
+            current = (-tf.nn.max_pool2d(-current, ksize=2, strides=2, padding="SAME") if propagation == "inside"
+                       else tf.nn.avg_pool2d(current, ksize=2, strides=2, padding="SAME"))
+        maps[name] = current
+    return maps

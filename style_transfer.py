@@ -33,7 +33,7 @@ from PIL import Image
 
 import lbfgs
 import load_vgg
-from runner import batch, options, run_folder, stages
+from runner import batch, controls, options, run_folder, stages
 from runner.batch import ItemResult
 from runner.graphs import Graphs
 from runner.inputs import prepare_work
@@ -73,11 +73,14 @@ def positions_of(features):
     return tf.cast(shape[1] * shape[2], features.dtype)
 
 
-def style_layer_loss(features, target_gram):
-    """sum((G - A)²) / (2 N M)² for one layer: N channels, M positions of its feature map."""
-    channels = int(features.shape[-1])
-    return tf.reduce_sum(tf.square(gram_matrix(features) - target_gram)) / tf.square(
-        2.0 * channels * positions_of(features))
+class Features(dict):
+    """What a loss piece reads: {layer name: the image's own features there}, and follow(map), which takes a map
+    at the resolution the network sees (a mask of regions, [1, height, width, channels]) through the network's
+    layers as the image goes: {layer name: the map there, at the image's own positions}."""
+
+    def __init__(self, features, follow):
+        super().__init__(features)
+        self.follow = follow
 
 
 class ContentLoss:
@@ -98,74 +101,115 @@ class ContentLoss:
 
 @dataclass
 class StyleStatistics:
-    """What one style layer's features add up to over each style image (all of its pieces): what every style loss
-    takes its targets from. Sums over positions add up over pieces, whatever their sizes."""
-    grams: list  # Σ f fᵀ, [channels, channels], one per style image
-    sums: list  # Σ f, [channels]
-    positions: list  # how many positions were summed
+    """What one style layer's features add up to over each style image (all of its pieces), each position weighted
+    by where the style is taken from (1 everywhere without a --style-mask): what every style loss takes its
+    targets from. Sums over positions add up over pieces, whatever their sizes."""
+    grams: list  # Σ w f fᵀ, [channels, channels], one per style image
+    sums: list  # Σ w f, [channels]
+    positions: list  # Σ w: how many positions were summed (weighted)
 
 
 def blended_moments(statistics, blends):
     """(mean, second moment E[f fᵀ]) of a layer's features over the style images blended: a feature drawn from
     style i with probability blend i. float64."""
     mean = sum(blend * np.float64(total) / count for blend, total, count
-               in zip(blends, statistics.sums, statistics.positions))
+               in zip(blends, statistics.sums, statistics.positions) if blend)
     second = sum(blend * np.float64(gram) / count for blend, gram, count
-                 in zip(blends, statistics.grams, statistics.positions))
+                 in zip(blends, statistics.grams, statistics.positions) if blend)
     return mean, second
 
 
-def style_gaussians(problem, statistics):
-    """(mean, covariance) of each style layer's features, the style images blended (float64)."""
-    for layer in statistics:
-        mean, second = blended_moments(layer, problem.style_blend_weights)
-        yield mean, second - np.outer(mean, mean)
-
-
-def moments_of(features):
-    """(mean [channels], covariance [channels, channels]) of a layer's features over its positions."""
-    matrix = tf.reshape(features, [-1, features.shape[-1]])
-    positions = tf.cast(tf.shape(matrix)[0], tf.float32)
-    mean = tf.reduce_mean(matrix, axis=0)
-    return mean, gram_matrix(features) / positions - mean[:, tf.newaxis] * mean[tf.newaxis, :]
+def weighted_moments(features, guidance=None):
+    """(second moment E[f fᵀ] [channels, channels], mean E[f] [channels], weight Σ g²) of a layer's features over
+    its positions, each weighted by g², g a region's guidance there ([1, height, width, 1]; None: 1 everywhere,
+    the weight then the positions). A region without a position at this layer has moments 0."""
+    if guidance is None:
+        count = positions_of(features)
+        return gram_matrix(features) / count, tf.reduce_sum(features, axis=[0, 1, 2]) / count, count
+    count = tf.reduce_sum(tf.square(guidance))
+    return (tf.math.divide_no_nan(gram_matrix(features * guidance), count),
+            tf.math.divide_no_nan(tf.reduce_sum(features * tf.square(guidance), axis=[0, 1, 2]), count), count)
 
 
 class StyleLoss:
     """CS20's style loss: the weighted sum of the style layers' losses against the style's Gram matrices. The
-    other style losses share its shape (fed targets per layer, a curve per layer) and differ in their statistics.
+    other style losses share its shape and differ in the statistics they match (`kind`).
 
-    Its targets are fed, each stage its own (the style image is fitted to each stage's size): targets_from gives
-    them, flat, layer after layer, in the order of the placeholders target_placeholders makes."""
+    Each layer's loss compares the generated image's moments at that layer (its second moment E[f fᵀ], and its
+    mean) with the style's, through `statistic_loss`; the style's are fed, each stage its own (the style image is
+    fitted to each stage's size), as the placeholders `target_placeholders` makes and in the order `fed_values`
+    gives them. With regions (--content-mask), each region r is matched to its own style image's statistics,
+    the generated image's moments weighted by the region's guidance at that layer (Gatys et al. 2017, §4: guided
+    Gram matrices), each region counting for its share of the positions; `styled` says which regions have a
+    style (a region without one keeps the content)."""
 
     name = "style_loss"
     kind = "gram"
 
-    def __init__(self, layers, layer_weights, weight):
-        self.layers, self.layer_weights, self.weight = tuple(layers), layer_weights, weight
-        self.key = (self.kind, self.layers, tuple(layer_weights), weight)
+    def __init__(self, layers, layer_weights, weight, styled=()):
+        self.layers, self.layer_weights, self.weight, self.styled = tuple(layers), layer_weights, weight, styled
+        self.key = (self.kind, self.layers, tuple(layer_weights), weight, tuple(styled))
 
     @staticmethod
-    def targets_from(problem, statistics):
-        """Each layer's second moment E[f fᵀ] of the styles blended: the target Gram matrix per position."""
-        return [blended_moments(layer, problem.style_blend_weights)[1].astype(np.float32) for layer in statistics]
-
-    @staticmethod
-    def target_placeholders(features):
-        channels = features.shape[-1]
+    def target_placeholders(channels):
         return [tf.placeholder(tf.float32, (channels, channels), name="second_moment")]
 
-    def layer_loss(self, features, second_moment):
-        """Against the style's Gram matrix scaled to this image's positions (a Gram matrix is a sum over them)."""
-        return style_layer_loss(features, second_moment * positions_of(features))
+    @staticmethod
+    def layer_targets(mean, second):
+        """One layer's targets from the style's mean and second moment (NumPy, float64)."""
+        return [second.astype(np.float32)]
+
+    @staticmethod
+    def statistic_loss(second, mean, target_second):
+        """sum((G - A)²) / (2 N M)², with G and A the Gram matrices over M positions: the second moments'
+        squared difference over (2 N)², the CS20 layer loss whatever the positions."""
+        channels = int(second.shape[-1])
+        return tf.reduce_sum(tf.square(second - target_second)) / (2.0 * channels) ** 2
+
+    def fed_values(self, problem, statistics, regions):
+        """The values of the placeholders `build` makes, in their order. statistics: the style's, a StyleStatistics
+        per layer; regions: with --content-mask, its regions [height, width, regions] as the network sees them."""
+        if not self.styled:
+            return [value for layer, blends in zip(statistics, problem.blends_by_layer())
+                    for value in self.layer_targets(*blended_moments(layer, blends))]
+        alone = [tuple(1.0 if other == region else 0.0 for other in range(len(self.styled)))
+                 for region in range(len(self.styled))]
+        return [regions[np.newaxis]] + [value for layer in statistics for region, styled in enumerate(self.styled)
+                                        if styled for value in self.layer_targets(*blended_moments(layer,
+                                                                                                     alone[region]))]
 
     def build(self, image, features):
-        fed, per_layer = [], {}
-        for name in self.layers:
-            targets = self.target_placeholders(features[name])
-            fed += targets
-            per_layer[name] = self.layer_loss(features[name], *targets)
+        fed, per_layer, per_region = [], {}, {}
+        guidance = None
+        if self.styled:
+            regions = tf.placeholder(tf.float32, (1, None, None, len(self.styled)), name="regions")
+            fed.append(regions)
+            guidance = features.follow(regions)
+        for name, layer_weight in zip(self.layers, self.layer_weights):
+            layer = features[name]
+            losses = []
+            for region, styled in enumerate(self.styled or (True,)):
+                if not styled:
+                    continue
+                region_guidance = None if guidance is None else guidance[name][..., region:region + 1]
+                second, mean, count = weighted_moments(layer, region_guidance)
+                targets = self.target_placeholders(int(layer.shape[-1]))
+                fed += targets
+                share = 1.0 if region_guidance is None else count / positions_of(layer)
+                losses.append(share * self.statistic_loss(second, mean, *targets))
+                per_region.setdefault(region, []).append(layer_weight * losses[-1])
+            per_layer[name] = tf.add_n(losses)
         loss = tf.add_n([weight * per_layer[name] for name, weight in zip(self.layers, self.layer_weights)])
-        return loss, fed, {f"style_loss/{name}": layer_loss for name, layer_loss in per_layer.items()}
+        curves = {f"style_loss/{name}": layer_loss for name, layer_loss in per_layer.items()}
+        if self.styled:
+            curves.update({f"style_loss/region_{region + 1}": tf.add_n(losses) for region, losses in
+                           per_region.items()})
+        return loss, fed, curves
+
+
+def covariance_of(second, mean):
+    """The covariance from the second moment and the mean (TensorFlow or NumPy)."""
+    return second - mean[:, None] * mean[None, :]
 
 
 class MeanStdStyleLoss(StyleLoss):
@@ -175,20 +219,18 @@ class MeanStdStyleLoss(StyleLoss):
     kind = "mean-std"
 
     @staticmethod
-    def targets_from(problem, statistics):
-        """Each layer's channel means and standard deviations."""
-        return [target.astype(np.float32) for mean, covariance in style_gaussians(problem, statistics)
-                for target in (mean, np.sqrt(np.maximum(np.diag(covariance), 0) + VARIANCE_FLOOR))]
-
-    @staticmethod
-    def target_placeholders(features):
-        channels = features.shape[-1]
+    def target_placeholders(channels):
         return [tf.placeholder(tf.float32, (channels,), name="mean"),
                 tf.placeholder(tf.float32, (channels,), name="deviation")]
 
-    def layer_loss(self, features, style_mean, style_deviation):
-        mean, covariance = moments_of(features)
-        deviation = tf.sqrt(tf.maximum(tf.linalg.diag_part(covariance), 0.0) + VARIANCE_FLOOR)
+    @staticmethod
+    def layer_targets(mean, second):
+        variance = np.maximum(np.diag(covariance_of(second, mean)), 0)
+        return [mean.astype(np.float32), np.sqrt(variance + VARIANCE_FLOOR).astype(np.float32)]
+
+    @staticmethod
+    def statistic_loss(second, mean, style_mean, style_deviation):
+        deviation = tf.sqrt(tf.maximum(tf.linalg.diag_part(covariance_of(second, mean)), 0.0) + VARIANCE_FLOOR)
         return tf.reduce_sum(tf.square(mean - style_mean)) + tf.reduce_sum(tf.square(deviation - style_deviation))
 
 
@@ -201,20 +243,19 @@ class WassersteinStyleLoss(StyleLoss):
     kind = "w2"
 
     @staticmethod
-    def targets_from(problem, statistics):
-        """Each layer's mean, the square root of its covariance, and its covariance's trace."""
-        return [np.float32(target) for mean, covariance in style_gaussians(problem, statistics)
-                for target in (mean, psd_square_root(covariance), np.trace(covariance))]
-
-    @staticmethod
-    def target_placeholders(features):
-        channels = features.shape[-1]
+    def target_placeholders(channels):
         return [tf.placeholder(tf.float32, (channels,), name="mean"),
                 tf.placeholder(tf.float32, (channels, channels), name="covariance_root"),
                 tf.placeholder(tf.float32, (), name="covariance_trace")]
 
-    def layer_loss(self, features, style_mean, style_root, style_trace):
-        mean, covariance = moments_of(features)
+    @staticmethod
+    def layer_targets(mean, second):
+        covariance = covariance_of(second, mean)
+        return [np.float32(target) for target in (mean, psd_square_root(covariance), np.trace(covariance))]
+
+    @staticmethod
+    def statistic_loss(second, mean, style_mean, style_root, style_trace):
+        covariance = covariance_of(second, mean)
         inner = style_root @ covariance @ style_root
         return (tf.reduce_sum(tf.square(mean - style_mean)) + tf.linalg.trace(covariance) + style_trace
                 - 2.0 * tf.linalg.trace(newton_schulz_square_root(0.5 * (inner + tf.transpose(inner)))))
@@ -259,10 +300,10 @@ class TotalVariationLoss:
 
 def problem_losses(problem):
     """The loss pieces every stage of a problem has, in the order they add up: content (none with --texture),
-    style (of the problem's kind), and total variation when it has a weight."""
+    style (of the problem's kind; by region with --content-mask), and total variation when it has a weight."""
     terms = [ContentLoss(problem.content_layers, problem.content_weight)] if problem.content_layers else []
     terms.append(STYLE_LOSSES[problem.style_loss](problem.style_layers, problem.style_layer_weights,
-                                                  problem.style_weight))
+                                                  problem.style_weight, problem.styled_regions()))
     if problem.tv_weight:
         terms.append(TotalVariationLoss(problem.tv_weight))
     return terms
@@ -288,6 +329,40 @@ class WholeImage:
         return features
 
 
+class LuminanceOnly:
+    """--color-control luminance (Gatys et al. 2017, §5.1): the network sees the luminance of what another view
+    shows it, in all three channels, so that the style acts on luminance alone (the style images are given as
+    their luminance; the saved images take the content's colours back). What the network sees past a picture's
+    border stays 0, as the other view has it."""
+
+    def __init__(self, inner, mean_pixel):
+        self.inner, self.mean_pixel = inner, mean_pixel
+        self.name, self.key = inner.name, ("luminance", inner.key)
+
+    def luminance(self, seen, inside):
+        """RGB (mean-subtracted) to its luminance in three channels (mean-subtracted), 0 where inside is 0."""
+        pixels = seen + self.mean_pixel
+        grey = tf.reduce_sum(pixels * controls.LUMA.astype(np.float32), axis=-1, keepdims=True) - self.mean_pixel
+        return grey if inside is None else grey * inside
+
+    def around(self, image):
+        seen, inside, fed = self.inner.around(image)
+        return self.luminance(seen, inside), inside, fed
+
+    def given(self):
+        image, seen, inside = self.inner.given()
+        return image, self.luminance(seen, inside), inside
+
+    def own(self, features, layer):
+        return self.inner.own(features, layer)
+
+
+def problem_view(problem, view, mean_pixel):
+    """What the network sees for a problem, given what a stage shows it (`view`; None: the image alone)."""
+    view = view or WholeImage()
+    return LuminanceOnly(view, mean_pixel) if problem.color_control == "luminance" else view
+
+
 # ---------------------------------------------------------------------------------------------------
 # 2. The targets: the style's statistics at each style layer (gathered over the pieces of each style image) and
 #    the content image's features at each content layer, computed by the model's own network
@@ -295,10 +370,10 @@ class WholeImage:
 
 def statistics_of(found, layer_count):
     """Each style layer's StyleStatistics from what the network found: per style image, per piece, per layer,
-    (Gram matrix, sum, (height, width)). A piece's sums over positions add up with the others'."""
+    (weighted Gram matrix, sum, weight). A piece's sums over positions add up with the others'."""
     return [StyleStatistics(grams=[sum(part[layer][0] for part in style) for style in found],
                             sums=[sum(part[layer][1] for part in style) for style in found],
-                            positions=[sum(int(math.prod(part[layer][2])) for part in style) for style in found])
+                            positions=[sum(float(part[layer][2]) for part in style) for style in found])
             for layer in range(layer_count)]
 
 
@@ -388,17 +463,30 @@ class StyleTransfer:
         deepest = load_vgg.deepest_layer_used([name for term in self.terms for name in term.layers], [])
         self.layers = load_vgg.vgg_net(self.seen, self.constants, deepest, self.problem.pooling, self.inside)
 
+    def follow(self, seen_map, names):
+        """A map at the resolution the network sees, at each of the layers `names`, at the image's own positions."""
+        deepest = load_vgg.deepest_layer_used([], list(names))
+        maps = load_vgg.guidance(seen_map, deepest, self.problem.mask_propagation)
+        return {name: self.view.own(maps[load_vgg.feature_layer(name)], load_vgg.feature_layer(name))
+                for name in names}
+
     def create_targets(self):
         """The network again, on the images the targets come from (sharing the weights): a style image, or a piece
-        of one, for its statistics at each style layer; and a content image, seen as the view sees the generated
-        one, for its features at each content layer."""
+        of one, for its statistics at each style layer (weighted by where the style is taken from: its
+        --style-mask, or 1 everywhere); and a content image, seen as the view sees the generated one, for its
+        features at each content layer."""
         problem = self.problem
         with tf.name_scope("targets"):
             self.style_piece = tf.placeholder(tf.float32, (1, None, None, 3), name="style_piece")
-            layers = load_vgg.vgg_net(self.style_piece, self.constants,
-                                      load_vgg.deepest_layer_used([], problem.style_layers), problem.pooling)
-            self.piece_sums = [(gram_matrix(features), tf.reduce_sum(features, axis=[0, 1, 2]), tf.shape(features)[1:3])
-                               for features in (layers[load_vgg.feature_layer(name)] for name in problem.style_layers)]
+            self.style_mask = tf.placeholder(tf.float32, (1, None, None, 1), name="style_mask")
+            deepest = load_vgg.deepest_layer_used([], problem.style_layers)
+            layers = load_vgg.vgg_net(self.style_piece, self.constants, deepest, problem.pooling)
+            masks = load_vgg.guidance(self.style_mask, deepest, problem.mask_propagation)
+            self.piece_sums = []
+            for name in (load_vgg.feature_layer(name) for name in problem.style_layers):
+                features, weight = layers[name], tf.square(masks[name])
+                self.piece_sums.append((gram_matrix(features * masks[name]),
+                                        tf.reduce_sum(features * weight, axis=[0, 1, 2]), tf.reduce_sum(weight)))
             self.content_features = []
             if problem.content_layers:
                 self.content_input, seen, inside = self.view.given()
@@ -412,21 +500,27 @@ class StyleTransfer:
         content image's features, and the targets of the problem's style loss, from the style's statistics gathered
         over each style image's pieces (computed once for the same style images) and blended as the problem says."""
         mean = self.weights.mean_pixel
-        key = tuple((part.shape, hashlib.sha256(np.ascontiguousarray(part)).digest())
-                    for style in images.styles for part in style)
+        pieces = [list(zip(style, masks)) for style, masks in zip(images.styles, images.masks())]
+        key = tuple((part.shape, hashlib.sha256(np.ascontiguousarray(part)).digest(),
+                     None if mask is None else hashlib.sha256(np.ascontiguousarray(mask)).digest())
+                    for style in pieces for part, mask in style)
         if key not in self.style_statistics:
-            found = [[sess.run(self.piece_sums, {self.style_piece: [part - mean]}) for part in style]
-                     for style in images.styles]
+            found = [[sess.run(self.piece_sums, {self.style_piece: [part - mean], self.style_mask: [
+                np.ones((*part.shape[:2], 1), np.float32) if mask is None else mask[..., np.newaxis]]})
+                for part, mask in style] for style in pieces]
             self.style_statistics[key] = statistics_of(found, len(self.problem.style_layers))
-        targets = {StyleLoss.name: STYLE_LOSSES[problem.style_loss].targets_from(problem, self.style_statistics[key])}
+        style_loss = next(term for term in self.terms if term.name == StyleLoss.name)
+        targets = {StyleLoss.name: style_loss.fed_values(problem, self.style_statistics[key], images.regions)}
         if self.content_features:
             targets[ContentLoss.name] = sess.run(self.content_features, {self.content_input: [images.content - mean]})
         return targets
 
     def losses(self):
         with tf.name_scope("losses"):
-            features = {name: self.view.own(self.layers[load_vgg.feature_layer(name)], load_vgg.feature_layer(name))
-                        for term in self.terms for name in term.layers}
+            names = {name for term in self.terms for name in term.layers}
+            features = Features({name: self.view.own(self.layers[load_vgg.feature_layer(name)],
+                                                     load_vgg.feature_layer(name)) for name in names},
+                                follow=lambda seen_map: self.follow(seen_map, names))
             self.loss_tensors, self.curves = {}, {}
             for term in self.terms:
                 self.loss_tensors[term.name], self.fed[term.name], curves = term.build(self.pixels, features)
@@ -525,7 +619,7 @@ class StyleTransfer:
 def losses_of(image, problem, weights, images):
     """The losses of an image (in the network's space, [1, height, width, 3]) as a whole, at its size: how a
     result scores, however it was made (the benchmark compares results made in parts with whole ones)."""
-    model = StyleTransfer(problem, weights, problem_losses(problem)).build()
+    model = build_graph(problem, weights, stages.Extras())
     with tf.Session(graph=model.graph, config=ONE_RUN_CONFIG) as sess:
         model.use_targets(model.targets(sess, images, problem))
         model.start(sess, image)
@@ -549,7 +643,8 @@ def losses_of_run(run_record, image_path, weights, files):
 
 def build_graph(problem, weights, extras):
     """The model of a stage, built, for runner.graphs. extras: what the stage adds (runner.stages.Extras)."""
-    return StyleTransfer(problem, weights, [*problem_losses(problem), *extras.terms], extras.view).build()
+    return StyleTransfer(problem, weights, [*problem_losses(problem), *extras.terms],
+                         problem_view(problem, extras.view, weights.mean_pixel)).build()
 
 
 def train(job, index, graphs, checkpoint, previous, stop):

@@ -11,13 +11,16 @@ missing are downloaded here.
 """
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass
+
+import numpy as np
 
 import load_vgg
 import utils
 from runner import batch, guards, memory, run_folder, stages, tf_setup, tiles, video
-from runner.images import ImageFiles
+from runner.images import ImageFiles, with_color_control
 from runner.items import find_items
 from runner.job import Folders, Job, Schedule
 from runner.options import coarse_scale_steps, frame_steps, temporal_weight, tile_overlap
@@ -63,7 +66,7 @@ class JobMaker:
         self.args = args
         self.precision = precision(args)
         self.schedule = Schedule(args.iterations, args.save_every, args.log_every, args.keep, args.keep_best,
-                                 args.preserve_colors, args.restart)
+                                 args.preserve_colors or args.color_control == "luminance", args.restart)
         self.folders = Folders(args.checkpoint_dir, args.log_dir, args.output_dir, args.output)
         self.weights = None
 
@@ -98,20 +101,39 @@ def prepare_job(args, item, schedule, folders, weights=None, precision="fp32"):
     if tiling is None:
         memory.check_memory(width, height, deepest, precision)
 
-    for path in args.style:
-        utils.fetch_if_missing(path, "style image", "--style")
+    styles = tuple(None if path == "none" else path for path in args.style)  # none: a region without style
+    for path in styles:
+        if path is not None:
+            utils.fetch_if_missing(path, "style image", "--style")
+    content_mask = mask_for(args.content_mask, item)
+    style_masks = None if args.style_mask is None else tuple(None if mask == "all" else mask
+                                                              for mask in args.style_mask)
     init = args.init or ("random" if args.texture else "noise")
-    files = ImageFiles(None if film else content_path, tuple(args.style), args.style_scale, init)
+    files = ImageFiles(None if film else content_path, styles, style_scale(args), init, args.color_control,
+                       content_mask, style_masks)
     images = files.read_at(width, height)
     clip = video.read_clip(content_path, width, height, args.frames, args.fps) if film else None
+    if film:  # a film's style takes the colours of all its frames
+        images = with_color_control(images, args.color_control, np.stack(clip.frames))
+    if images.regions is not None and images.regions.shape[-1] != len(styles):
+        raise FixableError(f"--content-mask {content_mask} has {images.regions.shape[-1]} regions (grey levels) for "
+                           f"{len(styles)} --style: give a style (or none) for each region, darkest first, or draw "
+                           f"the mask with as many levels (a JPEG's noise makes many: save masks as PNG)")
     utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")  # last: 535 MB, not for a run refused anyway
     weights = weights or load_vgg.load_weights(args.vgg, deepest)
 
-    blends = args.style_blend_weights or [1.0] * len(args.style)
+    blends = args.style_blend_weights or [1.0] * len(styles)
+    masks = [mask for mask in (content_mask, *(style_masks or ())) if mask is not None]
     problem = Problem(
         content=None if content_path is None else (video.identity if film else utils.file_identity)(content_path),
-        style=tuple(utils.file_identity(path) for path in args.style),
-        style_blend_weights=tuple(blend / sum(blends) for blend in blends), style_scale=args.style_scale,
+        style=tuple(None if path is None else utils.file_identity(path) for path in styles),
+        style_blend_weights=tuple(blends) if isinstance(blends[0], tuple) else tuple(blend / sum(blends)
+                                                                                   for blend in blends),
+        style_scale=style_scale(args), color_control=args.color_control,
+        content_mask=None if content_mask is None else utils.file_identity(content_mask),
+        style_masks=None if style_masks is None else tuple(None if mask is None else utils.file_identity(mask)
+                                                           for mask in style_masks),
+        mask_propagation=(args.mask_propagation or "simple") if masks else None,
         weights=weights.fingerprint, width=width, height=height, pooling=args.pooling,
         content_layers=content_layers, style_layers=tuple(args.style_layers),
         style_layer_weights=tuple(args.style_layer_weights), content_weight=content_weight,
@@ -127,7 +149,7 @@ def prepare_job(args, item, schedule, folders, weights=None, precision="fp32"):
 
     if film:
         plan = video.film_plan(clip, problem.content, video.FrameSteps(*frame_steps(args)), problem.temporal_weight,
-                               images, weights.mean_pixel, folders, args.preserve_colors)
+                               images, weights.mean_pixel, folders, schedule.preserve_colors)
     elif tiling:
         plan = tiles.tiled_plan(problem, schedule.iterations, files, images, folders.checkpoint_dir)
     else:
@@ -137,9 +159,29 @@ def prepare_job(args, item, schedule, folders, weights=None, precision="fp32"):
     resumable = not args.restart and run_folder.holds_run_of(folders.checkpoint_dir, problem)
     for folder in folders.all():
         guards.check_writable_folder(folder)
-    guards.check_nothing_overwritten(folders, schedule, [path for path in (content_path, *args.style, args.vgg)
+    guards.check_nothing_overwritten(folders, schedule, [path for path in (content_path, *styles, *masks, args.vgg)
                                                          if isinstance(path, str)], plan.outputs())
     return Job(problem, schedule, folders, plan, weights, resumable)
+
+
+def style_scale(args):
+    """--style-scale as the Problem holds it: None, a number for every style, or a tuple of one each."""
+    if args.style_scale is None or len(args.style_scale) == 1:
+        return None if args.style_scale is None else args.style_scale[0]
+    return tuple(args.style_scale)
+
+
+def mask_for(given, item):
+    """The --content-mask of an item: the file given, or, given a folder, the image in it named as the item's
+    content (its file name without extension, or the item's name), refused in one line if there is none."""
+    if given is None or not os.path.isdir(given):
+        return given
+    stem = os.path.splitext(os.path.basename(item.image))[0] if isinstance(item.image, str) else item.name
+    found = [path for path in utils.image_files(given) if os.path.splitext(os.path.basename(path))[0] == stem]
+    if not found:
+        raise FixableError(f"--content-mask folder {given} has no mask named {utils.shown(stem)} (for the content "
+                           f"image {utils.shown(str(item.image))}): add one, named as the content image")
+    return found[0]
 
 
 def precision(args):

@@ -53,6 +53,12 @@ non_negative_float = _checked(_finite_number, lambda value: value >= 0, "0 or mo
 fraction = _checked(_finite_number, lambda value: 0 <= value <= 1, "between 0 and 1")
 
 
+def blend_weights(text):
+    """A --style-blend-weights entry: a weight, or a comma-separated weight per style layer (a tuple)."""
+    values = tuple(non_negative_float(part) for part in text.split(","))
+    return values[0] if len(values) == 1 and "," not in text else values
+
+
 def shard_spec(text):
     """--shard INDEX/COUNT, as (index, count)."""
     index, _, count = text.partition("/")
@@ -109,7 +115,8 @@ def parse_args(argv=None):
                             "paths, TFRecord files or globs (data-*.tfrecord); each item gets its own subfolder of "
                             "--checkpoint-dir, --log-dir and --output-dir, named after it")
     files.add_argument("--style", nargs="+", default=[os.path.join("styles", "guernica.jpg")],
-                       help="style image, or several to blend")
+                       help="style image, or several to blend; with --content-mask, one per region (`none` for a "
+                            "region that keeps the content)")
     files.add_argument("--vgg", default="imagenet-vgg-verydeep-19.mat",
                        help="VGG-19 weights: MatConvNet's .mat, or Keras' vgg19 notop .h5")
 
@@ -124,11 +131,28 @@ def parse_args(argv=None):
                          help="layers whose Gram matrices carry the style")
     problem.add_argument("--style-layer-weights", nargs="+", type=non_negative_float,
                          default=[0.5, 1.0, 1.5, 3.0, 4.0], help="one weight per style layer")
-    problem.add_argument("--style-blend-weights", nargs="+", type=non_negative_float,
-                         help="with several styles: one weight each, normalised to sum 1 (default: equal)")
-    problem.add_argument("--style-scale", type=positive_float,
-                         help="keep each style image's own aspect and make it this many times the output's width "
-                              "(default: fit it to the output size, as CS20)")
+    problem.add_argument("--style-blend-weights", nargs="+", type=blend_weights,
+                         help="with several styles: one weight each, normalised to sum 1 (default: equal); or one "
+                              "comma-separated list each, a weight per style layer (e.g. 1,1,0,0,0 0,0,1,1,1: the fine "
+                              "scales from the first style, the coarse from the second)")
+    problem.add_argument("--style-scale", nargs="+", type=positive_float,
+                         help="keep each style image's own aspect and make it this many times the output's width: one "
+                              "value for all, or one per style (default: fit it to the output size, as CS20)")
+    problem.add_argument("--color-control", choices=["luminance", "match"],
+                         help="keep the content's colours (Gatys et al. 2017): luminance, transfer the style in "
+                              "luminance only and put the content's colours back; match, recolour the style images "
+                              "with the content's colours first")
+    problem.add_argument("--content-mask", metavar="MASK",
+                         help="regions of the output, one per grey level (or palette colour) of this image, darkest "
+                              "first: region i takes the style of the i-th --style (a folder: a mask per item, named "
+                              "as its content image)")
+    problem.add_argument("--style-mask", nargs="+", metavar="MASK",
+                         help="for each --style, the part of it its statistics come from: white takes, black does "
+                              "not (`all` for the whole image)")
+    problem.add_argument("--mask-propagation", choices=["simple", "inside"],
+                         help="how a mask reaches each layer: simple, pooled as the image is; inside, eroded so "
+                              "that a position counts for a region only where all it sees lies inside it "
+                              "(default: simple)")
     problem.add_argument("--content-weight", type=non_negative_float, default=0.01, help="weight of the content loss")
     problem.add_argument("--style-weight", type=non_negative_float, default=1.0, help="weight of the style loss")
     problem.add_argument("--tv-weight", type=non_negative_float, default=0.0,
@@ -225,10 +249,7 @@ def parse_args(argv=None):
     if args.fast:  # new defaults; what the user gave explicitly still wins
         parser.set_defaults(**FAST)
         args = parser.parse_args(argv)
-    if args.style_blend_weights is not None and len(args.style_blend_weights) != len(args.style):
-        parser.error(f"--style-blend-weights has {len(args.style_blend_weights)} values for {len(args.style)} --style")
-    if args.style_blend_weights is not None and sum(args.style_blend_weights) == 0:
-        parser.error("--style-blend-weights are all 0: give at least one style some weight")
+    check_styles(parser, args)
     if args.scales[-1] != 1 or any(low >= high for low, high in zip(args.scales, args.scales[1:])):
         parser.error(f"--scales {' '.join(map(str, args.scales))}: give fractions of the output size that rise "
                      f"and end at 1, e.g. 0.25 0.5 1")
@@ -256,6 +277,44 @@ def parse_args(argv=None):
         parser.error(f"--style-layer-weights has {len(args.style_layer_weights)} values for "
                      f"{len(args.style_layers)} --style-layers")
     return args
+
+
+def check_styles(parser, args):
+    """The style options against each other: blends, scales, `none`, masks."""
+    styles, layers = len(args.style), len(args.style_layers)
+    blends = args.style_blend_weights
+    if blends is not None:
+        if len(blends) != styles:
+            parser.error(f"--style-blend-weights has {len(blends)} values for {styles} --style")
+        per_layer = [isinstance(entry, tuple) for entry in blends]
+        if any(per_layer) and not all(per_layer):
+            parser.error("--style-blend-weights: give a weight per style, or a list per style, not both")
+        if all(per_layer) and any(len(entry) != layers for entry in blends):
+            parser.error(f"--style-blend-weights: each list needs a weight per style layer ({layers})")
+        columns = zip(*blends) if all(per_layer) else [blends]
+        if any(sum(column) == 0 for column in columns):
+            parser.error("--style-blend-weights are all 0 (at some layer): give at least one style some weight")
+    if args.style_scale is not None and len(args.style_scale) not in (1, styles):
+        parser.error(f"--style-scale has {len(args.style_scale)} values for {styles} --style: give one for all, or "
+                     f"one each")
+    unstyled = [style for style in args.style if style == "none"]
+    if unstyled and not args.content_mask:
+        parser.error("--style none is for a region of --content-mask without style: give a --content-mask, or "
+                     "drop `none`")
+    if len(unstyled) == styles:
+        parser.error("every --style is none: give at least one style image")
+    if args.style_mask is not None and len(args.style_mask) != styles:
+        parser.error(f"--style-mask has {len(args.style_mask)} masks for {styles} --style: give one each (`all` for "
+                     f"the whole image)")
+    if args.content_mask and blends is not None:
+        parser.error("with --content-mask each region takes its own style image: drop --style-blend-weights")
+    if args.mask_propagation and not (args.content_mask or args.style_mask):
+        parser.error("--mask-propagation is for masks: give --content-mask or --style-mask, or drop it")
+    if args.color_control and args.texture:
+        parser.error(f"--color-control {args.color_control} takes the content's colours: drop it, or --texture")
+    if args.init == "style" and args.style[0] == "none":
+        parser.error("--init style starts from the first style image, and the first --style is none: put a style "
+                     "image first, or choose another --init")
 
 
 def frame_steps(args):

@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass
 @dataclass(frozen=True)
 class Problem:
     content: dict  # the content image's SHA-256 and size; None with --texture
-    style: tuple  # each style image's SHA-256 and size
-    style_blend_weights: tuple  # one per style image, summing to 1
-    style_scale: float  # style width / output width, each style keeping its aspect; None: fitted as CS20
+    style: tuple  # each style image's SHA-256 and size; None for a region without style (--style none)
+    style_blend_weights: tuple  # one per style image, summing to 1; or per style image, one per style layer
+    style_scale: object  # style width / output width, each style keeping its aspect (a number for all, or a tuple
+    #                      of one each); None: fitted as CS20
     weights: str  # fingerprint of the VGG-19 weights used
     width: int
     height: int
@@ -40,6 +41,20 @@ class Problem:
     average: float = None  # Adam's: the decay of the moving average of the steps' images that is saved; None: none
     adam_across_scales: str = "restart"  # "carry": Adam's moments go on to the next scale, resized with the image
     precision: str = "fp32"  # what the network computes in: "fp32" (CS20's) or "bf16" (load_vgg.PRECISIONS)
+    color_control: str = None  # "luminance" or "match" (Gatys et al. 2017, §5); None: none
+    content_mask: dict = None  # --content-mask's SHA-256 and size: the regions, each with its style image
+    style_masks: tuple = None  # --style-mask's, one per style image (None: all of it)
+    mask_propagation: str = None  # with masks: "simple" or "inside", how a mask reaches each layer
+
+    def blends_by_layer(self):
+        """Each style layer's blend of the style images (weights summing to 1, one per style image)."""
+        if all(isinstance(weight, (int, float)) for weight in self.style_blend_weights):
+            return [tuple(self.style_blend_weights)] * len(self.style_layers)
+        return [tuple(weight / sum(column) for weight in column) for column in zip(*self.style_blend_weights)]
+
+    def styled_regions(self):
+        """With --content-mask, for each region (one per style image, in order) whether it has a style; else ()."""
+        return tuple(style is not None for style in self.style) if self.content_mask else ()
 
     def at_size(self, width, height):
         """The same problem at another image size: one of its stages' (a scale, a tile)."""
@@ -73,8 +88,9 @@ class Problem:
         """What the training graph depends on (beside what its stage adds, runner.stages.Extras): problems that
         differ only in what is fed to it (their images and their targets, the image's size, its start) share one:
         the scales of a run, the images of a data set."""
-        record = self.as_record()
+        record = {**self.as_record(), "styled_regions": self.styled_regions()}
         for fed in ("content", "style", "style_blend_weights", "style_scale", "width", "height", "init", "noise_ratio",
-                    "seed", "scales", "scale_steps", "frames", "frame_steps", "tiles", "tile_steps"):
+                    "seed", "scales", "scale_steps", "frames", "frame_steps", "tiles", "tile_steps", "content_mask",
+                    "style_masks"):
             del record[fed]
         return json.dumps(record, sort_keys=True)

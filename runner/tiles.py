@@ -221,7 +221,7 @@ class WithinSurroundings:
         """A layer's features of the tile's own positions, without those of its surroundings (a margin in whole
         positions down to conv5_1)."""
         height, width = load_vgg.layer_size(self.width, self.height, layer)
-        margin = (int(features.shape[2]) - width) // 2
+        margin = load_vgg.layer_size(self.width + 2 * self.margin, self.height, layer)[1] - width >> 1
         return features[:, margin:margin + height, margin:margin + width, :]
 
 
@@ -254,6 +254,9 @@ class TilePhase(Phase):
         self.path = os.path.join(checkpoint_dir, ASSEMBLED)
         self.styles = [[part for whole in style for part in pieces(whole, max(side, STYLE_PIECE))]
                        for style in images.styles]
+        self.style_masks = [[part for whole, mask in zip(style, masks) for part in (
+            pieces(mask, max(side, STYLE_PIECE)) if mask is not None else [None] * len(pieces(whole, max(
+                side, STYLE_PIECE))))] for style, masks in zip(images.styles, images.masks())]  # cut as the styles
         self._assembly = None
 
     def describe(self, index):
@@ -267,10 +270,14 @@ class TilePhase(Phase):
         return self._assembly
 
     def images_at(self, index):
-        content = self.images.content
+        content, regions = self.images.content, self.images.regions
         if content is not None:
             content = self.with_surroundings(lambda region: self.images.content[region], self.layout[index])
-        return dataclasses.replace(self.images, content=content, styles=self.styles, start_style=None)
+        if regions is not None:  # seen as the content is, in no region past the image's border
+            regions = np.nan_to_num(self.with_surroundings(lambda region: self.images.regions[region],
+                                                           self.layout[index]))
+        return dataclasses.replace(self.images, content=content, styles=self.styles, start_style=None,
+                                   regions=regions, style_masks=self.style_masks)
 
     def start_at(self, index, previous_image):
         return self.assembly.picture(self.layout[index].region)[np.newaxis]

@@ -81,14 +81,13 @@ def test_the_w2_and_mean_std_losses_match_numpy():
     style[..., 4] = 0  # a dead channel: a singular covariance
     gram, total, count = layer_statistics(style)
     statistics = [style_transfer.StyleStatistics([gram], [total], [count])]
-    problem = type("Problem", (), {"style_blend_weights": (1.0,)})
-    w2_targets = style_transfer.WassersteinStyleLoss.targets_from(problem, statistics)  # one layer's, flat
-    mean_std_targets = style_transfer.MeanStdStyleLoss.targets_from(problem, statistics)
+    moments = style_transfer.blended_moments(statistics[0], (1.0,))
+    w2_targets = style_transfer.WassersteinStyleLoss.layer_targets(*moments)
+    mean_std_targets = style_transfer.MeanStdStyleLoss.layer_targets(*moments)
     with tf.Graph().as_default():
-        w2 = evaluate(style_transfer.WassersteinStyleLoss((), (), 1.0).layer_loss(tf.constant(generated),
-                                                                                   *w2_targets))
-        mean_std = evaluate(style_transfer.MeanStdStyleLoss((), (), 1.0).layer_loss(tf.constant(generated),
-                                                                                     *mean_std_targets))
+        second, mean, _ = style_transfer.weighted_moments(tf.constant(generated))
+        w2 = evaluate(style_transfer.WassersteinStyleLoss.statistic_loss(second, mean, *w2_targets))
+        mean_std = evaluate(style_transfer.MeanStdStyleLoss.statistic_loss(second, mean, *mean_std_targets))
     mean_1, cov_1 = numpy_moments(generated)
     mean_2, cov_2 = numpy_moments(style)
     root_2 = np.real(scipy.linalg.sqrtm(cov_2))

@@ -330,3 +330,14 @@ def test_controls_work_coarse_to_fine_and_with_a_film(workdir, capsys, base_args
     record = json.load(open("film/ck/run.json"))
     assert record["color_control"] == "luminance" and record["content_mask"] is not None
     assert scalar_series("film/log", "style_loss/region_2")
+
+
+@pytest.mark.parametrize("loss", ["mean-std", "w2"])
+def test_regions_work_with_the_other_style_losses(workdir, capsys, base_args, tmp_path_factory, loss):
+    mask = write_mask(tmp_path_factory.mktemp("loss-masks") / "half.png", [0, 255])
+    code, _, err = run_main([*base_args[:4], "--style", base_args[5], base_args[5], *SMALL, "--content-mask", mask,
+                             "--style-loss", loss, "--optimizer", "lbfgs", "--iterations", "8", "--log-every", "1"],
+                            capsys)
+    assert code == 0, err
+    first, last = (scalar_series(LOG_DIR, "style_loss/region_2")[index][1] for index in (0, -1))
+    assert np.isfinite(last) and last < first

@@ -324,6 +324,15 @@ def make_style(given, seed):
         write_image(given, 64, 64, seed=seed)
 
 
+def make_mask(given, levels):
+    """A mask of `levels` vertical bands of grey (a --content-mask's regions, a --style-mask's white and black)."""
+    if not os.path.exists(given):
+        if os.path.dirname(given):
+            os.makedirs(os.path.dirname(given), exist_ok=True)
+        bands = np.linspace(0, 255, levels).astype(np.uint8)[np.arange(80) * levels // 80]
+        Image.fromarray(np.broadcast_to(bands, (60, 80)).copy()).save(given)
+
+
 def small_version(words, vgg):
     """A style_transfer.py command's options made small (and its inputs made): the argv to run, and what the run
     must leave (its --output, --output-dir, --output-tfrecord, and whether it is a film)."""
@@ -336,8 +345,15 @@ def small_version(words, vgg):
     if "--texture" not in given:
         for path in given.get("--content", ["content/deadpool.jpg"]):
             make_content(path, film)
-    for seed, path in enumerate(given.get("--style", ["styles/guernica.jpg"]), start=3):
-        make_style(path, seed)
+    styles = given.get("--style", ["styles/guernica.jpg"])
+    for seed, path in enumerate(styles, start=3):
+        if path != "none":  # a region without style
+            make_style(path, seed)
+    for path in given.get("--content-mask", []):
+        make_mask(path, len(styles))
+    for path in given.get("--style-mask", []):
+        if path != "all":
+            make_mask(path, 2)
 
     scales = len(given["--scales"]) if "--scales" in given else 4 if "--fast" in given else 1
     width, height = (int(given.get(name, [default])[0]) for name, default in (("--width", 333), ("--height", 250)))

@@ -353,12 +353,15 @@ def check_results_file(prefix, shard):
 def write_results(prefix, shard, output_dir, names):
     """This shard's finished items as PREFIX-<INDEX>-of-<COUNT>.tfrecord in the common layout (image/encoded PNG,
     image/filename = the item's name, its size, the final loss and steps), written whole each time: a record for
-    every item of `names` (the shard's) that any manifest has as done, whichever shard count finished it."""
+    every item of `names` (the shard's) that is done, whichever shard count finished it: as this process's
+    run_items found or finished it, else as the manifests say (read only for the names it does not know)."""
     from runner import tfrecords
-    known = _done_in_this_process.get(output_dir)
-    known = {name: done for name in names if known and (done := known.finished(name)) is not None}
-    manifests = Manifests(output_dir, set(names) - set(known)) if len(known) < len(names) else None
-    entries = {**{name: done for name in names if manifests and (done := manifests.finished(name))}, **known}
+    found_here = _done_in_this_process.get(output_dir)
+    entries = {name: done for name in names if found_here and (done := found_here.finished(name))}
+    unknown = set(names) - set(entries)
+    if unknown:
+        manifests = Manifests(output_dir, unknown)
+        entries.update({name: done for name in unknown if (done := manifests.finished(name))})
     records = []
     for name, done in sorted(entries.items()):
         with Image.open(output_path(output_dir, done)) as image:

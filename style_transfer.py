@@ -745,14 +745,14 @@ def run_work(work, stop):
     try:
         if not work.several_items:  # one image: the folders as given
             return run(work.make_job(work.items[0], own_folders=False), graphs, stop).code
-        code = batch.run_items(work.items, work.shard, work.output_dir,
-                               lambda item: run(work.make_job(item, own_folders=True), graphs, stop),
-                               lambda item: work.make_job.folders.for_item(item.folder).checkpoint_dir)
+        code, done = batch.run_items(work.items, work.shard, work.output_dir,
+                                     lambda item: run(work.make_job(item, own_folders=True), graphs, stop),
+                                     lambda item: work.make_job.folders.for_item(item.folder).checkpoint_dir)
     finally:
         graphs.close()
     if work.output_tfrecord and code in (0, 2):
         batch.write_results(work.output_tfrecord, work.shard, work.output_dir,
-                            [item.name for item in work.items[work.shard.index::work.shard.count]])
+                            [item.name for item in work.items[work.shard.index::work.shard.count]], done)
     return code
 
 

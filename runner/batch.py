@@ -237,11 +237,6 @@ class DoneItems:
         self.done[item.name] = Done.of(entry)
 
 
-# The Done of the items this process's run_items found or finished, by --output-dir: write_results, which is given
-# only the names, then reads the manifests for none of them but the items that are not done.
-_done_in_this_process = {}
-
-
 def _manifests(output_dir):
     names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
     return [os.path.join(output_dir, name) for name in names
@@ -272,19 +267,19 @@ def append_entry(path, entry):
 
 
 def run_items(items, shard, output_dir, run_item, item_folder):
-    """Run this shard's items with run_item(item) -> ItemResult; return the exit code: 0, 2 if any item failed,
-    or 128 + the signal that stopped the run. item_folder(item): the item's checkpoint folder, locked while the
-    item runs; whether the item is done is looked up again once the lock is held (its done record only), so no
-    worker redoes an item another finished meanwhile."""
+    """Run this shard's items with run_item(item) -> ItemResult; return (the exit code: 0, 2 if any item failed,
+    or 128 + the signal that stopped the run; the DoneItems it found or finished, for write_results).
+    item_folder(item): the item's checkpoint folder, locked while the item runs; whether the item is done is looked
+    up again once the lock is held (its done record only), so no worker redoes an item another finished
+    meanwhile."""
     from runner import run_folder
     from runner.run_folder import FolderInUse
-    check_slurm_shard_count(output_dir, shard)
     mine = items[shard.index::shard.count]
     os.makedirs(output_dir, exist_ok=True)
     utils.write_text_atomically(os.path.join(output_dir, ITEMS.format(index=shard.index, count=shard.count)),
                                 json.dumps([item.name for item in mine]) + "\n")
     manifest = os.path.join(output_dir, MANIFEST.format(index=shard.index, count=shard.count))
-    done = _done_in_this_process[output_dir] = DoneItems(output_dir, mine, item_folder)
+    done = DoneItems(output_dir, mine, item_folder)
     todo = [item for item in mine if not done.finished(item.name)]
     print(f"Shard {shard}: {len(mine)} of {len(items)} items; {len(mine) - len(todo)} finished before, skipped; "
           f"{len(todo)} to run", flush=True)
@@ -306,7 +301,7 @@ def run_items(items, shard, output_dir, run_item, item_folder):
                     raise FixableError(item.failure)
                 result = run_item(item)
                 if result.code:  # a signal stopped it: saved, and resumed by the next run
-                    return result.code
+                    return result.code, done
                 entry.update(status="done", output=os.path.relpath(result.output, output_dir), loss=result.loss,
                              steps=result.steps, seconds=round(time.monotonic() - item_started, 3))
                 append_entry(manifest, entry)  # its line, then its record: a record means the line is there
@@ -333,7 +328,7 @@ def run_items(items, shard, output_dir, run_item, item_folder):
         print(f"style_transfer.py: error: {len(failures)} of {len(todo)} items failed (first {shown(first['name'])}: "
               f"{first['reason']}); every reason is in {manifest}: mend them and run the same command to retry them",
               file=sys.stderr, flush=True)
-    return 2 if failures else 0
+    return 2 if failures else 0, done
 
 
 def results_path(prefix, shard):
@@ -350,13 +345,13 @@ def check_results_file(prefix, shard):
                            f"move it, or choose another --output-tfrecord")
 
 
-def write_results(prefix, shard, output_dir, names):
+def write_results(prefix, shard, output_dir, names, found_here=None):
     """This shard's finished items as PREFIX-<INDEX>-of-<COUNT>.tfrecord in the common layout (image/encoded PNG,
     image/filename = the item's name, its size, the final loss and steps), written whole each time: a record for
     every item of `names` (the shard's) that is done, whichever shard count finished it: as this process's
-    run_items found or finished it, else as the manifests say (read only for the names it does not know)."""
+    run_items found or finished it (found_here, its DoneItems), else as the manifests say (read only for the names
+    it does not know)."""
     from runner import tfrecords
-    found_here = _done_in_this_process.get(output_dir)
     entries = {name: done for name in names if found_here and (done := found_here.finished(name))}
     unknown = set(names) - set(entries)
     if unknown:

@@ -44,6 +44,7 @@ def prepare_work(args):
     if all(item.video for item in items) or not any(item.video for item in items):  # once, not item by item
         check_options_apply(args, items[0].video)
     shard = batch.shard_from(args.shard, args.shard_count)
+    batch.check_slurm_shard_count(args.output_dir, shard)
     several = len(items) > 1 or shard.count > 1 or bool(args.output_tfrecord)
     if several:  # once, up front, rather than item by item
         for folder in (args.checkpoint_dir, args.log_dir, args.output_dir):

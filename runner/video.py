@@ -224,7 +224,6 @@ class FramePhase(Phase):
     """The stages of a film: one per frame, all at the output size (see the module's docstring)."""
 
     word = "Frame"
-    feeds_content = True
 
     def __init__(self, clip, film_key, steps, temporal_loss, images, mean_pixel, folders, preserve_colors):
         """film_key: names its flow files; images: the style images (runner.images.Images) at the output size;

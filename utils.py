@@ -126,7 +126,7 @@ class ImageBytes:
         return hash(self.label)
 
 
-def _read_upright_image(path, what):
+def read_upright_image(path, what):
     """The decoded image at `path` (a file's path, or ImageBytes), turned upright as its EXIF orientation says;
     refuse what Pillow cannot read."""
     if not isinstance(path, ImageBytes) and os.path.isdir(path):
@@ -169,7 +169,7 @@ def image_files(folder):
 
 def image_size(path, what="image"):
     """(width, height) of the image at `path` as it is shown (upright)."""
-    return _read_upright_image(path, what).size
+    return read_upright_image(path, what).size
 
 
 def load_image(path, width, height, what="image"):
@@ -178,7 +178,7 @@ def load_image(path, width, height, what="image"):
     Upright as the camera's EXIF orientation says; transparency composited on white; greyscale, palette,
     CMYK and 16-bit images converted to 8-bit RGB.
     """
-    image = _read_upright_image(path, what)
+    image = read_upright_image(path, what)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
     elif image.mode.startswith("I"):  # 16- or 32-bit greyscale: 0..65535 to 0..255

@@ -70,7 +70,7 @@ def mask_values(path, width, height, what):
     """A mask image's values, fitted to width x height as an image is (cropped about its centre) but resized to the
     nearest pixel, so that no value between two regions' appears: float64 [height, width]. A grey image's value is
     its grey level; a colour (or palette) image's, its colour ordered by its luminance, darkest first."""
-    image = utils._read_upright_image(path, what)  # (to be made public in utils)
+    image = utils.read_upright_image(path, what)
     fitted = np.asarray(ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.NEAREST), np.float64)
     packed = fitted[..., 0] * 65536 + fitted[..., 1] * 256 + fitted[..., 2]
     return np.rint(luminance(fitted) * 4) * 2 ** 24 + packed  # by luminance (to a quarter level), then by colour
@@ -79,7 +79,7 @@ def mask_values(path, width, height, what):
 def weights_of(path, width, height, what="--style-mask"):
     """A style mask as weights in 0..1 (its grey level over 255: white takes the style, black does not), fitted
     to width x height as the style image is."""
-    image = utils._read_upright_image(path, what)  # (to be made public in utils)
+    image = utils.read_upright_image(path, what)
     return np.asarray(ImageOps.fit(image.convert("L"), (width, height), Image.Resampling.NEAREST), np.float32) / 255
 
 

@@ -196,6 +196,94 @@ def compare_optimizers(vgg, images, width=333, height=250, precisions=("fp32",))
     return rows
 
 
+def scored_run(argv, vgg_weights, files):
+    """Run style_transfer.py in a folder of its own: (whole-process seconds, its final image's loss as the float32
+    network scores it, its progress lines)."""
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        lines, _ = timed_run(argv, folder)
+        seconds = time.perf_counter() - started
+        scored = float(style_transfer.losses_of_run(os.path.join(folder, "checkpoints", "style_transfer", "run.json"),
+                                                    os.path.join(folder, "outputs", "final.png"), vgg_weights,
+                                                    files)["total_loss"])
+    return seconds, scored, list(lines)
+
+
+def compare_style_losses(vgg, images, width=333, height=250, precision="fp32"):
+    """For each --style-loss: the CS20 defaults (300 Adam steps) and the seconds L-BFGS and --fast take to reach
+    the loss those 300 steps reach (each in its own loss: the three are not on one scale)."""
+    common = ["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", str(width), "--height",
+              str(height), "--log-every", "1", "--precision", precision]
+    rows = []
+    for kind in ("gram", "mean-std", "w2"):
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            lines, _ = timed_run([*common, "--style-loss", kind], folder)
+            adam_seconds = time.perf_counter() - started
+        goal = [total_loss(line) for line in lines if total_loss(line) is not None][-1]
+        row = {"style loss": kind, "size": f"{width}x{height}", "precision": precision,
+               "loss after 300 Adam steps": goal, "Adam (s)": adam_seconds}
+        for route, argv in (("L-BFGS", ["--optimizer", "lbfgs", "--iterations", "300"]),
+                            ("--fast", ["--fast", "--iterations", "300"])):
+            coarse_steps = 60 if route == "--fast" else 0  # --fast's loss counts at full size, after its scales'
+
+            def reached(line, goal=goal, coarse_steps=coarse_steps):
+                return total_loss(line) is not None and total_loss(line) <= goal and step_of(line) > coarse_steps
+            with tempfile.TemporaryDirectory() as folder:
+                seconds, line = seconds_until([*common, "--style-loss", kind, *argv], folder, reached)
+            row[f"{route} to that loss (s)"] = seconds
+            row[f"{route} against Adam"] = seconds / adam_seconds
+        rows.append(row)
+    return rows
+
+
+def compare_adam_craft(vgg, images, width=333, height=250, precision="fp32"):
+    """Adam's craft at equal steps (300): the final image's loss (scored as a whole by the float32 network) with
+    and without --average 0.99; and, coarse to fine (--scales 0.25 0.5 1, 100 steps each), with Adam's moments
+    restarted at each scale and carried."""
+    from runner.images import ImageFiles
+
+    weights = load_vgg.load_weights(vgg)
+    files = ImageFiles(images[0], (images[1],), None, "noise")
+    common = ["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", str(width), "--height",
+              str(height), "--log-every", "100", "--precision", precision]
+    scales = ["--scales", "0.25", "0.5", "1", "--scale-steps", "100"]
+    runs = {"CS20 defaults": [], "--average 0.99": ["--average", "0.99"], "--scales, restart": scales,
+            "--scales, --adam-across-scales carry": [*scales, "--adam-across-scales", "carry"],
+            "--scales, carry, --average 0.99": [*scales, "--adam-across-scales", "carry", "--average", "0.99"]}
+    rows = []
+    for name, argv in runs.items():
+        seconds, scored, _ = scored_run([*common, *argv], weights, files)
+        rows.append({"run": name, "size": f"{width}x{height}", "precision": precision, "steps": 300,
+                     "final image's loss in fp32": scored, "whole process (s)": seconds})
+    for row in rows:
+        row["against the CS20 defaults"] = row["final image's loss in fp32"] / rows[0]["final image's loss in fp32"]
+    return rows
+
+
+def fast_setup(vgg, images, precision, width=333, height=250):
+    """Each scale's set-up in a --fast run: the seconds from the previous scale's last step to this scale's first,
+    less a step of this scale (its median): what changing the size costs (targets, start image, the first step's
+    preparation of the kernels), beside the steps themselves."""
+    with tempfile.TemporaryDirectory() as folder:
+        lines, _ = timed_run(["--vgg", vgg, "--content", images[0], "--style", images[1], "--width", str(width),
+                              "--height", str(height), "--fast", "--precision", precision, "--log-every", "1"], folder)
+    rows, scale, previous = [], None, None
+    steps = {}  # scale -> [seconds at each step line]
+    for line, seconds in lines.items():
+        if line.startswith("Scale "):
+            scale = line.split(",")[0]
+        elif line.startswith("step ") and scale:
+            steps.setdefault(scale, []).append(seconds)
+    for name, times in steps.items():
+        step = float(np.median(np.diff(times))) if len(times) > 2 else 0.0
+        if previous is not None:
+            rows.append({"precision": precision, "scale": name, "median s/step": step,
+                         "set-up (s)": times[0] - previous - step})
+        previous = times[-1]
+    return rows
+
+
 def seconds_until(argv, cwd, is_reached):
     """Run style_transfer.py until a stdout line is_reached (then stop it): (seconds since start, that line)."""
     started = time.perf_counter()
@@ -242,22 +330,25 @@ def compare_scales(vgg, images, width=1024, steps=300, scales=("0.25", "0.5", "1
              "seconds to this loss": multi_seconds}]
 
 
-def bench_items(vgg, images, count=4, steps=30, width=333, height=250, more=(), script=SCRIPT):
+def bench_items(vgg, images, count=4, steps=30, width=333, height=250, more=(), script=SCRIPT, mixed=False):
     """A folder of `count` content images (crops of the content image) at the CS20 size, `steps` L-BFGS steps
     each: images per hour, and each item's overhead, everything but its steps, against the steps' own time.
-    more: further options (--tile ...); script: the style_transfer.py to run."""
+    more: further options (--tile ...); script: the style_transfer.py to run. mixed: crops of different aspect
+    ratios, run at --width `width` with each height following its photo (a data set of mixed sizes)."""
     with tempfile.TemporaryDirectory() as folder:
         photos = os.path.join(folder, "photos")
         os.makedirs(photos)
         with Image.open(images[0]) as content:
-            for index in range(count):  # different crops: different items, of one size
+            for index in range(count):  # different crops: different items, of one size (or, mixed, of many)
                 left = index * content.width // (4 * count)
-                content.crop((left, 0, left + content.width * 3 // 4, content.height)).save(
+                crop_width = content.width * 3 // 4 - (index * content.width // (2 * count) if mixed else 0)
+                content.crop((left, 0, left + crop_width, content.height)).save(
                     os.path.join(photos, f"photo{index}.png"))
         started = time.perf_counter()
+        size = ["--width", str(width)] if mixed else ["--width", str(width), "--height", str(height)]
         lines, rss = timed_run(["--vgg", vgg, "--content", photos, "--style", images[1], "--optimizer", "lbfgs",
-                                "--iterations", str(steps), "--log-every", str(steps), "--width", str(width),
-                                "--height", str(height), *more], folder, script)
+                                "--iterations", str(steps), "--log-every", str(steps), *size, *more], folder,
+                               script)
         seconds = time.perf_counter() - started
         with open(os.path.join(folder, "outputs", "manifest-0-of-1.jsonl")) as manifest:
             item_seconds = [json.loads(line)["seconds"] for line in manifest]
@@ -266,7 +357,8 @@ def bench_items(vgg, images, count=4, steps=30, width=333, height=250, more=(), 
     later = item_seconds[1:]  # the first item also reads the weights and starts TensorFlow's caches
     # A tiled item's global steps run on past `steps` (a tile's after another's): its steps are not timed apart.
     steps_time = steps * sum(step_seconds[1:]) / len(step_seconds[1:]) if len(step_seconds) > 1 else None
-    return [{"script": os.path.relpath(script), "options": " ".join(more) or "-", "items": count, "steps each": steps,
+    return [{"script": os.path.relpath(script), "options": " ".join(more) or "-",
+             "sizes": "mixed" if mixed else f"{width}x{height}", "items": count, "steps each": steps,
              "whole process (s)": seconds,
              "images per hour": 3600 * count / seconds, "seconds per item (after the first)": sum(later) / len(later),
              "of which steps (s)": steps_time if steps_time else "-",
@@ -274,10 +366,11 @@ def bench_items(vgg, images, count=4, steps=30, width=333, height=250, more=(), 
              "peak RSS (GB)": rss / 1e9}]
 
 
-def bench_video(vgg, images, frames=8, steps=30, weights=("1e3", "1e4"), width=333, height=250):
-    """A camera panning over the content image, `frames` frames at the CS20 size, `steps` L-BFGS steps each
-    (frame 1 too): stylised as a film at each temporal weight, and frame by frame (each frame a still image,
-    from the usual start). Flicker: the mean over the clip of mask · |out(t) - warp(out(t-1))| (runner/flow.py)."""
+def bench_video(vgg, images, frames=8, steps=30, weights=("1e3", "1e4"), width=333, height=250, optimizer="lbfgs"):
+    """A camera panning over the content image, `frames` frames at width x height, `steps` L-BFGS steps each
+    (frame 1 too), or with Adam the CS20 defaults (300 steps; a film's later frames half as many): stylised as a
+    film at each temporal weight, and frame by frame (each frame a still image, from the usual start). Flicker:
+    the mean over the clip of mask · |out(t) - warp(out(t-1))| (runner/flow.py)."""
     from runner import flow, video
 
     with tempfile.TemporaryDirectory() as folder:
@@ -292,11 +385,14 @@ def bench_video(vgg, images, frames=8, steps=30, weights=("1e3", "1e4"), width=3
         flows = [flow.flow(clip[index], clip[index - 1]) for index in range(1, frames)]
         masks = [flow.reliability(backward, flow.flow(clip[index], clip[index + 1]))
                  for index, backward in enumerate(flows)]
-        common = ["--vgg", vgg, "--content", film, "--style", images[1], "--optimizer", "lbfgs", "--iterations",
-                  str(steps), "--log-every", str(steps), "--width", str(width), "--height", str(height)]
+        common = ["--vgg", vgg, "--content", film, "--style", images[1], "--log-every", "1000", "--width", str(width),
+                  "--height", str(height)]
+        if optimizer == "lbfgs":
+            common += ["--optimizer", "lbfgs", "--iterations", str(steps)]
+        film_steps = ["--frame-steps", str(steps)] if optimizer == "lbfgs" else []
         runs = {"frame by frame": common}
-        runs.update({f"film, --temporal-weight {weight}": [*common, "--video", "--frame-steps", str(steps),
-                                                           "--temporal-weight", weight] for weight in weights})
+        runs.update({f"film, --temporal-weight {weight}": [*common, "--video", *film_steps, "--temporal-weight", weight]
+                     for weight in weights})
         rows = []
         for name, argv in runs.items():
             out = os.path.join(folder, name.replace(" ", "_").replace(",", ""))
@@ -309,7 +405,8 @@ def bench_video(vgg, images, frames=8, steps=30, weights=("1e3", "1e4"), width=3
                         for path in sorted(glob.glob(os.path.join(out, pattern)))]
             flicker = np.mean([flow.flicker(stylised[index + 1], flow.warp(stylised[index], backward), mask)
                                for index, (backward, mask) in enumerate(zip(flows, masks))])
-            rows.append({"run": name, "frames": frames, "steps each": steps, "whole process (s)": seconds,
+            rows.append({"run": name, "optimizer": optimizer, "size": f"{width}x{height}", "frames": frames,
+                         "steps each": steps if optimizer == "lbfgs" else "CS20", "whole process (s)": seconds,
                          "frames per minute": 60 * frames / seconds, "flicker": flicker})
         for row in rows:
             row["flicker against frame by frame"] = row["flicker"] / rows[0]["flicker"]
@@ -369,6 +466,17 @@ def main():
     parser.add_argument("--items", type=int, default=0,
                         help="also run a folder of this many images at 333x250 (30 L-BFGS steps each): images per "
                              "hour and the per-item overhead")
+    parser.add_argument("--style-losses", nargs="*", metavar="SIZE",
+                        help="also, for each --style-loss at these sizes (default 333x250): 300 Adam steps, and the "
+                             "time L-BFGS and --fast take to that loss (in the first of --precisions)")
+    parser.add_argument("--adam-craft", nargs="*", metavar="SIZE",
+                        help="also, at these sizes (default 333x250): 300 Adam steps with and without --average, and "
+                             "coarse to fine with Adam's moments restarted and carried (in the first of --precisions)")
+    parser.add_argument("--fast-setup", action="store_true",
+                        help="also time each scale's set-up in a --fast run at 333x250, in each precision")
+    parser.add_argument("--mixed-items", type=int, default=0,
+                        help="also run a folder of this many images of different aspect ratios at --width 333 (30 "
+                             "L-BFGS steps each): the per-item overhead when every item has a size of its own")
     parser.add_argument("--tiled-items", type=int, default=0,
                         help="also run a folder of this many images at 512x384 in tiles of 256 (20 L-BFGS steps: 10 "
                              "at half size, 10 a tile) with each of --scripts: seconds per item (graphs shared or not)")
@@ -376,6 +484,9 @@ def main():
                         help="also stylise a panning clip of this many frames at 333x250 (30 L-BFGS steps each) "
                              "as a film and frame by frame: flicker and frames per minute")
     parser.add_argument("--temporal-weights", nargs="+", default=["1e3", "1e4"], help="with --video")
+    parser.add_argument("--video-optimizers", nargs="+", choices=["lbfgs", "adam"], default=["lbfgs"],
+                        help="with --video: L-BFGS (30 steps a frame) and/or Adam (the CS20 defaults)")
+    parser.add_argument("--video-sizes", nargs="+", default=["333x250"], help="with --video")
     parser.add_argument("--scales", action="store_true",
                         help="also time a 1024-wide result at the loss of 300 single-scale steps, single against "
                              "coarse-to-fine (about 45 minutes here)")
@@ -416,6 +527,20 @@ def main():
     if args.items:
         print()
         print_table(bench_items(vgg, images, args.items))
+    if args.style_losses is not None:
+        print()
+        print_table([row for size in args.style_losses or ["333x250"]
+                     for row in compare_style_losses(vgg, images, *map(int, size.split("x")), precisions[0])])
+    if args.adam_craft is not None:
+        print()
+        print_table([row for size in args.adam_craft or ["333x250"]
+                     for row in compare_adam_craft(vgg, images, *map(int, size.split("x")), precisions[0])])
+    if args.fast_setup:
+        print()
+        print_table([row for precision in precisions for row in fast_setup(vgg, images, precision)])
+    if args.mixed_items:
+        print()
+        print_table(bench_items(vgg, images, args.mixed_items, mixed=True))
     if args.tiled_items:
         print()
         print_table([row for script in args.scripts for row in bench_items(
@@ -423,7 +548,10 @@ def main():
             script=os.path.abspath(script))])
     if args.video:
         print()
-        print_table(bench_video(vgg, images, args.video, weights=args.temporal_weights))
+        print_table([row for size in args.video_sizes for optimizer in args.video_optimizers
+                     for row in bench_video(vgg, images, args.video, weights=args.temporal_weights,
+                                            width=int(size.split("x")[0]), height=int(size.split("x")[1]),
+                                            optimizer=optimizer)])
     cache.cleanup()
 
 

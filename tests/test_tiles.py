@@ -133,7 +133,7 @@ def test_a_tiled_run_scores_near_an_untiled_one_and_shows_the_assembled_image(
     content, style = larger_images
     common = tiled_args(vgg19_mat, content, style, "--width", "160", "--height", "120", "--optimizer", "lbfgs",
                         "--scales", "0.5", "1", "--scale-steps", "15", "--iterations", "40", "--save-every", "5")
-    losses = {}
+    losses, curves = {}, {}
     for name, more in (("whole", []), ("one tile", ["--tile", "160"]), ("tiled", ["--tile", "128"])):
         folder = tmp_path / name
         folder.mkdir()
@@ -141,10 +141,14 @@ def test_a_tiled_run_scores_near_an_untiled_one_and_shows_the_assembled_image(
         code, out, err = run_main([*common, *more], capsys)
         assert code == 0, err
         losses[name] = whole_loss(folder, vgg19_mat, content, style)
+        curves[name] = [value for step, value in scalar_series(folder / LOG_DIR, "total_loss") if step <= 25]
     assert "Tile 2/2: 128x120 at (32, 0), steps 41 to 65" in out
     # One tile, seen within its surroundings (none: past the border the network holds its activations at 0, as
-    # SAME padding has them): the untiled run exactly.
-    assert losses["one tile"] == pytest.approx(losses["whole"], rel=1e-4)
+    # SAME padding has them), is the untiled problem: the same losses step by step while rounding (1e-7 here) has
+    # not yet grown, which L-BFGS's line searches amplify to about 1% by the end, either way.
+    assert len(curves["whole"]) == 5  # steps 1, 10, 15 at the coarse scale; 16 and 20 of the tile
+    np.testing.assert_allclose(curves["one tile"], curves["whole"], rtol=1e-5)
+    assert losses["one tile"] == pytest.approx(losses["whole"], rel=0.03)
     # Two tiles, each matching the whole style's statistics on its own and blended: measured 1.24 times the
     # untiled loss here (2.3 times in 64-pixel tiles; README, Large images)
     assert losses["tiled"] < 2 * losses["whole"], losses

@@ -277,7 +277,7 @@ def newton_schulz_square_root(matrix, steps=NEWTON_SCHULZ_STEPS):
     """The square root of a symmetric positive semi-definite matrix by the coupled Newton–Schulz iteration (only
     matrix products, so its gradient is finite everywhere): the matrix scaled to Frobenius norm 1, Y → Y(3I − ZY)/2
     and Z → (3I − ZY)Z/2 from Y = the matrix, Z = I; Y tends to its square root, scaled back."""
-    norm = tf.sqrt(tf.reduce_sum(tf.square(matrix))) + 1e-12
+    norm = tf.sqrt(tf.reduce_sum(tf.square(matrix)) + 1e-24)  # never 0, nor its gradient infinite (an empty region)
     identity = tf.eye(tf.shape(matrix)[0], dtype=matrix.dtype)
     root, inverse_root = matrix / norm, identity
     for _ in range(steps):
@@ -509,6 +509,11 @@ class StyleTransfer:
                 np.ones((*part.shape[:2], 1), np.float32) if mask is None else mask[..., np.newaxis]]})
                 for part, mask in style] for style in pieces]
             self.style_statistics[key] = statistics_of(found, len(self.problem.style_layers))
+        for layer, statistics in zip(self.problem.style_layers, self.style_statistics[key]):
+            for index, positions in enumerate(statistics.positions):
+                if images.styles[index] and positions == 0:  # its --style-mask keeps nothing the layer sees
+                    raise FixableError(f"the --style-mask of style {index + 1} keeps nothing of it at {layer}: "
+                                       f"widen its white part, or use --mask-propagation simple")
         style_loss = next(term for term in self.terms if term.name == StyleLoss.name)
         targets = {StyleLoss.name: style_loss.fed_values(problem, self.style_statistics[key], images.regions)}
         if self.content_features:

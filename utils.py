@@ -173,23 +173,26 @@ def image_size(path, what="image"):
 
 
 def load_image(path, width, height, what="image"):
-    """An RGB image as float32 [height, width, 3] in 0..255, fitted (cropped and resized) as CS20 does.
+    """An RGB image as float32 [height, width, 3] in 0..255, fitted (cropped and resized) as CS20 does (rgb_image
+    says how any image becomes RGB)."""
+    return np.asarray(fitted(rgb_image(path, what), width, height), dtype=np.float32)
 
-    Upright as the camera's EXIF orientation says; transparency composited on white; greyscale, palette,
-    CMYK and 16-bit images converted to 8-bit RGB.
-    """
+
+def rgb_image(path, what="image"):
+    """The image at `path` as an 8-bit RGB Pillow image: upright as the camera's EXIF orientation says;
+    transparency composited on white; greyscale, palette, CMYK and 16-bit images converted."""
     image = read_upright_image(path, what)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
     elif image.mode.startswith("I"):  # 16- or 32-bit greyscale: 0..65535 to 0..255
         image = Image.fromarray((np.asarray(image, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8))
-    return np.asarray(fitted(image.convert("RGB"), width, height), dtype=np.float32)
+    return image.convert("RGB")
 
 
-def fitted(image, width, height):
+def fitted(image, width, height, resample=Image.Resampling.LANCZOS):
     """A Pillow image cropped to width:height about its centre and resized to width x height, as CS20 fits its
-    images (a still's content and styles, a film's frames)."""
-    return ImageOps.fit(image, (width, height), Image.Resampling.LANCZOS)
+    images (a still's content and styles, a film's frames; masks to the nearest pixel)."""
+    return ImageOps.fit(image, (width, height), resample)
 
 
 def _as_image(pixels):

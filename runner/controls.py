@@ -5,7 +5,8 @@ images, in NumPy: the style's colours (§5) and the regions of the content (§4)
     luminance(pixels)                   # Y of RGB, as Pillow's YCbCr has it
     matched_luminance(style, content)   # --color-control luminance: the style's luminance, with the content's
                                         # mean and spread, in all three channels
-    regions_of(mask_values(path, w, h))   # --content-mask: one channel a region, darkest value first
+    values = region_values(mask_values(path, w, h), path)   # --content-mask's values at the output size,
+    regions_of(mask_values(path, w2, h2), values)           # one channel a region (darkest first), at any size
     weights_of(path, w, h)              # --style-mask: where a style image's statistics are taken from
 
 The images are float32 RGB in 0..255; results are not clipped to 0..255 (the network takes any floats, and
@@ -13,7 +14,7 @@ clipping would undo the match).
 """
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 import utils
 from utils import FixableError
@@ -70,8 +71,8 @@ def mask_values(path, width, height, what):
     """A mask image's values, fitted to width x height as an image is (cropped about its centre) but resized to the
     nearest pixel, so that no value between two regions' appears: float64 [height, width]. A grey image's value is
     its grey level; a colour (or palette) image's, its colour ordered by its luminance, darkest first."""
-    image = utils.read_upright_image(path, what)
-    fitted = np.asarray(ImageOps.fit(image.convert("RGB"), (width, height), Image.Resampling.NEAREST), np.float64)
+    fitted = np.asarray(utils.fitted(utils.rgb_image(path, what), width, height, Image.Resampling.NEAREST),
+                        np.float64)
     packed = fitted[..., 0] * 65536 + fitted[..., 1] * 256 + fitted[..., 2]
     return np.rint(luminance(fitted) * 4) * 2 ** 24 + packed  # by luminance (to a quarter level), then by colour
 
@@ -79,16 +80,26 @@ def mask_values(path, width, height, what):
 def weights_of(path, width, height, what="--style-mask"):
     """A style mask as weights in 0..1 (its grey level over 255: white takes the style, black does not), fitted
     to width x height as the style image is."""
-    image = utils.read_upright_image(path, what)
-    return np.asarray(ImageOps.fit(image.convert("L"), (width, height), Image.Resampling.NEAREST), np.float32) / 255
+    grey = utils.rgb_image(path, what).convert("L")
+    weights = np.asarray(utils.fitted(grey, width, height, Image.Resampling.NEAREST), np.float32) / 255
+    if not weights.any():
+        raise FixableError(f"{what} {path} keeps nothing of its style at {width}x{height} (black all over): paint "
+                           f"white where the style's statistics are to come from")
+    return weights
 
 
-def regions_of(mask, path, what="--content-mask"):
-    """The regions of a mask image (float [height, width], its grey or palette values): [height, width, regions],
-    one channel a region, 1 inside it and 0 elsewhere, the regions in the order of their values (darkest first).
-    Refused if it has one value only (nothing to tell apart)."""
+def region_values(mask, path, what="--content-mask"):
+    """The values of a mask (float [height, width], as mask_values gives it) in order, darkest first: its regions,
+    found once at the output size, so that a region too small to show at a coarser size keeps its place (an empty
+    channel) and every region its style. Refused if it has one value only (nothing to tell apart)."""
     values = np.unique(mask)
     if len(values) < 2:
         raise FixableError(f"{what} {path} has one value only ({values[0]:g}): draw the regions in different grey "
                            f"levels (or palette colours)")
-    return (mask[..., np.newaxis] == values).astype(np.float32)
+    return tuple(values)
+
+
+def regions_of(mask, values):
+    """The regions of a mask (float [height, width], its grey or palette values): [height, width, regions], one
+    channel a region of `values` (region_values), 1 inside it and 0 elsewhere."""
+    return (mask[..., np.newaxis] == np.asarray(values)).astype(np.float32)

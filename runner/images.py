@@ -1,6 +1,6 @@
 """The images of a run: its content and style files, read and fitted at each size it is optimised at.
 
-    files = ImageFiles(content, styles, style_scale, init, color_control, content_mask, style_masks)
+    files = ImageFiles(content, styles, style_scale, init, color_control, content_mask, style_masks, region_values)
     images = files.read_at(width, height)     # Images: float32 [height, width, 3] in 0..255, regions, masks
 
 A style image is held as a list of pieces: one piece, the whole image, unless a plan cuts a style too large for
@@ -42,6 +42,8 @@ class ImageFiles:
     color_control: str = None  # "match", "luminance" or None
     content_mask: str = None  # --content-mask's path, or None
     style_masks: tuple = None  # --style-mask's: a path (or None: all of it) for each style, or None
+    region_values: tuple = None  # --content-mask's values at the output size (controls.region_values); None: those
+    #                              at the size read
 
     def read_at(self, width, height):
         content = None if self.content is None else utils.load_image(self.content, width, height, "content image")
@@ -60,8 +62,8 @@ class ImageFiles:
                 utils.load_image(self.styles[0], width, height, "style image")
         regions = None
         if self.content_mask is not None:
-            regions = controls.regions_of(controls.mask_values(self.content_mask, width, height, "--content-mask"),
-                                          self.content_mask)
+            mask = controls.mask_values(self.content_mask, width, height, "--content-mask")
+            regions = controls.regions_of(mask, self.region_values or controls.region_values(mask, self.content_mask))
         images = Images(content, styles, start_style, regions, style_masks)
         return with_color_control(images, self.color_control, content) if content is not None else images
 
@@ -84,4 +86,6 @@ def with_color_control(images, control, content):
     if recolour is None:
         return images
     return dataclasses.replace(images, styles=[[recolour(piece, content) for piece in style]
-                                               for style in images.styles])
+                                               for style in images.styles],
+                               start_style=None if images.start_style is None else recolour(images.start_style,
+                                                                                            content))

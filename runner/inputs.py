@@ -11,6 +11,7 @@ missing are downloaded here.
 """
 
 import dataclasses
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 
 import load_vgg
 import utils
-from runner import batch, guards, memory, run_folder, stages, tf_setup, tiles, video
+from runner import batch, controls, guards, memory, run_folder, stages, tf_setup, tiles, video
 from runner.images import ImageFiles, with_color_control
 from runner.items import find_items
 from runner.job import Folders, Job, Schedule
@@ -110,16 +111,18 @@ def prepare_job(args, item, schedule, folders, weights=None, precision="fp32"):
     style_masks = None if args.style_mask is None else tuple(None if mask == "all" else mask
                                                               for mask in args.style_mask)
     init = args.init or ("random" if args.texture else "noise")
+    region_values = None if content_mask is None else controls.region_values(
+        controls.mask_values(content_mask, width, height, "--content-mask"), content_mask)
+    if region_values is not None and len(region_values) != len(styles):
+        raise FixableError(f"--content-mask {content_mask} has {len(region_values)} regions (grey levels) for "
+                           f"{len(styles)} --style: give a style (or none) for each region, darkest first, or draw "
+                           f"the mask with as many levels (a JPEG's noise makes many: save masks as PNG)")
     files = ImageFiles(None if film else content_path, styles, style_scale(args), init, args.color_control,
-                       content_mask, style_masks)
+                       content_mask, style_masks, region_values)
     images = files.read_at(width, height)
     clip = video.read_clip(content_path, width, height, args.frames, args.fps) if film else None
     if film:  # a film's style takes the colours of all its frames
         images = with_color_control(images, args.color_control, np.stack(clip.frames))
-    if images.regions is not None and images.regions.shape[-1] != len(styles):
-        raise FixableError(f"--content-mask {content_mask} has {images.regions.shape[-1]} regions (grey levels) for "
-                           f"{len(styles)} --style: give a style (or none) for each region, darkest first, or draw "
-                           f"the mask with as many levels (a JPEG's noise makes many: save masks as PNG)")
     utils.fetch_if_missing(args.vgg, "VGG-19 weights", "--vgg")  # last: 535 MB, not for a run refused anyway
     weights = weights or load_vgg.load_weights(args.vgg, deepest)
 
@@ -174,15 +177,28 @@ def style_scale(args):
 
 def mask_for(given, item):
     """The --content-mask of an item: the file given, or, given a folder, the image in it named as the item's
-    content (its file name without extension, or the item's name), refused in one line if there is none."""
+    content (its file name without extension, or the item's name), refused in one line if there is none, or more
+    than one (a.png and a.jpg)."""
     if given is None or not os.path.isdir(given):
         return given
     stem = os.path.splitext(os.path.basename(item.image))[0] if isinstance(item.image, str) else item.name
-    found = [path for path in utils.image_files(given) if os.path.splitext(os.path.basename(path))[0] == stem]
+    found = masks_by_name(given).get(stem, [])
     if not found:
         raise FixableError(f"--content-mask folder {given} has no mask named {utils.shown(stem)} (for the content "
                            f"image {utils.shown(str(item.image))}): add one, named as the content image")
+    if len(found) > 1:
+        raise FixableError(f"--content-mask folder {given} has {len(found)} masks named {utils.shown(stem)} "
+                           f"({', '.join(os.path.basename(path) for path in found)}): keep one of them")
     return found[0]
+
+
+@functools.lru_cache(maxsize=None)
+def masks_by_name(folder):
+    """{file name without extension: [paths]} of the images in a --content-mask folder: listed once, not per item."""
+    found = {}
+    for path in utils.image_files(folder):
+        found.setdefault(os.path.splitext(os.path.basename(path))[0], []).append(path)
+    return found
 
 
 def precision(args):

@@ -306,6 +306,9 @@ def check_styles(parser, args):
     if args.style_mask is not None and len(args.style_mask) != styles:
         parser.error(f"--style-mask has {len(args.style_mask)} masks for {styles} --style: give one each (`all` for "
                      f"the whole image)")
+    if args.style_mask is not None and any(style == "none" and mask != "all"
+                                           for style, mask in zip(args.style, args.style_mask)):
+        parser.error("--style-mask: a style `none` has no image to mask: give it `all`")
     if args.content_mask and blends is not None:
         parser.error("with --content-mask each region takes its own style image: drop --style-blend-weights")
     if args.mask_propagation and not (args.content_mask or args.style_mask):

@@ -221,7 +221,7 @@ class WithinSurroundings:
         """A layer's features of the tile's own positions, without those of its surroundings (a margin in whole
         positions down to conv5_1)."""
         height, width = load_vgg.layer_size(self.width, self.height, layer)
-        margin = load_vgg.layer_size(self.width + 2 * self.margin, self.height, layer)[1] - width >> 1
+        margin = (load_vgg.layer_size(self.width + 2 * self.margin, self.height, layer)[1] - width) // 2
         return features[:, margin:margin + height, margin:margin + width, :]
 
 

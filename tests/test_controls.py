@@ -165,7 +165,8 @@ def test_two_regions_each_end_closer_to_their_own_style(workdir, capsys, vgg19_m
     assert code == 0, err
     weights = load_vgg.load_weights(vgg19_mat[0])
     result = read_pixels("outputs/final.png")
-    regions = controls.regions_of(controls.mask_values(mask, 96, 64, "mask"), mask)
+    values = controls.mask_values(mask, 96, 64, "mask")
+    regions = controls.regions_of(values, controls.region_values(values, mask))
     styles = [np.asarray(Image.open(path).convert("RGB").resize((96, 64), Image.Resampling.LANCZOS), np.float64)
               for path in (red, blue)]
     for name in ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"):
@@ -270,12 +271,15 @@ def test_the_masks_are_part_of_the_runs_identity(workdir, capsys, base_args, tmp
     (["--texture", "--color-control", "match"], "--color-control match takes the content's colours"),
     (["--style", "STYLE", "STYLE", "--style-scale", "1", "2", "3"], "--style-scale has 3 values for 2 --style"),
     (["--style", "STYLE", "STYLE", "--style-blend-weights", "1,0", "0,1"], "a weight per style layer"),
+    (["--style-mask", "BLACK"], "keeps nothing of its style at 40x32 (black all over)"),
+    (["--content-mask", "MASK2", "--style", "none", "STYLE", "--style-mask", "MASK2", "all"],
+     "a style `none` has no image to mask: give it `all`"),
 ])
 def test_bad_control_options_are_refused_in_one_line(workdir, capsys, base_args, tmp_path_factory, more, says):
     folder = tmp_path_factory.mktemp("bad-controls")
     paths = {"STYLE": base_args[5], "MASK2": write_mask(folder / "two.png", [0, 255]),
              "MASK3": write_mask(folder / "three.png", [0, 100, 200]), "FLAT": write_mask(folder / "flat.png", [7]),
-             "NOT_AN_IMAGE": str(folder / "notes.png")}
+             "NOT_AN_IMAGE": str(folder / "notes.png"), "BLACK": write_mask(folder / "black.png", [0])}
     (folder / "notes.png").write_text("not an image\n")
     args = [*base_args[:4], *SMALL, *[paths.get(word, word) for word in more]]
     if "--style" not in more:
@@ -341,3 +345,60 @@ def test_regions_work_with_the_other_style_losses(workdir, capsys, base_args, tm
     assert code == 0, err
     first, last = (scalar_series(LOG_DIR, "style_loss/region_2")[index][1] for index in (0, -1))
     assert np.isfinite(last) and last < first
+
+
+def test_a_region_too_thin_for_a_coarse_scale_keeps_its_place_and_its_style(workdir, capsys, base_args,
+                                                                            tmp_path_factory):
+    folder = tmp_path_factory.mktemp("thin")
+    bands = np.zeros((32, 40), np.uint8)
+    bands[:, 20:] = 255
+    bands[:, 9] = 128  # one column: gone when the mask is fitted to 10x8
+    mask = folder / "thin.png"
+    Image.fromarray(bands).save(mask)
+    second = write_image(folder / "second.png", 40, 32, seed=9)
+    values = controls.region_values(controls.mask_values(mask, 40, 32, "mask"), mask)
+    files = ImageFiles(base_args[3], (base_args[5], second, base_args[5]), None, "noise", None, str(mask), None,
+                       values)
+    coarse, whole = files.read_at(10, 8).regions, files.read_at(40, 32).regions
+    assert coarse.shape[-1] == whole.shape[-1] == 3 and whole[..., 1].sum() == 32 and coarse[..., 1].sum() == 0
+    np.testing.assert_array_equal(coarse[..., 2], np.asarray(Image.fromarray(bands).resize(
+        (10, 8), Image.Resampling.NEAREST)) == 255)  # the white region stays the third, with the third style
+    code, out, err = run_main([*base_args[:4], "--style", base_args[5], second, base_args[5], *SMALL,
+                               "--content-mask", str(mask), "--scales", "0.25", "1", "--scale-steps", "2",
+                               "--iterations", "4"], capsys)
+    assert code == 0 and "Scale 2/2" in out, err
+
+
+def test_the_wasserstein_root_has_a_finite_gradient_for_an_empty_region():
+    import style_transfer
+
+    with tf.Graph().as_default(), tf.Session() as sess:
+        covariance = tf.placeholder(tf.float32, (4, 4))
+        gradient = tf.gradients(tf.linalg.trace(style_transfer.newton_schulz_square_root(covariance)), covariance)[0]
+        assert np.isfinite(sess.run(gradient, {covariance: np.zeros((4, 4), np.float32)})).all()
+
+
+def test_masks_of_any_depth_and_a_folder_with_two_masks_of_one_name(workdir, capsys, base_args, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("deep-masks")
+    levels = np.repeat(np.array([0, 30000, 65535], np.uint16), 20)[np.newaxis].repeat(8, axis=0)
+    Image.fromarray(levels).save(folder / "deep.png")  # 16 bits a pixel: three regions, not two
+    assert len(controls.region_values(controls.mask_values(folder / "deep.png", 60, 8, "mask"), "deep")) == 3
+    contents, masks = folder / "photos", folder / "masks"
+    contents.mkdir(), masks.mkdir()
+    write_image(contents / "a.png", 60, 40, seed=1)
+    write_mask(masks / "a.png", [0, 255])
+    write_mask(masks / "a.jpg", [0, 255])
+    code, out, err = run_main(["--vgg", base_args[1], "--content", str(contents), "--style", base_args[5],
+                               base_args[5], "--content-mask", str(masks), *SMALL, "--iterations", "1"], capsys)
+    assert code == 2 and "has 2 masks named a (a.jpg, a.png): keep one of them" in err + out, (out, err)
+
+
+def test_a_style_mask_that_keeps_nothing_at_a_layer_is_refused_in_one_line(workdir, capsys, base_args,
+                                                                           tmp_path_factory):
+    dot = np.zeros((64, 64), np.uint8)
+    dot[30:33, 30:33] = 255  # eroded away by the deeper layers' pooling, under --mask-propagation inside
+    path = tmp_path_factory.mktemp("dot") / "dot.png"
+    Image.fromarray(dot).save(path)
+    code, out, err = run_main([*base_args, "--style-mask", str(path), "--mask-propagation", "inside",
+                               "--iterations", "1"], capsys)
+    assert_refused(code, out, err, "the --style-mask of style 1 keeps nothing of it at conv")

@@ -145,13 +145,13 @@ def test_a_tiled_run_scores_near_an_untiled_one_and_shows_the_assembled_image(
     assert "Tile 2/2: 128x120 at (32, 0), steps 41 to 65" in out
     # One tile, seen within its surroundings (none: past the border the network holds its activations at 0, as
     # SAME padding has them), is the untiled problem: the same losses step by step while rounding (1e-7 here) has
-    # not yet grown, which L-BFGS's line searches amplify by the end (to 1% unbounded, 3% with its pixels bounded,
-    # either way, on one machine; another processor rounds otherwise): near, not equal.
+    # not yet grown, which L-BFGS's line searches amplify to about 1% by the end, either way (on one machine;
+    # another processor rounds otherwise): near, not equal.
     assert len(curves["whole"]) == 5  # steps 1, 10, 15 at the coarse scale; 16 and 20 of the tile
     np.testing.assert_allclose(curves["one tile"], curves["whole"], rtol=1e-5)
-    assert losses["one tile"] == pytest.approx(losses["whole"], rel=0.1)
-    # Two tiles, each matching the whole style's statistics on its own and blended: 1.24 times the untiled loss
-    # here, measured before L-BFGS's pixels were bounded (2.3 times in 64-pixel tiles; docs/large-images.md)
+    assert losses["one tile"] == pytest.approx(losses["whole"], rel=0.03)
+    # Two tiles, each matching the whole style's statistics on its own and blended: measured 1.24 times the
+    # untiled loss here (2.3 times in 64-pixel tiles; docs/large-images.md)
     assert losses["tiled"] < 2 * losses["whole"], losses
     # TensorBoard: every tile's losses on one step axis; at each checkpoint the assembled image, not the tile
     log = tmp_path / "tiled" / LOG_DIR

@@ -61,6 +61,7 @@ def test_a_foreign_checkpoint_without_a_run_record_is_refused(workdir, capsys, b
     assert code == 2 and "run.json" in err and "--restart" in err
 
 
+@pytest.mark.slow  # a whole run of several seconds: out of the quick subset
 def test_footprint_at_333x250(workdir, capsys, vgg19_mat, images):
     """One checkpoint at most 4 MB; the TensorBoard log of a whole 300-step run at most 5 MB.
 

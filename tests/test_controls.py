@@ -214,6 +214,7 @@ def test_a_style_mask_takes_the_statistics_from_its_white_part(vgg19_mat, tmp_pa
     assert distance["masked"] < 0.2 * distance["unmasked"]
 
 
+@pytest.mark.slow  # a whole run of several seconds: out of the quick subset
 def test_masks_are_cut_with_the_tiles_and_a_tiled_masked_run_finishes(workdir, capsys, vgg19_mat, images,
                                                                        tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiled-mask")
@@ -336,6 +337,7 @@ def test_controls_work_coarse_to_fine_and_with_a_film(workdir, capsys, base_args
     assert scalar_series("film/log", "style_loss/region_2")
 
 
+@pytest.mark.slow  # a whole run of several seconds: out of the quick subset
 @pytest.mark.parametrize("loss", ["mean-std", "w2"])
 def test_regions_work_with_the_other_style_losses(workdir, capsys, base_args, tmp_path_factory, loss):
     mask = write_mask(tmp_path_factory.mktemp("loss-masks") / "half.png", [0, 255])

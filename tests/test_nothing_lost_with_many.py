@@ -243,6 +243,7 @@ def test_the_flow_cache_of_another_film_is_not_used_and_a_damaged_one_is_compute
         np.testing.assert_array_equal(found, expected)
 
 
+@pytest.mark.slow  # a whole run of several seconds: out of the quick subset
 def test_a_films_written_frames_are_checked_before_a_resume_starts_from_them(workdir, capsys, vgg19_mat, images,
                                                                               monkeypatch):
     """A film's next frame, and so its resume, starts from its previous written frame: another film run into the

@@ -63,6 +63,7 @@ def test_in_bf16_the_image_gradient_and_adam_stay_float32_and_the_loss_follows_f
     assert losses["bf16"] != losses["fp32"]
 
 
+@pytest.mark.slow  # a whole run of several seconds: out of the quick subset
 def test_bf16_runs_are_deterministic_and_differ_from_fp32(workdir, capsys, base_args):
     finals = {}
     for name, extra in (("first", BF16), ("again", BF16), ("fp32", [])):

@@ -113,6 +113,7 @@ def test_a_styles_statistics_add_up_over_pieces_and_blend_as_a_mixture():
                                + 0.75 * other_matrix.T @ other_matrix / len(other_matrix))
 
 
+@pytest.mark.slow  # a whole run of several seconds: out of the quick subset
 @pytest.mark.parametrize("kind", ["mean-std", "w2"])
 def test_a_run_with_another_style_loss_lowers_it_and_records_it(workdir, capsys, base_args, kind):
     args = [*base_args, "--style-loss", kind, "--iterations", "8", "--log-every", "1", "--optimizer", "lbfgs"]

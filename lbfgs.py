@@ -1,6 +1,6 @@
 """scipy's L-BFGS-B as a generator of steps, one loss-and-gradient evaluation each; nothing here knows TensorFlow.
 
-    for report in lbfgs.steps(evaluate, start, max_steps):
+    for report in lbfgs.steps(evaluate, start, max_steps, bounds=(low, high)):
         ...   # evaluate(x) -> (loss, gradient, report) has run for this step; leave the loop to stop early
 
 scipy.optimize.minimize runs its own loop and calls the objective back, while a training loop wants to take a
@@ -21,11 +21,14 @@ class _Stop(Exception):
     """Raised inside scipy's loop to end it: out of steps, or the consumer stopped."""
 
 
-def steps(evaluate, start, max_steps):
+def steps(evaluate, start, max_steps, bounds=None):
     """Minimise with L-BFGS-B from `start`, one evaluation per step; yield each evaluation's report.
 
     evaluate(x) gets a float64 vector shaped like start.ravel() and returns (loss, gradient, report).
+    bounds: (low, high), each a number or an array shaped like start: x stays within them (L-BFGS-B's "B").
     """
+    if bounds is not None:
+        bounds = scipy.optimize.Bounds(*(np.broadcast_to(bound, np.shape(start)).ravel() for bound in bounds))
     handover, go_on = queue.Queue(), queue.Queue()  # reports to the consumer; "go" or "stop" to the worker
     taken = 0
 
@@ -42,7 +45,8 @@ def steps(evaluate, start, max_steps):
         try:
             # scipy's own limits sit one past ours: _Stop ends the run at exactly max_steps evaluations.
             scipy.optimize.minimize(objective, np.asarray(start, dtype=np.float64).ravel(), jac=True,
-                                    method="L-BFGS-B", options={"maxfun": max_steps + 1, "maxiter": max_steps + 1})
+                                    method="L-BFGS-B", bounds=bounds,
+                                    options={"maxfun": max_steps + 1, "maxiter": max_steps + 1})
         except _Stop:
             pass
         except BaseException as error:  # handed to the consumer, who raises it

@@ -599,7 +599,8 @@ class StyleTransfer:
     def _lbfgs_steps(self, sess, last_step, fetches, with_images):
         """One step is one loss-and-gradient evaluation of the image L-BFGS asks for. The image variable holds
         the best image evaluated so far, which is what checkpoints and outputs save; a resumed run restarts
-        L-BFGS's memory from it."""
+        L-BFGS's memory from it. Its pixels are kept within 0..255 (the image is mean-subtracted): what L-BFGS
+        optimises is what is saved, where outside them it would optimise values the saved file clips."""
         step = int(sess.run(self.global_step))
         best_loss, start = math.inf, sess.run(self.image)
 
@@ -618,7 +619,8 @@ class StyleTransfer:
                                 image if with_images else None)
             return loss, result["gradient"], report
 
-        return lbfgs.steps(evaluate, start, last_step - step)
+        low = -np.asarray(self.weights.mean_pixel, np.float64)
+        return lbfgs.steps(evaluate, start, last_step - step, bounds=(low, low + 255))
 
 
 def losses_of(image, problem, weights, images):

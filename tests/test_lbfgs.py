@@ -44,6 +44,18 @@ def test_lbfgs_resumes_from_the_saved_image_and_keeps_its_own_record(workdir, ca
     assert code == 2 and "optimizer: lbfgs then, adam now" in err
 
 
+def test_lbfgs_keeps_the_pixels_within_0_to_255(workdir, capsys, base_args, vgg19_mat):
+    import load_vgg
+
+    code, _, err = run_main([*base_args, "--optimizer", "lbfgs", "--iterations", "30", "--style-weight", "1e4"],
+                            capsys)
+    assert code == 0, err
+    reader = tf.train.load_checkpoint(CHECKPOINT_DIR)
+    pixels = reader.get_tensor("generated_image") + load_vgg.load_weights(vgg19_mat[0]).mean_pixel  # as kept
+    assert pixels.min() >= -1e-3 and pixels.max() <= 255 + 1e-3
+    assert pixels.min() < 1 or pixels.max() > 254  # the style pushed some pixels to a bound, where they stopped
+
+
 @pytest.mark.slow
 def test_lbfgs_stops_cleanly_on_sigterm(tmp_path, vgg19_mat, images):
     args = ["--vgg", vgg19_mat[0], "--content", images["content"], "--style", images["style"], "--width", "40",
@@ -122,3 +134,16 @@ def test_an_error_in_the_evaluation_reaches_the_consumer():
     assert len([next(steps), next(steps)]) == 2
     with pytest.raises(ValueError, match="the evaluation failed"):
         next(steps)
+
+
+def test_lbfgs_steps_stay_within_bounds():
+    import numpy as np
+
+    import lbfgs
+
+    def evaluate(x):  # the unconstrained minimum, (3, -3), lies outside [-1, 1] x [-1, 1]
+        return float(np.sum((x - [3, -3]) ** 2)), 2 * (x - [3, -3]), x.copy()
+
+    visited = list(lbfgs.steps(evaluate, [0.0, 0.0], max_steps=50, bounds=(-1, 1)))
+    assert all(np.abs(x).max() <= 1 for x in visited)
+    np.testing.assert_allclose(visited[-1], [1, -1])

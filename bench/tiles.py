@@ -3,6 +3,7 @@ tiling costs in loss at 1024x768.
 
     python bench/tiles.py                       # about 30 minutes on 2 cores; prints Markdown tables
     python bench/tiles.py --vgg imagenet-vgg-verydeep-19.mat --content deadpool.jpg --style guernica.jpg
+    python bench/tiles.py --precisions fp32 bf16 --skip-1024     # the 4K result in both precisions
 
 - 4K: style_transfer.py as a user runs it, given only --width 3840 --height 2160 (the memory estimate makes it
   tile by itself) and L-BFGS: whole-process time, peak RSS, and the seam figure: the mean gradient magnitude of the
@@ -68,11 +69,49 @@ def layout_of(record):
     return tiles.tile_layout(record["width"], record["height"], *record["tiles"]) if record.get("tiles") else []
 
 
+def precision_rows(common, precision, args, vgg, inputs):
+    """The table's rows of the runs in one precision: the 4K result, and 1024x768 untiled and in tiles."""
+    rows = []
+    if not args.skip_4k:
+        with tempfile.TemporaryDirectory() as folder:
+            seconds, rss, record, pixels, lines = tiled_run(
+                [*common, "--width", "3840", "--height", "2160", "--iterations", str(args.iterations)], folder)
+            layout = layout_of(record)
+            rows.append({"run": "3840x2160, tiled by itself", "precision": precision,
+                         "tiles": f"{len(layout)} of {record['tiles'][0]} px, overlap {record['tiles'][1]}",
+                         "coarse": f"{record['scales'][0]:g}",
+                         "steps": f"{record['scale_steps'][0]} + {record['tile_steps']} per tile",
+                         "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9,
+                         "seam figure": seam_figure(pixels, layout), "total loss as a whole": None})
+            if args.crop and precision == args.precisions[0]:
+                corner = layout[1]
+                Image.fromarray(pixels[corner.top + corner.height - 128:corner.top + corner.height + 128,
+                                       corner.left - 128:corner.left + 128]).save(args.crop)
+    for name, more in (() if args.skip_1024 else (("1024x768 untiled", []), ("1024x768, --tile 512", ["--tile",
+                                                                                                       "512"]))):
+        with tempfile.TemporaryDirectory() as folder:
+            seconds, rss, record, pixels, _ = tiled_run(
+                [*common, "--width", "1024", "--height", "768", "--scales", "0.5", "1", "--scale-steps",
+                 str(args.iterations // 2), "--iterations", str(args.iterations), *more], folder)
+            layout = layout_of(record)
+            rows.append({"run": name, "precision": precision, "tiles": f"{len(layout)}" if layout else "-",
+                         "coarse": "0.5",
+                         "steps": f"{args.iterations // 2} + {record.get('tile_steps') or args.iterations // 2}"
+                                  + (" per tile" if layout else ""),
+                         "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9,
+                         "seam figure": seam_figure(pixels, layout) if layout else None,
+                         "total loss as a whole": whole_loss(folder, vgg, inputs)})
+    return rows
+
+
 def main():
     parser = parser_with_inputs(__doc__)
     parser.add_argument("--iterations", type=int, default=20, help="L-BFGS steps: half at the coarse scale, half "
                                                                      "per tile")
+    parser.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32"],
+                        help="the network's precisions to run each result in (--precision)")
     parser.add_argument("--skip-4k", action="store_true")
+    parser.add_argument("--skip-1024", action="store_true")
     parser.add_argument("--crop", help="write a 256x256 crop of the 4K result across a tile corner here")
     args = parser.parse_args()
     cache = os.path.join(HERE, ".cache")
@@ -86,32 +125,8 @@ def main():
     common = ["--vgg", vgg, "--content", inputs[0], "--style", inputs[1], "--optimizer", "lbfgs", "--save-every",
               "100000", "--log-every", "5"]
     rows = []
-    if not args.skip_4k:
-        with tempfile.TemporaryDirectory() as folder:
-            seconds, rss, record, pixels, lines = tiled_run(
-                [*common, "--width", "3840", "--height", "2160", "--iterations", str(args.iterations)], folder)
-            layout = layout_of(record)
-            rows.append({"run": "3840x2160, tiled by itself", "tiles": f"{len(layout)} of {record['tiles'][0]} px, "
-                         f"overlap {record['tiles'][1]}", "coarse": f"{record['scales'][0]:g}",
-                         "steps": f"{record['scale_steps'][0]} + {record['tile_steps']} per tile",
-                         "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9,
-                         "seam figure": seam_figure(pixels, layout), "total loss as a whole": None})
-            if args.crop:
-                corner = layout[1]
-                Image.fromarray(pixels[corner.top + corner.height - 128:corner.top + corner.height + 128,
-                                       corner.left - 128:corner.left + 128]).save(args.crop)
-    for name, more in (("1024x768 untiled", []), ("1024x768, --tile 512", ["--tile", "512"])):
-        with tempfile.TemporaryDirectory() as folder:
-            seconds, rss, record, pixels, _ = tiled_run(
-                [*common, "--width", "1024", "--height", "768", "--scales", "0.5", "1", "--scale-steps",
-                 str(args.iterations // 2), "--iterations", str(args.iterations), *more], folder)
-            layout = layout_of(record)
-            rows.append({"run": name, "tiles": f"{len(layout)}" if layout else "-", "coarse": "0.5",
-                         "steps": f"{args.iterations // 2} + {record.get('tile_steps') or args.iterations // 2}"
-                                  + (" per tile" if layout else ""),
-                         "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9,
-                         "seam figure": seam_figure(pixels, layout) if layout else None,
-                         "total loss as a whole": whole_loss(folder, vgg, inputs)})
+    for precision in args.precisions:
+        rows += precision_rows([*common, "--precision", precision], precision, args, vgg, inputs)
     print_table(rows)
 
 

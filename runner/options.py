@@ -241,7 +241,8 @@ def parse_args(argv=None):
                             "(default: only when the whole image would not fit in memory; the tile size is then "
                             "chosen, and a coarse scale added if --scales gives none)")
     large.add_argument("--tile-overlap", type=positive_int,
-                       help="pixels by which neighbouring tiles overlap; the blend passes from one to the next there "
+                       help="pixels by which neighbouring tiles overlap: a tile sees there what its neighbour decided, "
+                            "up to the seam midway "
                             f"(default: {DEFAULT_TILE_OVERLAP}, or a quarter of the tile if that is less)")
     schedule.add_argument("--restart", action="store_true",
                           help="start over, replacing the checkpoint in --checkpoint-dir")

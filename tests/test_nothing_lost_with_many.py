@@ -292,10 +292,9 @@ def damage_assembly(path, how):
         with np.load(path) as saved:
             arrays = dict(saved)
         if how == "NaN":
-            arrays["tiles"][3, 3] = np.nan
+            arrays["image"][3, 3] = np.nan
         elif how == "wrong shape":
-            arrays = {**arrays, "tiles": arrays["tiles"][:10], "base": arrays["base"][:10],
-                      "weight": arrays["weight"][:10]}
+            arrays = {**arrays, "image": arrays["image"][:10]}
         elif how == "another run's":
             arrays["key"] = np.asarray("0" * 64)
         with open(path, "wb") as file:

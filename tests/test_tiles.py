@@ -1,6 +1,7 @@
-"""Large outputs in tiles (runner/tiles.py): the layout covers the image, the blend is a weighted mean whose
-weights sum to one, the style's Gram matrices add up over pieces, a tiled run scores close to an untiled one,
-a SIGKILLed tiled run resumes at its tile to the same image, a size too large is tiled by itself."""
+"""Large outputs in tiles (runner/tiles.py): the layout covers the image, each pixel is decided by one tile, which
+sees what earlier tiles decided fixed, the style's Gram matrices add up over pieces, a tiled run scores close to
+an untiled one, a SIGKILLed tiled run resumes at its tile to the same image, a size too large is tiled by
+itself."""
 
 import io
 import json
@@ -39,49 +40,57 @@ def test_tiles_are_one_size_lie_inside_and_cover_the_image_overlapping_enough(wi
 
 
 @pytest.mark.parametrize("width, height, tile, overlap", SIZES[:4])
-def test_blending_is_the_weighted_mean_of_the_tiles_and_its_weights_sum_to_one(width, height, tile, overlap):
+def test_each_pixel_is_decided_by_the_tile_whose_centre_is_nearest_and_placing_keeps_earlier_decisions(
+        width, height, tile, overlap):
     layout = tiles.tile_layout(width, height, tile, overlap)
+    owners = tiles.owners(width, height, tile, overlap)
+    # independently: along each side, the nearest tile centre (ties to the earlier tile); the seam between two
+    # tiles of one size lies midway between their centres, which is midway through their overlap
+    column_centres = sorted({item.left + item.width / 2 for item in layout})
+    row_centres = sorted({item.top + item.height / 2 for item in layout})
+    columns = np.argmin(np.abs(np.arange(width)[:, None] + 0.5 - column_centres), axis=1)
+    rows = np.argmin(np.abs(np.arange(height)[:, None] + 0.5 - row_centres), axis=1)
+    np.testing.assert_array_equal(owners, rows[:, None] * len(column_centres) + columns[None, :])
+    for index, item in enumerate(layout):
+        assert (owners == index).any()
+        decides = np.zeros((height, width), bool)
+        decides[item.region] = True
+        assert not (owners == index)[~decides].any()  # a tile decides only pixels it covers
     rng = np.random.default_rng(0)
     tile_images = [rng.normal(0, 50, (item.height, item.width, 3)).astype(np.float32) for item in layout]
-    assembly = tiles.Assembly.starting_from(rng.normal(0, 50, (height, width, 3)))
-    numerator, weights = np.zeros((height, width, 3)), np.zeros((height, width))
-    for item, image in zip(layout, tile_images):
-        weight = tiles.feather(item, width, height, overlap)
-        assert weight.min() > 0 and weight.max() == 1
-        assembly.blend(item, image, weight)
-        numerator[item.region] += weight[..., None] * image
-        weights[item.region] += weight
-    np.testing.assert_allclose(assembly.tiles, numerator / weights[..., None], rtol=1e-4, atol=1e-3)
-    assert weights.min() >= 1 - 1e-6  # neighbours' ramps cross within their overlap: the picture is the tiles alone
-    np.testing.assert_allclose(assembly.picture(), assembly.tiles, rtol=1e-6)
-    shares = sum(np.pad(tiles.feather(item, width, height, overlap),
-                        ((item.top, height - item.top - item.height), (item.left, width - item.left - item.width)))
-                 for item in layout) / weights
-    np.testing.assert_allclose(shares, 1, rtol=1e-6)  # each pixel's tiles' shares of it sum to one
-    same = tiles.Assembly.starting_from(np.zeros((height, width, 3)))
-    constant = np.full((layout[0].height, layout[0].width, 3), 7.0, np.float32)
-    for item in layout:
-        same.blend(item, constant, tiles.feather(item, width, height, overlap))
-    np.testing.assert_allclose(same.picture(), 7.0, rtol=1e-6)  # tiles that agree blend to themselves: no seam
+    base = rng.normal(0, 50, (height, width, 3))
+    assembly = tiles.Assembly.starting_from(base)
+    for index, (item, image) in enumerate(zip(layout, tile_images)):
+        before = assembly.image.copy()
+        decided = owners[item.region] < index
+        assembly.place(item, image, decided)
+        np.testing.assert_array_equal(assembly.image[item.region][decided], before[item.region][decided])
+        np.testing.assert_array_equal(assembly.image[item.region][~decided], image[~decided])
+    for index, (item, image) in enumerate(zip(layout, tile_images)):  # in the end each pixel is its tile's
+        mine = owners[item.region] == index
+        np.testing.assert_array_equal(assembly.image[item.region][mine], image[mine])
 
 
-def test_until_every_tile_is_in_the_picture_passes_smoothly_from_the_refined_tiles_into_the_coarse_result():
-    layout = tiles.tile_layout(256, 192, 96, 16)
-    assembly = tiles.Assembly.starting_from(np.zeros((192, 256, 3)))
-    assembly.blend(layout[0], np.full((96, 96, 3), 90.0, np.float32), tiles.feather(layout[0], 256, 192, 16))
-    picture = assembly.picture()[..., 0]
-    assert picture[40, 40] == 90 and picture[40, 200] == 0
-    assert np.abs(np.diff(picture[40, :120])).max() <= 90 / 16 + 1e-3  # a ramp over the overlap, not a step
-    assert np.abs(np.diff(picture[:120, 40])).max() <= 90 / 16 + 1e-3
-
-
-def test_a_tiles_weight_falls_only_toward_its_neighbours():
-    layout = tiles.tile_layout(256, 192, 96, 16)
-    corner = tiles.feather(layout[0], 256, 192, 16)  # neighbours right and below
-    assert corner[0, 0] == 1 and corner[:80, :80].min() == 1
-    assert corner[0, -1] == pytest.approx(0.5 / 16) and corner[-1, 0] == pytest.approx(0.5 / 16)
-    middle = tiles.feather(layout[4], 256, 192, 16)
-    assert middle[48, 48] == 1 and middle[0, 48] == pytest.approx(0.5 / 16) and middle[48, 0] == pytest.approx(0.5 / 16)
+def test_a_tile_sees_the_pixels_earlier_tiles_decided_in_place_of_its_own():
+    tf = style_transfer.tf
+    view = tiles.WithinSurroundings(2, 6, 4)
+    decided = np.zeros((4, 6), bool)
+    decided[:, :2] = True  # its two left columns belong to the tile on its left
+    rng = np.random.default_rng(3)
+    own, surroundings = rng.normal(size=(1, 4, 6, 3)), rng.normal(size=(1, 8, 10, 3))
+    surroundings[:, :, 0] = np.nan  # past the image's border
+    fixed = view.fixed(decided)
+    assert fixed.shape == (1, 8, 10, 1) and fixed[0, :2].all() and fixed[0, :, :2].all() and fixed[0, -2:].all()
+    with tf.Graph().as_default():
+        image = tf.constant(own, tf.float32)
+        seen, inside, placeholders = view.around(image)
+        gradient = tf.gradients(tf.reduce_sum(seen), image)[0]
+        with tf.Session() as sess:
+            seen, inside, gradient = sess.run([seen, inside, gradient], dict(zip(placeholders, [surroundings, fixed])))
+    expected = np.where(fixed > 0, np.nan_to_num(surroundings), np.pad(own, ((0, 0), (2, 2), (2, 2), (0, 0))))
+    np.testing.assert_allclose(seen, expected, rtol=1e-6)
+    assert (inside[0, :, 0] == 0).all() and (inside[0, :, 1:] == 1).all()
+    np.testing.assert_array_equal(gradient[0, ..., 0], np.where(decided, 0, 1))  # what it sees fixed, it cannot move
 
 
 def test_a_style_in_pieces_has_the_gram_matrices_of_its_pieces_added_up(vgg19_mat):
@@ -118,17 +127,28 @@ def larger_images(tmp_path_factory):
     return write_image(folder / "content.jpg", 320, 240, seed=4), write_image(folder / "style.png", 160, 160, seed=5)
 
 
-def whole_loss(folder, vgg19_mat, content, style):
-    """The total loss of the final image in `folder` as a whole."""
+def whole_loss(folder, vgg19_mat, content, style, image=None):
+    """The total loss of the final image in `folder` (or of `image`) as a whole."""
     losses = style_transfer.losses_of_run(os.path.join(folder, "checkpoints", "style_transfer", "run.json"),
-                                          os.path.join(folder, "outputs", "final.png"),
+                                          image or os.path.join(folder, "outputs", "final.png"),
                                           load_vgg.load_weights(vgg19_mat[0]),
                                           ImageFiles(content, (style,), None, "noise"))
     return float(losses["total_loss"])
 
 
+def scored(folder, vgg19_mat, content, style, image):
+    """The total loss of `image` (a file, resized to the final image's size) as a whole, on the run's problem."""
+    final = os.path.join(folder, "outputs", "final.png")
+    with Image.open(final) as saved:
+        size = saved.size
+    with Image.open(image) as picture:
+        resized = os.path.join(folder, "scored.png")
+        picture.convert("RGB").resize(size, Image.Resampling.BICUBIC).save(resized)
+    return whole_loss(folder, vgg19_mat, content, style, resized)
+
+
 @pytest.mark.slow  # three full runs (L-BFGS, two scales, tiles)
-def test_a_tiled_run_scores_near_an_untiled_one_and_shows_the_assembled_image(
+def test_a_tiled_run_refines_its_start_keeps_what_earlier_tiles_decided_and_shows_the_assembled_image(
         tmp_path, monkeypatch, capsys, vgg19_mat, larger_images):
     content, style = larger_images
     common = tiled_args(vgg19_mat, content, style, "--width", "160", "--height", "120", "--optimizer", "lbfgs",
@@ -145,21 +165,31 @@ def test_a_tiled_run_scores_near_an_untiled_one_and_shows_the_assembled_image(
     assert "Tile 2/2: 128x120 at (32, 0), steps 41 to 65" in out
     # One tile, seen within its surroundings (none: past the border the network holds its activations at 0, as
     # SAME padding has them), is the untiled problem: the same losses step by step while rounding (1e-7 here) has
-    # not yet grown, which L-BFGS's line searches amplify to about 1% by the end, either way (on one machine;
+    # not yet grown, which L-BFGS's line searches amplify to about 3% by the end, either way (on one machine;
     # another processor rounds otherwise): near, not equal.
     assert len(curves["whole"]) == 5  # steps 1, 10, 15 at the coarse scale; 16 and 20 of the tile
     np.testing.assert_allclose(curves["one tile"], curves["whole"], rtol=1e-5)
-    assert losses["one tile"] == pytest.approx(losses["whole"], rel=0.03)
-    # Two tiles, each matching the whole style's statistics on its own and blended: measured 1.24 times the
-    # untiled loss here (2.3 times in 64-pixel tiles; docs/large-images.md)
-    assert losses["tiled"] < 2 * losses["whole"], losses
+    assert losses["one tile"] == pytest.approx(losses["whole"], rel=0.05)
+    # Two tiles: the second sees the pixels the first decided (columns 0 to 79: the seam lies midway through their
+    # overlap, 32 to 127) and leaves them as they were when the first was done (step 40's image)
+    tiled = tmp_path / "tiled"
+    first, final = (read_pixels(tiled / "outputs" / name) for name in ("40.png", "final.png"))
+    np.testing.assert_array_equal(final[:, :80], first[:, :80])
+    assert np.abs(final[:, 80:].astype(int) - first[:, 80:]).mean() > 1  # the second tile's own pixels moved
+    # The tiles refine the coarse result they start from (measured: 4.3 times lower), to a loss above the untiled
+    # run's (17 times here, where these random weights let the whole image's 25 steps reach a loss 70 times below
+    # the coarse result's and punish any mixture: averaging the overlapping tiles scored 31 times, averaging them
+    # across the seam only, 250 times; at 1024x768 the tiles cost 2.3 times, docs/large-images.md)
+    start = scored(tiled, vgg19_mat, content, style, tiled / "outputs" / "15.png")
+    assert losses["tiled"] < start / 2, (losses, start)
+    assert losses["tiled"] < 25 * losses["whole"], losses
     # TensorBoard: every tile's losses on one step axis; at each checkpoint the assembled image, not the tile
-    log = tmp_path / "tiled" / LOG_DIR
+    log = tiled / LOG_DIR
     assert [step for step, _ in scalar_series(log, "total_loss")][-1] == 65
     pictures = [(step, Image.open(io.BytesIO(value.image.encoded_image_string)).size)
                 for step, tag, value in events(log) if tag.startswith("generated")]
     assert {size for step, size in pictures if step > 15} == {(160, 120)} and len(pictures) >= 2 * 5
-    steps = sorted(int(name[:-4]) for name in os.listdir(tmp_path / "tiled" / "outputs") if name[0].isdigit())
+    steps = sorted(int(name[:-4]) for name in os.listdir(tiled / "outputs") if name[0].isdigit())
     assert steps == [15, 40, 65]  # step images: at the coarse scale's end and at each tile's
 
 
@@ -219,14 +249,15 @@ def test_a_damaged_assembled_image_is_refused_on_resume_and_kept(workdir, capsys
 
 def test_the_assembly_round_trips_through_its_file(tmp_path):
     assembly = tiles.Assembly.starting_from(np.random.default_rng(1).normal(size=(20, 30, 3)))
-    assembly.weight[3:5] = 0.25
-    assembly.tiles[3:5] = 4.0
+    assembly.image[3:5] = 4.0
     assembly.done.extend([0, 2])
     assembly.save(str(tmp_path / "a.npz"), "key")
     loaded = tiles.Assembly.load(str(tmp_path / "a.npz"), "key", 30, 20, tile_count=3)
-    assert np.array_equal(loaded.tiles, assembly.tiles) and np.array_equal(loaded.weight, assembly.weight)
-    assert np.array_equal(loaded.base, assembly.base) and np.array_equal(loaded.picture(), assembly.picture())
-    assert loaded.done == [0, 2]
+    assert np.array_equal(loaded.image, assembly.image) and loaded.done == [0, 2]
+    np.savez(tmp_path / "earlier.npz", tiles=assembly.image, weight=assembly.image[..., 0], base=assembly.image,
+             done=np.asarray([0]), key=np.asarray("key"))  # as an earlier version of the tool wrote it
+    with pytest.raises(FixableError, match="made for another run"):
+        tiles.Assembly.load(str(tmp_path / "earlier.npz"), "key", 30, 20, tile_count=3)
     with pytest.raises(FixableError, match="is missing"):
         tiles.Assembly.load(str(tmp_path / "none.npz"), "key", 30, 20, tile_count=3)
 

@@ -9,12 +9,15 @@
 
 Checkpoints are TensorFlow's own (`Saver`, without MetaGraphs: those would embed every weight constant).
 TensorFlow writes a checkpoint's files before it replaces the `checkpoint` pointer file, so a crash mid-save
-leaves the previous pointer; a checkpoint that cannot be read is skipped for the one before it.
+leaves the previous pointer; a checkpoint that cannot be read is skipped for the one before it. Before each save
+the folder's saving record (saving.json) names the checkpoint being written, so that what a kill mid-save leaves
+of it (a data file whose index never came) is known as the tool's own.
 
 The tool deletes and replaces only what it can show it wrote: of the names TensorFlow's Saver writes
 (`checkpoint`, ckpt-<step>.index, ckpt-<step>.data-*), the files of a checkpoint whose index holds its variable
-(generated_image), beside its run record (run.json, a Problem). A folder where the Saver would replace any other
-file of those names is refused, --restart or not; other files are never touched (--restart says what it left).
+(generated_image), or that its saving record names, beside its run record (run.json, a Problem). A folder where
+the Saver would replace any other file of those names is refused, --restart or not; other files are never
+touched (--restart says what it left).
 It follows no symbolic link for a lock or a deletion: a link in the folder is left as it is, and said.
 """
 
@@ -41,6 +44,8 @@ BEST_RECORD = "best.json"  # with --keep-best: the lowest loss seen and its step
 CHECKPOINT_PREFIX = "ckpt"  # checkpoints are ckpt-<step>.index and ckpt-<step>.data-*
 EVENTS_PREFIX = "events.out.tfevents."
 LOCK_FILE = "run.lock"  # held (flock) by the process running in the folder; names it
+SAVING_RECORD = "saving.json"  # the checkpoint a save is writing, named before it starts: what a kill mid-save
+#                                leaves of it (a data file whose index was never written) is then the tool's own
 
 
 class FolderInUse(FixableError):
@@ -151,19 +156,32 @@ def _pointed_to(checkpoint_dir):
     return {os.path.basename(path) for path in state.all_model_checkpoint_paths} if state else set()
 
 
+def _being_saved(checkpoint_dir):
+    """The checkpoint prefix (ckpt-20) the folder's saving record names, or None (none, a link, or not the tool's)."""
+    path = os.path.join(checkpoint_dir, SAVING_RECORD)
+    if os.path.islink(path):
+        return None
+    try:
+        with open(path) as file:
+            prefix = json.load(file).get("saving")
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    return prefix if isinstance(prefix, str) and re.fullmatch(rf"{CHECKPOINT_PREFIX}-\d+", prefix) else None
+
+
 def own_checkpoint_files(checkpoint_dir):
     """(the Saver's files in the folder that the tool can show it wrote, those it cannot), each sorted.
 
     Its own: the files of a checkpoint whose index holds its variable (generated_image), or, with its run record
-    there, whose index cannot be read but which its `checkpoint` pointer file lists (a damaged one of its own); and
-    that pointer file, with its run record there or beside a checkpoint of its own. Not its own: a link; a data
-    file without such an index (another program's, or what a kill between TensorFlow's two renames left); an
-    index of another program's variables."""
+    there, whose index cannot be read but which its `checkpoint` pointer file lists (a damaged one of its own), or
+    which its saving record names (a save a kill interrupted, between TensorFlow's writing the data file and the
+    index); and that pointer file, with its run record there or beside a checkpoint of its own. Not its own: a
+    link; a data file without such an index (another program's); an index of another program's variables."""
     names = [name for name in _checkpoint_files(checkpoint_dir)
              if not os.path.islink(os.path.join(checkpoint_dir, name))]
     recorded = run_record(checkpoint_dir) is not None
     listed = _pointed_to(checkpoint_dir) if recorded else set()
-    own_prefixes = set()
+    own_prefixes = {_being_saved(checkpoint_dir)} - {None} if recorded else set()
     for name in names:
         match = CHECKPOINT_FILE.fullmatch(name)
         if match and match.group(2) == "index":
@@ -181,8 +199,10 @@ def own_checkpoint_files(checkpoint_dir):
 
 
 def foreign_checkpoint_files(checkpoint_dir):
-    """The Saver's files in the folder that the tool cannot show it wrote (own_checkpoint_files)."""
-    return own_checkpoint_files(checkpoint_dir)[1]
+    """The Saver's files in the folder that the tool cannot show it wrote (own_checkpoint_files), and a saving
+    record that is not the tool's (a save would replace it)."""
+    planted = os.path.lexists(os.path.join(checkpoint_dir, SAVING_RECORD)) and not _being_saved(checkpoint_dir)
+    return own_checkpoint_files(checkpoint_dir)[1] + ([SAVING_RECORD] if planted else [])
 
 
 def check_only_own_checkpoints(checkpoint_dir):
@@ -190,6 +210,9 @@ def check_only_own_checkpoints(checkpoint_dir):
     replace them, or (with --restart) delete them."""
     foreign = foreign_checkpoint_files(checkpoint_dir)
     if foreign:
+        holder = _other_holder(checkpoint_dir)
+        if holder:  # a run at work there, whose save may be half written: the folder's being in use is the reason
+            raise _in_use(checkpoint_dir, holder)
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise FixableError(f"{checkpoint_dir} holds checkpoint files this tool did not write ({shown}: not of a "
                            f"checkpoint whose index holds its variables, beside its run record {RUN_RECORD}): move "
@@ -239,9 +262,7 @@ def locked(checkpoint_dir):
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             file.seek(0)
-            holder = file.read().strip() or "another process"
-            raise FolderInUse(f"{checkpoint_dir} is in use by {holder}: wait for that run to end, or pass another "
-                              f"--checkpoint-dir") from None
+            raise _in_use(checkpoint_dir, file.read().strip()) from None
         file.truncate(0)
         file.write(f"process {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
         file.flush()
@@ -254,6 +275,34 @@ def locked(checkpoint_dir):
 
 
 _held = set()  # the folders whose lock this process holds
+
+
+def _in_use(checkpoint_dir, holder):
+    return FolderInUse(f"{checkpoint_dir} is in use by {holder or 'another process'}: wait for that run to end, or "
+                       f"pass another --checkpoint-dir")
+
+
+def _other_holder(checkpoint_dir):
+    """Who holds the folder's lock (what its lock file says), if another process does; None otherwise. Only looks:
+    the lock file is neither made nor followed through a link."""
+    if os.path.realpath(checkpoint_dir) in _held:
+        return None
+    try:  # not blocking on a FIFO planted under the lock file's name
+        descriptor = os.open(os.path.join(checkpoint_dir, LOCK_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return None
+    with os.fdopen(descriptor) as file:
+        try:
+            fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return file.read().strip() or "another process"
+        except OSError:
+            return None
+        fcntl.flock(file, fcntl.LOCK_UN)
+    return None
 
 
 def event_files(log_dir):
@@ -337,7 +386,8 @@ class RunFolder:
         would replace others); links stay."""
         if run_record(self.checkpoint_dir) is None:
             return
-        ours = own_checkpoint_files(self.checkpoint_dir)[0] + [RUN_RECORD, BEST_RECORD]
+        ours = own_checkpoint_files(self.checkpoint_dir)[0] + [RUN_RECORD, BEST_RECORD] + \
+            ([SAVING_RECORD] if _being_saved(self.checkpoint_dir) else [])
         for name in ours:
             path = os.path.join(self.checkpoint_dir, name)
             if os.path.isfile(path) and not os.path.islink(path):
@@ -385,8 +435,13 @@ class RunFolder:
         return paths[-1] if paths else None
 
     def save(self, sess, step):
-        """Save a checkpoint of the variables at `step`; return its path."""
-        return self.saver.save(sess, self.prefix, global_step=step, write_meta_graph=False)
+        """Save a checkpoint of the variables at `step`; return its path. The saving record names it first, so
+        that what a kill mid-save leaves of it is known as the tool's (own_checkpoint_files)."""
+        saving = os.path.join(self.checkpoint_dir, SAVING_RECORD)
+        utils.write_text_atomically(saving, json.dumps({"saving": f"{CHECKPOINT_PREFIX}-{step}"}) + "\n")
+        path = self.saver.save(sess, self.prefix, global_step=step, write_meta_graph=False)
+        os.remove(saving)
+        return path
 
     @contextlib.contextmanager
     def explaining_write_failure(self, step, what=None):

@@ -19,6 +19,7 @@ from test_video import panning_frames, write_frames
 from conftest import run_main, write_image
 from runner import batch, tfrecords, tiles
 from test_cli import assert_refused
+from utils import FixableError
 
 SMALL_RUN = ["--width", "40", "--height", "32", "--iterations", "2", "--save-every", "1"]
 
@@ -193,6 +194,56 @@ def test_restart_deletes_only_its_own_files_and_says_what_it_left(workdir, capsy
     assert open(os.path.join(folder, "notes.txt")).read() == "mine\n"
     assert open(os.path.join(folder, "ckpt-10.pt")).read() == "another program's model\n"
     assert (elsewhere / "ckpt-1.index").read_text() == "a user's file\n"
+
+
+def test_what_a_kill_mid_save_leaves_is_known_as_the_tools_own_and_the_run_resumes(workdir, capsys, base_args):
+    """TensorFlow writes a checkpoint's data file before its index: a kill between the two leaves a data file no
+    index vouches for. The saving record, written before each save, names it as the tool's."""
+    assert run_main([*base_args, *SMALL_RUN, "--save-every", "2", "--iterations", "2"], capsys)[0] == 0
+    folder = "checkpoints/style_transfer"
+    assert not os.path.exists(os.path.join(folder, "saving.json"))  # a finished save leaves no saving record
+    left = os.path.join(folder, "ckpt-4.data-00000-of-00001")
+    shutil.copy(os.path.join(folder, "ckpt-2.data-00000-of-00001"), left)  # as the killed save at step 4 left it
+    with open(os.path.join(folder, "saving.json"), "w") as file:
+        json.dump({"saving": "ckpt-4"}, file)
+    code, out, err = run_main([*base_args, *SMALL_RUN, "--save-every", "2", "--iterations", "4"], capsys)
+    assert code == 0, err
+    assert "Resuming from step 2" in out
+    assert tf.train.latest_checkpoint(folder).endswith("ckpt-4") and not os.path.exists(os.path.join(folder,
+                                                                                                      "saving.json"))
+    # the same file without the record (another program's, say) is refused, and a record not the tool's too
+    shutil.copy(os.path.join(folder, "ckpt-2.data-00000-of-00001"), os.path.join(folder, "ckpt-6.data-00000-of-00001"))
+    code, out, err = run_main([*base_args, *SMALL_RUN, "--save-every", "2", "--iterations", "6"], capsys)
+    assert_refused(code, out, err, "ckpt-6.data-00000-of-00001")
+    os.remove(os.path.join(folder, "ckpt-6.data-00000-of-00001"))
+    with open(os.path.join(folder, "saving.json"), "w") as file:
+        file.write("a user's notes\n")
+    code, out, err = run_main([*base_args, *SMALL_RUN, "--save-every", "2", "--iterations", "6"], capsys)
+    assert_refused(code, out, err, "saving.json")
+    assert open(os.path.join(folder, "saving.json")).read() == "a user's notes\n"
+
+
+def test_a_half_written_save_of_a_run_at_work_is_reported_as_the_folder_in_use(workdir):
+    """A second process that finds the data file of a save under way (its index not yet written) says the folder is
+    in use, as it is, rather than that it holds files the tool did not write."""
+    from runner import run_folder
+
+    folder = workdir / "checkpoints" / "style_transfer"
+    folder.mkdir(parents=True)
+    (folder / "ckpt-8.data-00000-of-00001").write_bytes(b"half a save")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               f"file = open({str(folder / 'run.lock')!r}, 'w'); file.write('process 1 on a host');"
+                               "file.flush(); fcntl.flock(file, fcntl.LOCK_EX); print('held', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(run_folder.FolderInUse, match="in use by process 1 on a host"):
+            run_folder.check_only_own_checkpoints(str(folder))
+    finally:
+        holder.kill()
+        holder.communicate()
+    with pytest.raises(FixableError, match="did not write"):  # the holder gone: the file is no run's at work
+        run_folder.check_only_own_checkpoints(str(folder))
 
 
 def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(workdir, capsys, base_args):

@@ -124,10 +124,8 @@ def main():
         inputs.append(small)
     common = ["--vgg", vgg, "--content", inputs[0], "--style", inputs[1], "--optimizer", "lbfgs", "--save-every",
               "100000", "--log-every", "5"]
-    rows = []
-    for precision in args.precisions:
-        rows += precision_rows([*common, "--precision", precision], precision, args, vgg, inputs)
-    print_table(rows)
+    for precision in args.precisions:  # a table per precision, printed as it is done: a failed run loses no other
+        print_table(precision_rows([*common, "--precision", precision], precision, args, vgg, inputs))
 
 
 if __name__ == "__main__":

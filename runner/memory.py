@@ -15,11 +15,13 @@ from runner import tf_setup, tiles
 from utils import FixableError
 
 # Memory a run needs: a fixed part (TensorFlow, the weights as read and as graph constants) and a part per
-# activation of the network (its value, its gradient, the convolutions' scratch space). Measured here: 1.8 GB +
-# 2.8 kB per pixel in fp32 (about 4.7 bytes per activation); in bf16 (a run at 333x250 and one at 1024x768, peak
-# RSS) about two thirds of fp32's per pixel. The figures below leave a margin.
+# activation of the network (its value, its gradient, the convolutions' scratch space, the statistics' float32
+# products). Measured here: 1.8 GB + 2.8 kB per pixel in fp32 (about 4.7 bytes per activation); at 2048x1152 (peak
+# RSS of a 2-step L-BFGS run, less 1.5 GB) 4.6 bytes per activation in fp32 and 3.9 in bf16: bf16 saves little at
+# large sizes, where the float32 statistics of the style's layers weigh most (an estimate of 4 in bf16 let a
+# 3840x2160 run go untiled, and the kernel killed it at 22.7 GB). The figures below leave a margin of a third.
 MEMORY_FIXED = 2.0e9
-MEMORY_PER_ACTIVATION = {"fp32": 6, "bf16": 4}
+MEMORY_PER_ACTIVATION = {"fp32": 6, "bf16": 5.2}
 LARGEST_AUTOMATIC_TILE = 1024  # pixels a side: larger tiles gain little, and a tile is a unit of lost work
 LARGEST_AUTOMATIC_COARSE = 1024  # the long side of the coarse scale added to a tiled run that gives none
 MEMORY_PER_TILED_PIXEL = 64  # bytes per output pixel of a tiled run: content, styles, assembled image, as floats

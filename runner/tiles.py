@@ -8,8 +8,8 @@ pieces), and, once finished, is placed back. What the stage adds to the model is
 the network sees the tile within a margin of the assembled image around it (fixed, fed; past the image's border,
 nothing), and sees the pixels of the tile that earlier tiles decided as they decided them (fixed too), and the
 losses count the features of the tile's own pixels only, so its deep features see its neighbours as they would in
-the whole image. All tiles are the same size, so one graph serves
-them all; their steps are the full-size steps (--iterations minus the coarse scales' steps), each tile's in turn.
+the whole image. All tiles are the same size, so one graph serves them all; their steps are the full-size steps
+(--iterations minus the coarse scales' steps), each tile's in turn.
 
     plan = tiled_plan(problem, iterations, files, images, checkpoint_dir)   # problem.tiles: (tile size, overlap)
     layout = tile_layout(width, height, tile, overlap)     # Tiles covering the image, row by row
@@ -18,14 +18,14 @@ The assembled image is <checkpoint-dir>/assembled.npz (the image and which tiles
 at each tile's end: a killed run resumes at its tile, from the tile's checkpoint and this file. Each pixel is
 decided by one tile, the one whose centre is nearest (the seam between neighbours lies midway through their
 overlap; `owners`). A tile sees the pixels earlier tiles decided fixed and fits its own to them; it is placed
-over every pixel but those, the ones later tiles will decide included, as where they start. No pixel is a mean
+over every pixel but those, the ones later tiles will decide included, as where they start (passing into the
+coarse result toward its edges: `handover`). No pixel is a mean
 of two tiles: two tiles are two different solutions of the style, and their mean matches neither's statistics
 (averaging overlapping tiles was tried: with L-BFGS kept within 0..255 its result scored tens of times the
 untiled one's).
 """
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
@@ -95,13 +95,32 @@ def seams(length, tile, overlap):
     return [(before + after + tile) / 2 for before, after in zip(starts, starts[1:])]
 
 
-def owners(width, height, tile, overlap):
-    """[height, width]: the index (in tile_layout's order) of the tile that decides each pixel, the one whose
-    seams enclose it."""
+def owners(width, height, tile, overlap, region=(slice(None), slice(None))):
+    """[height, width] of a region of the image (all of it by default): the index (in tile_layout's order) of the
+    tile that decides each pixel, the one whose seams enclose it."""
     def bands(length, size):
         return np.searchsorted(seams(length, size, overlap), np.arange(length) + 0.5)
     columns = bands(width, min(tile, width))
-    return bands(height, min(tile, height))[:, np.newaxis] * (columns.max() + 1) + columns[np.newaxis, :]
+    rows = bands(height, min(tile, height))
+    return rows[region[0], np.newaxis] * (columns.max() + 1) + columns[np.newaxis, region[1]]
+
+
+def handover(tile, width, height, overlap):
+    """[height, width]: how much of a placed tile the picture takes at each pixel, for the pixels later tiles will
+    decide: 1 up to the seam, falling linearly to the tile's edges that face a neighbour, so that the next tile
+    starts from a picture that passes smoothly from this tile into the coarse result (a step at the tile's edge
+    would stay in the result as a faint seam: a tile's few steps do not undo it)."""
+    def ramp(size, start, whole):
+        starts = tile_starts(whole, size, overlap)
+        position = np.arange(size) + 0.5
+        weight = np.ones(size)
+        index = starts.index(start)
+        if index > 0:
+            weight = np.minimum(weight, position / ((starts[index - 1] + size - start) / 2))
+        if index < len(starts) - 1:
+            weight = np.minimum(weight, position[::-1] / ((start + size - starts[index + 1]) / 2))
+        return weight
+    return np.outer(ramp(tile.height, tile.top, height), ramp(tile.width, tile.left, width)).clip(0, 1)
 
 
 def pieces(image, tile):
@@ -123,13 +142,15 @@ class Assembly:
     def starting_from(cls, base):
         return cls(base.astype(np.float32), [])
 
-    def placed(self, tile, tile_image, decided):
+    def placed(self, tile, tile_image, decided, weight):
         """The tile's region with tile_image placed in it but where `decided` ([height, width], the pixels earlier
-        tiles decided, which the tile saw fixed)."""
-        return np.where(decided[..., np.newaxis], self.image[tile.region], tile_image)
+        tiles decided, which the tile saw fixed), taken in the share `weight` ([height, width], handover) of it."""
+        region = self.image[tile.region]
+        mixed = weight[..., np.newaxis] * tile_image + (1 - weight[..., np.newaxis]) * region
+        return np.where(decided[..., np.newaxis], region, mixed).astype(np.float32)
 
-    def place(self, tile, tile_image, decided):
-        self.image[tile.region] = self.placed(tile, tile_image, decided)
+    def place(self, tile, tile_image, decided, weight):
+        self.image[tile.region] = self.placed(tile, tile_image, decided, weight)
 
     def save(self, path, key):
         """Write the assembly atomically, with `key`: what it was made from (assembly_key)."""
@@ -296,7 +317,8 @@ class TilePhase(Phase):
 
     def decided_before(self, index):
         """[height, width] of tile `index`: its pixels that earlier tiles decided (seen fixed, kept as they are)."""
-        return self.owners[self.layout[index].region] < index
+        tile = self.layout[index]
+        return owners(self.width, self.height, max(tile.width, tile.height), self.overlap, tile.region) < index
 
     def with_surroundings(self, region_of, tile):
         """The tile's region of a whole image with the view's margin around it, NaN past the image's border.
@@ -308,10 +330,6 @@ class TilePhase(Phase):
         return np.pad(crop, ((max(0, -top), max(0, bottom - self.height)), (max(0, -left), max(0, right - self.width)),
                              (0, 0)), constant_values=np.nan)
 
-    @functools.cached_property
-    def owners(self):
-        return owners(self.width, self.height, max(self.layout[0].width, self.layout[0].height), self.overlap)
-
     def begin(self, previous_result):
         """The last coarse scale's result, upsampled, begins the assembled image."""
         self._assembly = Assembly.starting_from(utils.resized(previous_result[0], self.width, self.height))
@@ -322,7 +340,9 @@ class TilePhase(Phase):
         tiles will decide too, as where they start."""
         if index in self.assembly.done:
             return
-        self.assembly.place(self.layout[index], image[0], self.decided_before(index))
+        tile = self.layout[index]
+        self.assembly.place(tile, image[0], self.decided_before(index),
+                            handover(tile, self.width, self.height, self.overlap))
         self.assembly.done.append(index)
         self.assembly.save(self.path, self.key)
 
@@ -331,7 +351,8 @@ class TilePhase(Phase):
         whole = self.assembly.image.copy()
         if index not in self.assembly.done:
             tile = self.layout[index]
-            whole[tile.region] = self.assembly.placed(tile, image, self.decided_before(index))
+            whole[tile.region] = self.assembly.placed(tile, image, self.decided_before(index),
+                                                      handover(tile, self.width, self.height, self.overlap))
         return whole, self.images.content
 
     def writes_step_image(self, index, stage_end):

@@ -56,19 +56,34 @@ def test_each_pixel_is_decided_by_the_tile_whose_centre_is_nearest_and_placing_k
         decides = np.zeros((height, width), bool)
         decides[item.region] = True
         assert not (owners == index)[~decides].any()  # a tile decides only pixels it covers
+        np.testing.assert_array_equal(tiles.owners(width, height, tile, overlap, item.region), owners[item.region])
     rng = np.random.default_rng(0)
     tile_images = [rng.normal(0, 50, (item.height, item.width, 3)).astype(np.float32) for item in layout]
     base = rng.normal(0, 50, (height, width, 3))
     assembly = tiles.Assembly.starting_from(base)
     for index, (item, image) in enumerate(zip(layout, tile_images)):
         before = assembly.image.copy()
-        decided = owners[item.region] < index
-        assembly.place(item, image, decided)
+        decided, mine = owners[item.region] < index, owners[item.region] == index
+        weight = tiles.handover(item, width, height, overlap)
+        assert (weight[mine] == 1).all()  # its own pixels are its own, exactly
+        assembly.place(item, image, decided, weight)
         np.testing.assert_array_equal(assembly.image[item.region][decided], before[item.region][decided])
-        np.testing.assert_array_equal(assembly.image[item.region][~decided], image[~decided])
+        np.testing.assert_array_equal(assembly.image[item.region][mine], image[mine])
     for index, (item, image) in enumerate(zip(layout, tile_images)):  # in the end each pixel is its tile's
         mine = owners[item.region] == index
         np.testing.assert_array_equal(assembly.image[item.region][mine], image[mine])
+
+
+def test_the_picture_a_later_tile_starts_from_passes_smoothly_from_a_placed_tile_into_the_coarse_result():
+    layout = tiles.tile_layout(256, 192, 96, 16)  # tiles at 0, 80, 160 across: overlaps of 16, seams at 88, 168
+    assembly = tiles.Assembly.starting_from(np.zeros((192, 256, 3)))
+    first = layout[0]
+    assembly.place(first, np.full((96, 96, 3), 90.0, np.float32), np.zeros((96, 96), bool),
+                   tiles.handover(first, 256, 192, 16))
+    picture = assembly.image[..., 0]
+    assert picture[40, 40] == 90 and picture[40, 87] == 90 and picture[40, 200] == 0
+    assert np.abs(np.diff(picture[40, :120])).max() <= 90 / 8 + 1e-3  # a ramp over half the overlap, not a step
+    assert np.abs(np.diff(picture[:120, 40])).max() <= 90 / 8 + 1e-3
 
 
 def test_a_tile_sees_the_pixels_earlier_tiles_decided_in_place_of_its_own():

@@ -45,11 +45,11 @@ ROUTES = {"CS20 defaults (Adam, 300 steps)": [],
           "--fast": ["--fast"]}
 
 # Not measured here: the figures of the runs the docs report (docs/films.md, docs/large-images.md).
-FIGURES_SOURCE = ("figures from bench/bench.py --video and bench/tiles.py, one run each on a 2-core cloud VM "
-                  "(its processor was not recorded with them)")
-FLICKER = [("frame by frame\n(each a still image)", 24.5), ("film,\n--temporal-weight 1e3\n(the default)", 2.41),
-           ("film,\n--temporal-weight 1e4", 1.46)]  # bench/bench.py --sizes --video 6: 333x250, 30 L-BFGS steps
-SEAMS = [("3840x2160,\ntiled by itself\n(15 tiles of 832 px)", 1.01),
+FIGURES_SOURCE = ("figures from bench/bench.py --video and bench/tiles.py, one run each on a 2-core AMD EPYC "
+                  "cloud VM")
+FLICKER = [("frame by frame\n(each a still image)", 21.0), ("film,\n--temporal-weight 1e3\n(the default)", 0.392),
+           ("film,\n--temporal-weight 1e4", 0.289)]  # bench/bench.py --sizes --video 6: 333x250, 30 L-BFGS steps
+SEAMS = [("3840x2160, bf16,\ntiled by itself\n(15 tiles of 832 px)", 1.03),
          ("1024x768,\n--tile 512\n(6 tiles)", 1.06)]  # bench/tiles.py: L-BFGS, --iterations 20
 SEAM_GOAL = 1.1
 

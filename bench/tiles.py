@@ -69,6 +69,9 @@ def layout_of(record):
     return tiles.tile_layout(record["width"], record["height"], *record["tiles"]) if record.get("tiles") else []
 
 
+RUNS_1024 = (("1024x768 untiled", []), ("1024x768, --tile 512", ["--tile", "512"]))
+
+
 def precision_rows(common, precision, args, vgg, inputs):
     """The table's rows of the runs in one precision: the 4K result, and 1024x768 untiled and in tiles."""
     rows = []
@@ -87,8 +90,7 @@ def precision_rows(common, precision, args, vgg, inputs):
                 corner = layout[1]
                 Image.fromarray(pixels[corner.top + corner.height - 128:corner.top + corner.height + 128,
                                        corner.left - 128:corner.left + 128]).save(args.crop)
-    for name, more in (() if args.skip_1024 else (("1024x768 untiled", []), ("1024x768, --tile 512", ["--tile",
-                                                                                                       "512"]))):
+    for name, more in () if args.skip_1024 else RUNS_1024:
         with tempfile.TemporaryDirectory() as folder:
             seconds, rss, record, pixels, _ = tiled_run(
                 [*common, "--width", "1024", "--height", "768", "--scales", "0.5", "1", "--scale-steps",

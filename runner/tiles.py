@@ -19,10 +19,9 @@ at each tile's end: a killed run resumes at its tile, from the tile's checkpoint
 decided by one tile, the one whose centre is nearest (the seam between neighbours lies midway through their
 overlap; `owners`). A tile sees the pixels earlier tiles decided fixed and fits its own to them; it is placed
 over every pixel but those, the ones later tiles will decide included, as where they start (passing into the
-coarse result toward its edges: `handover`). No pixel is a mean
-of two tiles: two tiles are two different solutions of the style, and their mean matches neither's statistics
-(averaging overlapping tiles was tried: with L-BFGS kept within 0..255 its result scored tens of times the
-untiled one's).
+coarse result toward its edges: `handover`). No pixel is a mean of two tiles: two tiles are two different
+solutions of the style, and their mean matches neither's statistics (averaging overlapping tiles was tried: with
+L-BFGS kept within 0..255 its result scored tens of times the untiled one's).
 """
 
 import dataclasses
@@ -111,14 +110,14 @@ def handover(tile, width, height, overlap):
     starts from a picture that passes smoothly from this tile into the coarse result (a step at the tile's edge
     would stay in the result as a faint seam: a tile's few steps do not undo it)."""
     def ramp(size, start, whole):
-        starts = tile_starts(whole, size, overlap)
-        position = np.arange(size) + 0.5
+        handovers = seams(whole, size, overlap)
+        index = tile_starts(whole, size, overlap).index(start)  # the seams before and after it: index - 1, index
+        position = start + np.arange(size) + 0.5
         weight = np.ones(size)
-        index = starts.index(start)
         if index > 0:
-            weight = np.minimum(weight, position / ((starts[index - 1] + size - start) / 2))
-        if index < len(starts) - 1:
-            weight = np.minimum(weight, position[::-1] / ((start + size - starts[index + 1]) / 2))
+            weight = np.minimum(weight, (position - start) / (handovers[index - 1] - start))
+        if index < len(handovers):
+            weight = np.minimum(weight, (start + size - position) / (start + size - handovers[index]))
         return weight
     return np.outer(ramp(tile.height, tile.top, height), ramp(tile.width, tile.left, width)).clip(0, 1)
 
@@ -320,6 +319,11 @@ class TilePhase(Phase):
         tile = self.layout[index]
         return owners(self.width, self.height, max(tile.width, tile.height), self.overlap, tile.region) < index
 
+    def placing(self, index):
+        """(tile `index`, the pixels of it earlier tiles decided, its handover): how it is placed in the assembly."""
+        tile = self.layout[index]
+        return tile, self.decided_before(index), handover(tile, self.width, self.height, self.overlap)
+
     def with_surroundings(self, region_of, tile):
         """The tile's region of a whole image with the view's margin around it, NaN past the image's border.
         region_of((rows, columns)): that region of the whole image (only what is needed of it is computed)."""
@@ -340,9 +344,8 @@ class TilePhase(Phase):
         tiles will decide too, as where they start."""
         if index in self.assembly.done:
             return
-        tile = self.layout[index]
-        self.assembly.place(tile, image[0], self.decided_before(index),
-                            handover(tile, self.width, self.height, self.overlap))
+        tile, decided, weight = self.placing(index)
+        self.assembly.place(tile, image[0], decided, weight)
         self.assembly.done.append(index)
         self.assembly.save(self.path, self.key)
 
@@ -350,9 +353,8 @@ class TilePhase(Phase):
         """(the whole image as it stands with the tile's image in, the content image at that size)."""
         whole = self.assembly.image.copy()
         if index not in self.assembly.done:
-            tile = self.layout[index]
-            whole[tile.region] = self.assembly.placed(tile, image, self.decided_before(index),
-                                                      handover(tile, self.width, self.height, self.overlap))
+            tile, decided, weight = self.placing(index)
+            whole[tile.region] = self.assembly.placed(tile, image, decided, weight)
         return whole, self.images.content
 
     def writes_step_image(self, index, stage_end):

@@ -248,16 +248,15 @@ def locked(checkpoint_dir):
         return
     path = os.path.join(checkpoint_dir, LOCK_FILE)
     try:  # never through a link: what it points to would be truncated
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        file = _lock_file(path, os.O_RDWR | os.O_CREAT, "r+")
     except OSError as error:
         if error.errno != errno.ELOOP:
             raise
         raise FixableError(f"{path} is a symbolic link, which this tool never makes: remove the link (what it points "
                            f"to is not touched), or choose another --checkpoint-dir") from None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
+    if file is None:
         raise FixableError(f"{path} is not a regular file: remove it, or choose another --checkpoint-dir")
-    with os.fdopen(descriptor, "r+") as file:
+    with file:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -277,6 +276,16 @@ def locked(checkpoint_dir):
 _held = set()  # the folders whose lock this process holds
 
 
+def _lock_file(path, flags, mode):
+    """The lock file opened (os.open's `flags`, as a file of `mode`), never through a link (OSError ELOOP), nor
+    blocking on a FIFO planted under its name; None if it is not a regular file."""
+    descriptor = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return None
+    return os.fdopen(descriptor, mode)
+
+
 def _in_use(checkpoint_dir, holder):
     return FolderInUse(f"{checkpoint_dir} is in use by {holder or 'another process'}: wait for that run to end, or "
                        f"pass another --checkpoint-dir")
@@ -287,14 +296,13 @@ def _other_holder(checkpoint_dir):
     the lock file is neither made nor followed through a link."""
     if os.path.realpath(checkpoint_dir) in _held:
         return None
-    try:  # not blocking on a FIFO planted under the lock file's name
-        descriptor = os.open(os.path.join(checkpoint_dir, LOCK_FILE), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        file = _lock_file(os.path.join(checkpoint_dir, LOCK_FILE), os.O_RDONLY, "r")
     except OSError:
         return None
-    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-        os.close(descriptor)
+    if file is None:
         return None
-    with os.fdopen(descriptor) as file:
+    with file:
         try:
             fcntl.flock(file, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -7,6 +7,7 @@ import os
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 
@@ -253,6 +254,34 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(workdir,
     code, out, err = run_main([*base_args, *SMALL_RUN], capsys)
     assert_refused(code, out, err, "run.lock is a symbolic link")
     assert (workdir / "precious.txt").read_text() == "keep me\n"
+
+
+def test_a_lock_file_that_is_a_fifo_is_refused_without_waiting_on_it(workdir, capsys, base_args):
+    """Opened for reading, a FIFO waits for a writer: neither the lock nor the look at who holds it may hang."""
+    from runner import run_folder
+
+    folder = workdir / "checkpoints" / "style_transfer"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "run.lock")
+    (folder / "ckpt-8.data-00000-of-00001").write_bytes(b"another program's")
+    class Waited(Exception):  # not an OSError, which the tool may take for a file it cannot open
+        pass
+
+    def waited(*_):
+        raise Waited("waited on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, waited)
+    signal.alarm(20)  # a bounded wait: were it to block, the alarm ends it
+    try:
+        with pytest.raises(FixableError, match="did not write"):  # who holds it: none, the FIFO not a lock file
+            run_folder.check_only_own_checkpoints(str(folder))
+        os.remove(folder / "ckpt-8.data-00000-of-00001")
+        code, out, err = run_main([*base_args, *SMALL_RUN], capsys)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert_refused(code, out, err, "run.lock is not a regular file")
+    assert stat.S_ISFIFO(os.lstat(folder / "run.lock").st_mode)
 
 
 # ---------------------------------------------------------------------------------------------------

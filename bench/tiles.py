@@ -6,10 +6,11 @@ tiling costs in loss at 1024x768.
     python bench/tiles.py --precisions fp32 bf16 --skip-1024     # the 4K result in both precisions
 
 - 4K: style_transfer.py as a user runs it, given only --width 3840 --height 2160 (the memory estimate makes it
-  tile by itself) and L-BFGS: whole-process time, peak RSS, and the seam figure: the mean gradient magnitude of the
-  result within 2 pixels of a tile's edge inside the image, against the rest (1.0: the edges do not show).
+  tile by itself) and L-BFGS: whole-process time, peak RSS, and the seam figures: the mean gradient magnitude of
+  the result within 2 pixels of a tile's edge inside the image, and within 2 pixels of a seam (where one tile's
+  pixels meet another's, midway through their overlap), each against the rest (1.0: they do not show).
 - 1024x768: the same command untiled and with --tile 512; each final image scored as a whole (its total loss at
-  1024x768, one forward pass), with the seam figure.
+  1024x768, one forward pass), with the seam figures.
 """
 
 import json
@@ -19,6 +20,7 @@ import tempfile
 import time
 
 import numpy as np
+import scipy.ndimage
 from PIL import Image
 
 sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
@@ -32,21 +34,36 @@ RUN_RECORD = os.path.join("checkpoints", "style_transfer", "run.json")
 FINAL = os.path.join("outputs", "final.png")
 
 
-def seam_figure(pixels, layout, band=2):
-    """Mean gradient magnitude (of the grey image) within `band` pixels of a tile edge inside the image, against
-    elsewhere."""
-    grey = pixels.astype(np.float64).mean(axis=2)
-    magnitude = np.hypot(*np.gradient(grey))
-    height, width = grey.shape
-    near_edge = np.zeros_like(grey, bool)
+def seam_figure(pixels, near):
+    """Mean gradient magnitude (of the grey image) where `near` ([height, width]) is True, against elsewhere."""
+    magnitude = np.hypot(*np.gradient(pixels.astype(np.float64).mean(axis=2)))
+    return magnitude[near].mean() / magnitude[~near].mean()
+
+
+def near_tile_edges(width, height, layout, band=2):
+    """[height, width]: within `band` pixels of a tile's edge inside the image (where a tile's start picture
+    changed from its own pixels to the coarse result's)."""
+    near = np.zeros((height, width), bool)
     for tile in layout:
         for column in (tile.left, tile.left + tile.width):
             if 0 < column < width:
-                near_edge[tile.top:tile.top + tile.height, max(0, column - band):column + band] = True
+                near[tile.top:tile.top + tile.height, max(0, column - band):column + band] = True
         for row in (tile.top, tile.top + tile.height):
             if 0 < row < height:
-                near_edge[max(0, row - band):row + band, tile.left:tile.left + tile.width] = True
-    return magnitude[near_edge].mean() / magnitude[~near_edge].mean()
+                near[max(0, row - band):row + band, tile.left:tile.left + tile.width] = True
+    return near
+
+
+def near_seams(width, height, tile, overlap, band=2):
+    """[height, width]: within `band` pixels of where one tile's pixels meet another's (tiles.owners)."""
+    owner = tiles.owners(width, height, tile, overlap)
+    meets = np.zeros((height, width), bool)  # both pixels of each pair of neighbours of different tiles
+    across, down = owner[:, 1:] != owner[:, :-1], owner[1:] != owner[:-1]
+    meets[:, 1:] |= across
+    meets[:, :-1] |= across
+    meets[1:] |= down
+    meets[:-1] |= down
+    return scipy.ndimage.binary_dilation(meets, iterations=band - 1) if band > 1 else meets
 
 
 def whole_loss(folder, vgg, images):
@@ -69,6 +86,13 @@ def layout_of(record):
     return tiles.tile_layout(record["width"], record["height"], *record["tiles"]) if record.get("tiles") else []
 
 
+def seam_figures(pixels, record):
+    """{column: figure} of a tiled result: the seam figure near its tiles' edges and near its seams."""
+    width, height = record["width"], record["height"]
+    return {"seam figure, tile edges": seam_figure(pixels, near_tile_edges(width, height, layout_of(record))),
+            "seam figure, seams": seam_figure(pixels, near_seams(width, height, *record["tiles"]))}
+
+
 RUNS_1024 = (("1024x768 untiled", []), ("1024x768, --tile 512", ["--tile", "512"]))
 
 
@@ -85,7 +109,7 @@ def precision_rows(common, precision, args, vgg, inputs):
                          "coarse": f"{record['scales'][0]:g}",
                          "steps": f"{record['scale_steps'][0]} + {record['tile_steps']} per tile",
                          "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9,
-                         "seam figure": seam_figure(pixels, layout), "total loss as a whole": None})
+                         **seam_figures(pixels, record), "total loss as a whole": None})
             if args.crop and precision == args.precisions[0]:
                 corner = layout[1]
                 Image.fromarray(pixels[corner.top + corner.height - 128:corner.top + corner.height + 128,
@@ -101,7 +125,8 @@ def precision_rows(common, precision, args, vgg, inputs):
                          "steps": f"{args.iterations // 2} + {record.get('tile_steps') or args.iterations // 2}"
                                   + (" per tile" if layout else ""),
                          "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9,
-                         "seam figure": seam_figure(pixels, layout) if layout else None,
+                         **(seam_figures(pixels, record) if layout else {"seam figure, tile edges": None,
+                                                                         "seam figure, seams": None}),
                          "total loss as a whole": whole_loss(folder, vgg, inputs)})
     return rows
 

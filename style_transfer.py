@@ -16,7 +16,10 @@ How a stage adds to the model, without the model knowing what kind of stage it i
 (runner/stages.py): more loss pieces, and a view, what the network sees around the image; the plans' modules
 define their own. A loss piece has a `name` (its TensorBoard tag and the
 key its fed values come under), a `weight`, the `layers` it reads, a `key` (what the graph depends on), and
-`build(image, features)`, which returns (its loss tensor, the placeholders it is fed each step, more curves).
+`build(image, features)`, which returns (its loss tensor, the placeholders it is fed each step, more curves). A
+view has a `name` (the key its fed values come under), a `key`, `around(image)`, which gives a Sight (what the
+network sees, where that is the picture, the picture as the pixel losses read it, the view's placeholders),
+`given()`, the same for an image fed (a content image), and `own(features, layer)`, the image's own positions.
 """
 
 import dataclasses
@@ -40,6 +43,7 @@ from runner.inputs import prepare_work
 from runner.outputs import Outputs
 from runner.problem import Problem
 from runner.signals import Stopped, StopSignals
+from runner.stages import Sight
 from runner.tf_setup import ONE_RUN_CONFIG, tf
 from utils import FixableError
 
@@ -315,8 +319,7 @@ class WholeImage:
     name, key = "image", ("whole image",)
 
     def around(self, image):
-        """(what the network sees of the image variable, where that is the picture (None: everywhere), fed)."""
-        return image, None, []
+        return Sight(seen=image, inside=None, picture=image, fed=[])
 
     def given(self):
         """(a placeholder for an image given whole, of any size, what the network sees of it, where that is the
@@ -346,8 +349,8 @@ class LuminanceOnly:
         return grey if inside is None else grey * inside
 
     def around(self, image):
-        seen, inside, fed = self.inner.around(image)
-        return self.luminance(seen, inside), inside, fed
+        sight = self.inner.around(image)
+        return sight._replace(seen=self.luminance(sight.seen, sight.inside))
 
     def given(self):
         image, seen, inside = self.inner.given()
@@ -455,7 +458,8 @@ class StyleTransfer:
         self.output_image = self.image  # what is saved and shown: the image, or (--average) the average of its steps
         self.pixels = tf.identity(self.image)  # the image as the losses read it: [1, height, width, 3]
         self.pixels.set_shape(self.start_image.shape)
-        self.seen, self.inside, self.fed[self.view.name] = self.view.around(self.pixels)
+        sight = self.view.around(self.pixels)
+        self.seen, self.inside, self.picture, self.fed[self.view.name] = sight
         self.global_step = tf.train.get_or_create_global_step()
 
     def load_vgg(self):
@@ -528,7 +532,7 @@ class StyleTransfer:
                                 follow=lambda seen_map: self.follow(seen_map, names))
             self.loss_tensors, self.curves = {}, {}
             for term in self.terms:
-                self.loss_tensors[term.name], self.fed[term.name], curves = term.build(self.pixels, features)
+                self.loss_tensors[term.name], self.fed[term.name], curves = term.build(self.picture, features)
                 self.curves.update(curves)
             weighted = [term.weight * self.loss_tensors[term.name] for term in self.terms]
             self.total_loss = weighted[0]

@@ -24,6 +24,7 @@ in the whole run; the Plan asks the phase that stage is in, by its index within 
 
 import itertools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,6 +50,14 @@ class Extras:
     def key(self):
         """What a graph built with these extras depends on."""
         return tuple(term.key for term in self.terms), self.view.key if self.view else None
+
+
+class Sight(NamedTuple):
+    """What a view (Extras.view) makes of the image variable, in the model's graph: its `around(image)`."""
+    seen: object  # what the network sees: the image, within what the view adds
+    inside: object  # 1 where that is the picture, 0 past its border (None: everywhere)
+    picture: object  # the picture at the image's own positions, as the pixel losses read it (total variation)
+    fed: list  # the view's placeholders, fed (plan.feeds_at) under its name
 
 
 def first_step(stages, index):

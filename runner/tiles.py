@@ -36,7 +36,7 @@ import numpy as np
 import load_vgg
 import utils
 from runner import stages
-from runner.stages import Extras, Phase, Plan, ScalePhase, Stage
+from runner.stages import Extras, Phase, Plan, ScalePhase, Sight, Stage
 from runner.tf_setup import tf
 from utils import FixableError
 
@@ -220,14 +220,17 @@ class WithinSurroundings:
         self.key = ("within surroundings", margin, width, height)
 
     def around(self, image):
-        """(what the network sees of the image variable, where that is the picture, [the surroundings and where
-        they are seen, fed])."""
+        """The Sight of the image variable: the tile within its surroundings, the pixels earlier tiles decided in
+        place of the variable's; the picture, the tile as seen (what the total variation reads: across the seam,
+        the pixels decided, not the variable's own copy of them); fed, the surroundings and where they are seen."""
         margin, height, width = self.margin, self.height, self.width
         padding = [[0, 0], [margin, margin], [margin, margin], [0, 0]]
         surroundings = tf.placeholder(tf.float32, (1, height + 2 * margin, width + 2 * margin, 3), name="surroundings")
         fixed = tf.placeholder(tf.float32, (1, height + 2 * margin, width + 2 * margin, 1), name="fixed")
         filled, inside = past_the_border(surroundings)
-        return filled * fixed + tf.pad(image, padding) * (1 - fixed), inside, [surroundings, fixed]
+        seen = filled * fixed + tf.pad(image, padding) * (1 - fixed)
+        return Sight(seen=seen, inside=inside, picture=seen[:, margin:margin + height, margin:margin + width],
+                     fed=[surroundings, fixed])
 
     def fixed(self, decided):
         """What `fixed` is fed for a tile whose pixels `decided` ([height, width]) earlier tiles decided: 1 there and

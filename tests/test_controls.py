@@ -107,11 +107,13 @@ def test_the_luminance_view_shows_the_network_three_equal_channels_past_no_borde
     view = style_transfer.LuminanceOnly(style_transfer.WholeImage(), weights.mean_pixel)
     pixels = np.random.default_rng(2).uniform(0, 255, (1, 6, 7, 3)).astype(np.float32)
     with tf.Graph().as_default(), tf.Session() as sess:
-        seen, _, _ = view.around(tf.constant(pixels - weights.mean_pixel))
-        grey = sess.run(seen) + weights.mean_pixel
+        sight = view.around(tf.constant(pixels - weights.mean_pixel))
+        seen, picture = sight.seen, sight.picture
+        grey, picture = (value + weights.mean_pixel for value in sess.run([seen, picture]))
     np.testing.assert_allclose(grey[0, ..., 0], pixels[0] @ np.float32([0.299, 0.587, 0.114]), rtol=1e-5)
     np.testing.assert_allclose(grey[..., 1], grey[..., 0], rtol=1e-5)
     np.testing.assert_allclose(grey[..., 2], grey[..., 0], rtol=1e-5)
+    np.testing.assert_allclose(picture, pixels, rtol=1e-5)  # the pixel losses read the colours
 
 
 # ---------------------------------------------------------------------------------------------------

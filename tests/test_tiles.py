@@ -98,14 +98,24 @@ def test_a_tile_sees_the_pixels_earlier_tiles_decided_in_place_of_its_own():
     assert fixed.shape == (1, 8, 10, 1) and fixed[0, :2].all() and fixed[0, :, :2].all() and fixed[0, -2:].all()
     with tf.Graph().as_default():
         image = tf.constant(own, tf.float32)
-        seen, inside, placeholders = view.around(image)
-        gradient = tf.gradients(tf.reduce_sum(seen), image)[0]
+        sight = view.around(image)
+        gradient = tf.gradients(tf.reduce_sum(sight.seen), image)[0]
+        variation = tf.reduce_sum(tf.image.total_variation(sight.picture))  # as style_transfer.TotalVariationLoss
+        smoothing = tf.gradients(variation, image)[0]
         with tf.Session() as sess:
-            seen, inside, gradient = sess.run([seen, inside, gradient], dict(zip(placeholders, [surroundings, fixed])))
+            seen, inside, picture, gradient, variation, smoothing = sess.run(
+                [sight.seen, sight.inside, sight.picture, gradient, variation, smoothing],
+                dict(zip(sight.fed, [surroundings, fixed])))
     expected = np.where(fixed > 0, np.nan_to_num(surroundings), np.pad(own, ((0, 0), (2, 2), (2, 2), (0, 0))))
     np.testing.assert_allclose(seen, expected, rtol=1e-6)
     assert (inside[0, :, 0] == 0).all() and (inside[0, :, 1:] == 1).all()
     np.testing.assert_array_equal(gradient[0, ..., 0], np.where(decided, 0, 1))  # what it sees fixed, it cannot move
+    # The total variation reads the tile as seen: across the seam, the pixels decided, not the variable's copy
+    tile = expected[0, 2:-2, 2:-2]
+    np.testing.assert_allclose(picture[0], tile, rtol=1e-6)
+    assert variation == pytest.approx(np.abs(np.diff(tile, axis=0)).sum() + np.abs(np.diff(tile, axis=1)).sum(),
+                                      rel=1e-5)
+    assert (smoothing[0][decided] == 0).all() and (smoothing[0][~decided] != 0).any()
 
 
 def test_a_style_in_pieces_has_the_gram_matrices_of_its_pieces_added_up(vgg19_mat):

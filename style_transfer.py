@@ -255,7 +255,8 @@ class WassersteinStyleLoss(StyleLoss):
     @staticmethod
     def layer_targets(mean, second):
         covariance = covariance_of(second, mean)
-        return [np.float32(target) for target in (mean, psd_square_root(covariance), np.trace(covariance))]
+        return [np.float32(target) for target in (mean, controls.symmetric_root(covariance, floor=0),
+                                                  np.trace(covariance))]
 
     @staticmethod
     def statistic_loss(second, mean, style_mean, style_root, style_trace):
@@ -268,13 +269,6 @@ class WassersteinStyleLoss(StyleLoss):
 STYLE_LOSSES = {loss.kind: loss for loss in (StyleLoss, MeanStdStyleLoss, WassersteinStyleLoss)}  # --style-loss
 VARIANCE_FLOOR = 1e-5  # added to variances under a square root: a dead channel's is 0
 NEWTON_SCHULZ_STEPS = 20
-
-
-def psd_square_root(matrix):
-    """The symmetric square root of a symmetric positive semi-definite matrix (NumPy, float64): through its
-    eigen-decomposition, the eigenvalues that rounding makes slightly negative taken as 0."""
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.maximum(values, 0))) @ vectors.T
 
 
 def newton_schulz_square_root(matrix, steps=NEWTON_SCHULZ_STEPS):

@@ -28,11 +28,12 @@ def colour_moments(pixels):
     return colours.mean(axis=0), np.cov(colours, rowvar=False, bias=True)
 
 
-def symmetric_root(matrix, inverse=False):
-    """The symmetric (inverse) square root of a symmetric positive semi-definite matrix, eigenvalues floored at
-    1e-6 of the largest so that a flat channel (a greyscale image's covariance is singular) does not blow it up."""
+def symmetric_root(matrix, inverse=False, floor=1e-6):
+    """The symmetric (inverse) square root of a symmetric positive semi-definite matrix (NumPy, float64), its
+    eigenvalues floored at `floor` times the largest: an inverse root must not blow up on a flat channel (a
+    greyscale image's covariance is singular); a root alone takes floor 0 (rounding's slightly negative ones, 0)."""
     values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    values = np.maximum(values, 1e-6 * max(values.max(), 1e-12))
+    values = np.maximum(values, floor * max(values.max(), 1e-12))
     return (vectors * values ** (-0.5 if inverse else 0.5)) @ vectors.T
 
 

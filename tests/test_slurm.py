@@ -59,6 +59,17 @@ def ran_items(log):
     return [line.split(": ", 1)[1].split(" (")[0] for line in log.splitlines() if line.startswith("== item ")]
 
 
+def folder_run(tmp_path, photos, vgg19_mat, images):
+    """(the folder for the tasks' logs, made; the arguments of a run over the folder of photos at 40x32, 2 steps
+    each, its folders under tmp_path/work)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    work = tmp_path / "work"
+    return logs, ["--vgg", vgg19_mat[0], "--content", str(photos), "--style", images["style"], "--width", "40",
+                  "--height", "32", "--iterations", "2", "--checkpoint-dir", str(work / "c"), "--log-dir",
+                  str(work / "g"), "--output-dir", str(work / "o")]
+
+
 def test_a_job_array_does_every_item_once_across_a_killed_task(slurm, tmp_path, vgg19_mat, images):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -113,12 +124,7 @@ def test_arrays_of_any_shape_run_their_own_shards_of_one_partition(slurm, tmp_pa
     photos.mkdir()
     for seed in range(5):
         write_image(photos / f"photo{seed}.png", 40, 32, seed=60 + seed)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    work = tmp_path / "work"
-    args = ["--vgg", vgg19_mat[0], "--content", str(photos), "--style", images["style"], "--width", "40", "--height",
-            "32", "--iterations", "2", "--checkpoint-dir", str(work / "c"), "--log-dir", str(work / "g"),
-            "--output-dir", str(work / "o")]
+    logs, args = folder_run(tmp_path, photos, vgg19_mat, images)
     jobs = {"step": (submit(slurm, "0-4:2", logs, [*args, "--shard-count", "5"]), (0, 2, 4)),
             "list": (submit(slurm, "1,3", logs, [*args, "--shard-count", "5"]), (1, 3)),
             "refused": (submit(slurm, "0-4:2", logs, args), (0, 2, 4))}
@@ -134,8 +140,9 @@ def test_arrays_of_any_shape_run_their_own_shards_of_one_partition(slurm, tmp_pa
             assert ran_items(log(job, task)) == [f"photo{task}"]  # shard k of the five: the k-th item
     job, tasks = jobs["refused"]
     assert all("pass --shard-count" in log(job, task) for task in tasks)
-    entries = [json.loads(line) for name in sorted(os.listdir(work / "o")) if name.startswith("manifest-")
-               for line in open(work / "o" / name)]
+    outputs = tmp_path / "work" / "o"
+    entries = [json.loads(line) for name in sorted(os.listdir(outputs)) if name.startswith("manifest-")
+               for line in open(outputs / name)]
     assert sorted(entry["name"] for entry in entries if entry["status"] == "done") == [f"photo{n}" for n in range(5)]
 
     environment = {**slurm, "SHARD_COUNT": "5", "SHARD_OFFSET": "3"}  # task 1 runs shard 4: done, skipped
@@ -153,12 +160,7 @@ def test_a_resubmission_of_failed_tasks_from_0_runs_their_own_shards(slurm, tmp_
     for seed in range(3):
         (photos / f"photo{seed}.png").write_text("not yet a picture\n") if seed < 2 else \
             write_image(photos / f"photo{seed}.png", 40, 32, seed=70 + seed)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    work = tmp_path / "work"
-    args = ["--vgg", vgg19_mat[0], "--content", str(photos), "--style", images["style"], "--width", "40", "--height",
-            "32", "--iterations", "2", "--checkpoint-dir", str(work / "c"), "--log-dir", str(work / "g"),
-            "--output-dir", str(work / "o")]
+    logs, args = folder_run(tmp_path, photos, vgg19_mat, images)
 
     def log(job, task):
         return open(logs / f"{job}_{task}.out").read()
@@ -180,6 +182,7 @@ def test_a_resubmission_of_failed_tasks_from_0_runs_their_own_shards(slurm, tmp_
     for task in range(2):
         assert f"Shard {task}-of-3: 1 of 3 items" in log(again, task), log(again, task)
         assert ran_items(log(again, task)) == [f"photo{task}"]
-    entries = [json.loads(line) for name in sorted(os.listdir(work / "o")) if name.startswith("manifest-")
-               for line in open(work / "o" / name)]
+    outputs = tmp_path / "work" / "o"
+    entries = [json.loads(line) for name in sorted(os.listdir(outputs)) if name.startswith("manifest-")
+               for line in open(outputs / name)]
     assert sorted(entry["name"] for entry in entries if entry["status"] == "done") == ["photo0", "photo1", "photo2"]

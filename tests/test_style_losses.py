@@ -12,6 +12,7 @@ import tensorflow.compat.v1 as tf
 
 import style_transfer
 from conftest import run_main
+from runner import controls
 from test_run import LOG_DIR, scalar_series
 
 
@@ -37,7 +38,7 @@ def test_the_newton_schulz_square_root_matches_scipy(size, rank, scale):
     expected = np.real(scipy.linalg.sqrtm(matrix))
     np.testing.assert_allclose(root @ root, matrix, rtol=1e-3, atol=1e-4 * np.abs(matrix).max())
     np.testing.assert_allclose(np.trace(root), np.trace(expected), rtol=2e-3)
-    np.testing.assert_allclose(style_transfer.psd_square_root(matrix), expected, rtol=1e-6,
+    np.testing.assert_allclose(controls.symmetric_root(matrix, floor=0), expected, rtol=1e-6,
                                atol=1e-6 * np.abs(expected).max())
 
 

@@ -123,16 +123,21 @@ def blended_moments(statistics, blends):
     return mean, second
 
 
-def weighted_moments(features, guidance=None):
-    """(second moment E[f fᵀ] [channels, channels], mean E[f] [channels], weight Σ g²) of a layer's features over
-    its positions, each weighted by g², g a region's guidance there ([1, height, width, 1]; None: 1 everywhere,
-    the weight then the positions). A region without a position at this layer has moments 0."""
+def weighted_sums(features, guidance=None):
+    """(Σ g² f fᵀ [channels, channels], Σ g² f [channels], Σ g²) over a layer's positions, g a region's guidance
+    there ([1, height, width, 1]; None: 1 everywhere, Σ g² then the positions): sums, which add up over the pieces
+    of an image."""
     if guidance is None:
-        count = positions_of(features)
-        return gram_matrix(features) / count, tf.reduce_sum(features, axis=[0, 1, 2]) / count, count
-    count = tf.reduce_sum(tf.square(guidance))
-    return (tf.math.divide_no_nan(gram_matrix(features * guidance), count),
-            tf.math.divide_no_nan(tf.reduce_sum(features * tf.square(guidance), axis=[0, 1, 2]), count), count)
+        return gram_matrix(features), tf.reduce_sum(features, axis=[0, 1, 2]), positions_of(features)
+    weight = tf.square(guidance)
+    return gram_matrix(features * guidance), tf.reduce_sum(features * weight, axis=[0, 1, 2]), tf.reduce_sum(weight)
+
+
+def weighted_moments(features, guidance=None):
+    """(second moment E[f fᵀ], mean E[f], weight Σ g²) of a layer's features over its positions, each weighted by
+    g² (weighted_sums). A region without a position at this layer has moments 0."""
+    second, total, count = weighted_sums(features, guidance)
+    return tf.math.divide_no_nan(second, count), tf.math.divide_no_nan(total, count), count
 
 
 class StyleLoss:
@@ -480,11 +485,8 @@ class StyleTransfer:
             deepest = load_vgg.deepest_layer_used([], problem.style_layers)
             layers = load_vgg.vgg_net(self.style_piece, self.constants, deepest, problem.pooling)
             masks = load_vgg.guidance(self.style_mask, deepest, problem.mask_propagation)
-            self.piece_sums = []
-            for name in (load_vgg.feature_layer(name) for name in problem.style_layers):
-                features, weight = layers[name], tf.square(masks[name])
-                self.piece_sums.append((gram_matrix(features * masks[name]),
-                                        tf.reduce_sum(features * weight, axis=[0, 1, 2]), tf.reduce_sum(weight)))
+            self.piece_sums = [weighted_sums(layers[name], masks[name])
+                               for name in (load_vgg.feature_layer(name) for name in problem.style_layers)]
             self.content_features = []
             if problem.content_layers:
                 self.content_input, seen, inside = self.view.given()

@@ -318,6 +318,7 @@ class WholeImage:
     name, key = "image", ("whole image",)
 
     def around(self, image):
+        """The network sees the image alone, the picture everywhere."""
         return Sight(seen=image, inside=None, picture=image, fed=[])
 
     def given(self):

@@ -204,7 +204,7 @@ def test_a_tiled_run_refines_its_start_keeps_what_earlier_tiles_decided_and_show
     # The tiles refine the coarse result they start from (measured: 4.3 times lower), to a loss above the untiled
     # run's (17 times here, where these random weights let the whole image's 25 steps reach a loss 70 times below
     # the coarse result's and punish any mixture: averaging the overlapping tiles scored 31 times, averaging them
-    # across the seam only, 250 times; at 1024x768 the tiles cost 2.3 times, docs/large-images.md)
+    # across the seam only, 250 times; at 1024x768 the tiles cost 2.4 to 3 times, docs/large-images.md)
     start = scored(tiled, vgg19_mat, content, style, tiled / "outputs" / "15.png")
     assert losses["tiled"] < start / 2, (losses, start)
     assert losses["tiled"] < 25 * losses["whole"], losses

@@ -70,6 +70,14 @@ def folder_run(tmp_path, photos, vgg19_mat, images):
                   str(work / "g"), "--output-dir", str(work / "o")]
 
 
+def done_items(tmp_path):
+    """The names the manifests of a folder_run list as done, sorted."""
+    outputs = tmp_path / "work" / "o"
+    entries = [json.loads(line) for name in sorted(os.listdir(outputs)) if name.startswith("manifest-")
+               for line in open(outputs / name)]
+    return sorted(entry["name"] for entry in entries if entry["status"] == "done")
+
+
 def test_a_job_array_does_every_item_once_across_a_killed_task(slurm, tmp_path, vgg19_mat, images):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -140,10 +148,7 @@ def test_arrays_of_any_shape_run_their_own_shards_of_one_partition(slurm, tmp_pa
             assert ran_items(log(job, task)) == [f"photo{task}"]  # shard k of the five: the k-th item
     job, tasks = jobs["refused"]
     assert all("pass --shard-count" in log(job, task) for task in tasks)
-    outputs = tmp_path / "work" / "o"
-    entries = [json.loads(line) for name in sorted(os.listdir(outputs)) if name.startswith("manifest-")
-               for line in open(outputs / name)]
-    assert sorted(entry["name"] for entry in entries if entry["status"] == "done") == [f"photo{n}" for n in range(5)]
+    assert done_items(tmp_path) == [f"photo{n}" for n in range(5)]
 
     environment = {**slurm, "SHARD_COUNT": "5", "SHARD_OFFSET": "3"}  # task 1 runs shard 4: done, skipped
     job = submit(environment, "1", logs, args)
@@ -182,7 +187,4 @@ def test_a_resubmission_of_failed_tasks_from_0_runs_their_own_shards(slurm, tmp_
     for task in range(2):
         assert f"Shard {task}-of-3: 1 of 3 items" in log(again, task), log(again, task)
         assert ran_items(log(again, task)) == [f"photo{task}"]
-    outputs = tmp_path / "work" / "o"
-    entries = [json.loads(line) for name in sorted(os.listdir(outputs)) if name.startswith("manifest-")
-               for line in open(outputs / name)]
-    assert sorted(entry["name"] for entry in entries if entry["status"] == "done") == ["photo0", "photo1", "photo2"]
+    assert done_items(tmp_path) == ["photo0", "photo1", "photo2"]

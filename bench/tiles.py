@@ -87,7 +87,9 @@ def layout_of(record):
 
 
 def seam_figures(pixels, record):
-    """{column: figure} of a tiled result: the seam figure near its tiles' edges and near its seams."""
+    """{column: figure} of a result: the seam figure near its tiles' edges and near its seams (None untiled)."""
+    if not record.get("tiles"):
+        return {"seam figure, tile edges": None, "seam figure, seams": None}
     width, height = record["width"], record["height"]
     return {"seam figure, tile edges": seam_figure(pixels, near_tile_edges(width, height, layout_of(record))),
             "seam figure, seams": seam_figure(pixels, near_seams(width, height, *record["tiles"]))}
@@ -125,8 +127,7 @@ def precision_rows(common, precision, args, vgg, inputs):
                          "steps": f"{args.iterations // 2} + {record.get('tile_steps') or args.iterations // 2}"
                                   + (" per tile" if layout else ""),
                          "whole process (s)": seconds, "peak RSS (GB)": rss / 1e9,
-                         **(seam_figures(pixels, record) if layout else {"seam figure, tile edges": None,
-                                                                         "seam figure, seams": None}),
+                         **seam_figures(pixels, record),
                          "total loss as a whole": whole_loss(folder, vgg, inputs)})
     return rows
 

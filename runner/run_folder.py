@@ -10,8 +10,9 @@
 Checkpoints are TensorFlow's own (`Saver`, without MetaGraphs: those would embed every weight constant).
 TensorFlow writes a checkpoint's files before it replaces the `checkpoint` pointer file, so a crash mid-save
 leaves the previous pointer; a checkpoint that cannot be read is skipped for the one before it. Before each save
-the folder's saving record (saving.json) names the checkpoint being written, so that what a kill mid-save leaves
-of it (a data file whose index never came) is known as the tool's own.
+the folder's saving record (saving.json) names the checkpoint being written and those the Saver may drop past
+--keep, so that what a kill mid-save leaves of them (a data file whose index never came, or whose index was deleted
+first) is known as the tool's own; the next run in the folder removes it.
 
 The tool deletes and replaces only what it can show it wrote: of the names TensorFlow's Saver writes
 (`checkpoint`, ckpt-<step>.index, ckpt-<step>.data-*), the files of a checkpoint whose index holds its variable
@@ -44,8 +45,8 @@ BEST_RECORD = "best.json"  # with --keep-best: the lowest loss seen and its step
 CHECKPOINT_PREFIX = "ckpt"  # checkpoints are ckpt-<step>.index and ckpt-<step>.data-*
 EVENTS_PREFIX = "events.out.tfevents."
 LOCK_FILE = "run.lock"  # held (flock) by the process running in the folder; names it
-SAVING_RECORD = "saving.json"  # the checkpoint a save is writing, named before it starts: what a kill mid-save
-#                                leaves of it (a data file whose index was never written) is then the tool's own
+SAVING_RECORD = "saving.json"  # the checkpoints a save writes or may drop, named before it starts: what a kill
+#                                mid-save leaves of them (a data file without its index) is then the tool's own
 
 
 class FolderInUse(FixableError):
@@ -157,16 +158,20 @@ def _pointed_to(checkpoint_dir):
 
 
 def _being_saved(checkpoint_dir):
-    """The checkpoint prefix (ckpt-20) the folder's saving record names, or None (none, a link, or not the tool's)."""
+    """The checkpoint prefixes (ckpt-20, ...) the folder's saving record names: the one a save is writing and those
+    it may drop; empty if there is no record, or it is a link or not the tool's."""
     path = os.path.join(checkpoint_dir, SAVING_RECORD)
     if os.path.islink(path):
-        return None
+        return set()
     try:
         with open(path) as file:
-            prefix = json.load(file).get("saving")
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
-        return None
-    return prefix if isinstance(prefix, str) and re.fullmatch(rf"{CHECKPOINT_PREFIX}-\d+", prefix) else None
+            record = json.load(file)
+        named = [record["saving"], *record.get("dropping", [])]  # records of earlier versions name no drops
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
+        return set()
+    well_formed = all(isinstance(prefix, str) and re.fullmatch(rf"{CHECKPOINT_PREFIX}-\d+", prefix)
+                      for prefix in named)
+    return set(named) if well_formed else set()
 
 
 def own_checkpoint_files(checkpoint_dir):
@@ -174,14 +179,15 @@ def own_checkpoint_files(checkpoint_dir):
 
     Its own: the files of a checkpoint whose index holds its variable (generated_image), or, with its run record
     there, whose index cannot be read but which its `checkpoint` pointer file lists (a damaged one of its own), or
-    which its saving record names (a save a kill interrupted, between TensorFlow's writing the data file and the
-    index); and that pointer file, with its run record there or beside a checkpoint of its own. Not its own: a
-    link; a data file without such an index (another program's); an index of another program's variables."""
+    which its saving record names (a save a kill interrupted: between TensorFlow's writing a checkpoint's data file
+    and its index, or between its deleting a dropped checkpoint's index and its data); and that pointer file, with
+    its run record there or beside a checkpoint of its own. Not its own: a link; a data file without such an index
+    (another program's); an index of another program's variables."""
     names = [name for name in _checkpoint_files(checkpoint_dir)
              if not os.path.islink(os.path.join(checkpoint_dir, name))]
     recorded = run_record(checkpoint_dir) is not None
     listed = _pointed_to(checkpoint_dir) if recorded else set()
-    own_prefixes = {_being_saved(checkpoint_dir)} - {None} if recorded else set()
+    own_prefixes = _being_saved(checkpoint_dir) if recorded else set()
     for name in names:
         match = CHECKPOINT_FILE.fullmatch(name)
         if match and match.group(2) == "index":
@@ -367,6 +373,7 @@ class RunFolder:
         """Restore `checkpoint` (a path from newest_readable_checkpoint), start a new run, or carry the run on at
         its next stage from first_step (initialize() sets the image to the previous stage's result, and Adam's
         state as the problem says: afresh, or carried over); return the step the loop starts from."""
+        self.remove_interrupted_save()
         if checkpoint is not None:
             self.saver.restore(sess, checkpoint)
             paths = checkpoint_paths(self.checkpoint_dir)
@@ -387,6 +394,19 @@ class RunFolder:
             global_step.load(first_step, sess)
             self.saver.recover_last_checkpoints(checkpoint_paths(self.checkpoint_dir))  # keep rotating them
         return first_step
+
+    def remove_interrupted_save(self):
+        """Remove what a save a kill interrupted left (the data files of the checkpoints its saving record names
+        that have no index: none can be restored), then the record; complete checkpoints stay."""
+        for prefix in _being_saved(self.checkpoint_dir):
+            if os.path.lexists(os.path.join(self.checkpoint_dir, f"{prefix}.index")):
+                continue
+            for name in _checkpoint_files(self.checkpoint_dir):
+                path = os.path.join(self.checkpoint_dir, name)
+                if name.startswith(f"{prefix}.data-") and os.path.isfile(path) and not os.path.islink(path):
+                    os.remove(path)
+        if _being_saved(self.checkpoint_dir):
+            os.remove(os.path.join(self.checkpoint_dir, SAVING_RECORD))
 
     def clear(self):
         """Remove this tool's checkpoint files and records (for --restart), and say what was left: only files it
@@ -443,10 +463,13 @@ class RunFolder:
         return paths[-1] if paths else None
 
     def save(self, sess, step):
-        """Save a checkpoint of the variables at `step`; return its path. The saving record names it first, so
-        that what a kill mid-save leaves of it is known as the tool's (own_checkpoint_files)."""
+        """Save a checkpoint of the variables at `step`; return its path. The saving record names it first, and the
+        checkpoints the Saver holds (it deletes those past --keep within the save, index before data), so that what
+        a kill mid-save leaves of them is known as the tool's (own_checkpoint_files)."""
         saving = os.path.join(self.checkpoint_dir, SAVING_RECORD)
-        utils.write_text_atomically(saving, json.dumps({"saving": f"{CHECKPOINT_PREFIX}-{step}"}) + "\n")
+        held = [os.path.basename(path) for path in self.saver.last_checkpoints]
+        utils.write_text_atomically(saving, json.dumps({"saving": f"{CHECKPOINT_PREFIX}-{step}",
+                                                        "dropping": held}) + "\n")
         path = self.saver.save(sess, self.prefix, global_step=step, write_meta_graph=False)
         os.remove(saving)
         return path

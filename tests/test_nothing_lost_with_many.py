@@ -224,6 +224,43 @@ def test_what_a_kill_mid_save_leaves_is_known_as_the_tools_own_and_the_run_resum
     assert open(os.path.join(folder, "saving.json")).read() == "a user's notes\n"
 
 
+class Killed(BaseException):
+    """Stands for SIGKILL in the middle of a save: no handler of the tool's catches it, nothing after it runs."""
+
+
+def test_a_kill_while_the_saver_drops_an_old_checkpoint_leaves_nothing_foreign(workdir, capsys, base_args,
+                                                                               monkeypatch):
+    """Past --keep the Saver deletes the oldest checkpoint within the save, its index before its data: a kill
+    between the two leaves a data file no index vouches for. The saving record names it as the tool's; the rerun
+    resumes, removes it, and the run after that finds nothing foreign either."""
+    from tensorflow.python.checkpoint import checkpoint_management
+
+    args = [*base_args, *SMALL_RUN, "--keep", "2"]
+    folder = "checkpoints/style_transfer"
+    delete = checkpoint_management._delete_file_if_exists
+
+    def killed_before_the_data_goes(filespec):
+        if ".data-" in filespec:
+            raise Killed
+        delete(filespec)
+
+    with monkeypatch.context() as patched, pytest.raises(Killed):
+        patched.setattr(checkpoint_management, "_delete_file_if_exists", killed_before_the_data_goes)
+        run_main([*args, "--iterations", "3"], capsys)
+    capsys.readouterr()
+    left = set(os.listdir(folder))
+    assert "ckpt-1.data-00000-of-00001" in left and "ckpt-1.index" not in left and "saving.json" in left
+    code, out, err = run_main([*args, "--iterations", "4"], capsys)
+    assert code == 0, err
+    assert "Resuming from step 3" in out
+    assert sorted(name for name in os.listdir(folder) if name.startswith("ckpt-")) == [
+        "ckpt-3.data-00000-of-00001", "ckpt-3.index", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
+    assert not os.path.exists(os.path.join(folder, "saving.json"))
+    code, out, err = run_main([*args, "--iterations", "5"], capsys)
+    assert code == 0, err
+    assert "Resuming from step 4" in out
+
+
 def test_a_half_written_save_of_a_run_at_work_is_reported_as_the_folder_in_use(workdir):
     """A second process that finds the data file of a save under way (its index not yet written) says the folder is
     in use, as it is, rather than that it holds files the tool did not write."""

@@ -12,7 +12,7 @@ TensorFlow writes a checkpoint's files before it replaces the `checkpoint` point
 leaves the previous pointer; a checkpoint that cannot be read is skipped for the one before it. Before each save
 the folder's saving record (saving.json) names the checkpoint being written and those the Saver may drop past
 --keep, so that what a kill mid-save leaves of them (a data file whose index never came, or whose index was deleted
-first) is known as the tool's own; the next run in the folder removes it.
+first) is known as the tool's own; the next run in the folder removes it, and TensorFlow's temporaries of that save.
 
 The tool deletes and replaces only what it can show it wrote: of the names TensorFlow's Saver writes
 (`checkpoint`, ckpt-<step>.index, ckpt-<step>.data-*), the files of a checkpoint whose index holds its variable
@@ -132,6 +132,9 @@ def run_record(checkpoint_dir):
 # The names TensorFlow's Saver writes, and so could replace: its pointer file `checkpoint`, and each checkpoint's
 # ckpt-<step>.index and ckpt-<step>.data-<shard>-of-<shards>. Other names starting ckpt- are no checkpoint's.
 CHECKPOINT_FILE = re.compile(rf"({CHECKPOINT_PREFIX}-\d+)\.(index|data-\d{{5}}-of-\d{{5}})")
+# While it saves, TensorFlow writes each of those files under a temporary name and renames it when complete:
+# ckpt-<step>.index.tempstate<random number>, and the same for a data file; checkpoint.tmp<uuid, 32 hex digits>.
+TEMPORARY_CHECKPOINT_FILE = re.compile(rf"(?:({CHECKPOINT_FILE.pattern})\.tempstate\d+|checkpoint\.tmp[0-9a-f]{{32}})")
 
 
 def _checkpoint_files(checkpoint_dir):
@@ -396,17 +399,25 @@ class RunFolder:
         return first_step
 
     def remove_interrupted_save(self):
-        """Remove what a save a kill interrupted left (the data files of the checkpoints its saving record names
-        that have no index: none can be restored), then the record; complete checkpoints stay."""
-        for prefix in _being_saved(self.checkpoint_dir):
-            if os.path.lexists(os.path.join(self.checkpoint_dir, f"{prefix}.index")):
+        """Remove what a save a kill interrupted left, then its saving record: TensorFlow's temporaries of that
+        save, and the data files of the checkpoints the record names that have no index (none can be restored).
+        Complete checkpoints stay, and temporaries of checkpoints the record does not name (not shown to be ours)."""
+        named = _being_saved(self.checkpoint_dir)
+        if not named:
+            return
+        for name in _names_in(self.checkpoint_dir):
+            path = os.path.join(self.checkpoint_dir, name)
+            if not os.path.isfile(path) or os.path.islink(path):
                 continue
-            for name in _checkpoint_files(self.checkpoint_dir):
-                path = os.path.join(self.checkpoint_dir, name)
-                if name.startswith(f"{prefix}.data-") and os.path.isfile(path) and not os.path.islink(path):
-                    os.remove(path)
-        if _being_saved(self.checkpoint_dir):
-            os.remove(os.path.join(self.checkpoint_dir, SAVING_RECORD))
+            temporary, complete = TEMPORARY_CHECKPOINT_FILE.fullmatch(name), CHECKPOINT_FILE.fullmatch(name)
+            if temporary:  # the pointer file's, or a named checkpoint's
+                left = temporary.group(2) is None or temporary.group(2) in named
+            else:  # a data file whose index never came, or went first
+                left = bool(complete) and complete.group(1) in named and complete.group(2) != "index" and \
+                    not os.path.lexists(os.path.join(self.checkpoint_dir, f"{complete.group(1)}.index"))
+            if left:
+                os.remove(path)
+        os.remove(os.path.join(self.checkpoint_dir, SAVING_RECORD))
 
     def clear(self):
         """Remove this tool's checkpoint files and records (for --restart), and say what was left: only files it

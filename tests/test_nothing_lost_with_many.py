@@ -261,6 +261,43 @@ def test_a_kill_while_the_saver_drops_an_old_checkpoint_leaves_nothing_foreign(w
     assert "Resuming from step 4" in out
 
 
+def test_what_tensorflow_was_writing_when_a_save_was_killed_is_removed_by_the_next_run(workdir, capsys, base_args,
+                                                                                      monkeypatch):
+    """TensorFlow writes each checkpoint file under a temporary name and renames it when complete (the pointer
+    file's checkpoint.tmp<uuid>, a bundle file's <name>.tempstate<random>): a kill midway leaves the temporary, as
+    large as the checkpoint. The rerun removes those of the save its saving record names; look-alikes stay."""
+    from tensorflow.python.lib.io import file_io
+
+    args = [*base_args, *SMALL_RUN, "--save-every", "2"]
+    folder = "checkpoints/style_transfer"
+    assert run_main([*args, "--iterations", "2"], capsys)[0] == 0
+    rename = file_io.rename
+
+    def killed_before_the_pointer_is_renamed(source, target, overwrite=False):
+        if os.path.basename(target) == "checkpoint":
+            raise Killed
+        rename(source, target, overwrite)
+
+    with monkeypatch.context() as patched, pytest.raises(Killed):  # TensorFlow's own temporary, left by its code
+        patched.setattr(file_io, "rename", killed_before_the_pointer_is_renamed)
+        run_main([*args, "--iterations", "4"], capsys)
+    capsys.readouterr()
+    pointer_temporaries = [name for name in os.listdir(folder) if name.startswith("checkpoint.tmp")]
+    assert len(pointer_temporaries) == 1 and os.path.exists(os.path.join(folder, "saving.json"))
+    # and those of a kill while the bundle was written, named as TensorFlow names them
+    theirs = ["ckpt-4.data-00000-of-00001.tempstate9227800806102621547", "ckpt-4.index.tempstate6446444116253273364"]
+    look_alikes = ["ckpt-4.index.tempstate-notes", "ckpt-9.index.tempstate42", "checkpoint.tmp-notes"]
+    for name in theirs + look_alikes:
+        open(os.path.join(folder, name), "w").write("half a file\n")
+    code, out, err = run_main([*args, "--iterations", "6"], capsys)
+    assert code == 0, err
+    assert "Resuming from step 2" in out  # the pointer file was not yet replaced: it names step 2's
+    left = set(os.listdir(folder))
+    assert not left & {*theirs, *pointer_temporaries, "saving.json"}
+    assert set(look_alikes) <= left
+    assert tf.train.latest_checkpoint(folder).endswith("ckpt-6")
+
+
 def test_a_half_written_save_of_a_run_at_work_is_reported_as_the_folder_in_use(workdir):
     """A second process that finds the data file of a save under way (its index not yet written) says the folder is
     in use, as it is, rather than that it holds files the tool did not write."""

@@ -665,7 +665,7 @@ def train(job, index, graphs, checkpoint, previous, stop):
     stage = plan.stages[index]
     problem = job.problem.at_size(stage.width, stage.height)
     images = plan.images_at(index)
-    model, saver, sess = graphs.get(problem, job.weights, plan.extras_at(index), job.schedule.keep)
+    model, saver, sess = graphs.get(problem, job.weights, plan.extras_at(index))
     model.use_targets({**model.targets(sess, images, problem), **plan.feeds_at(index)})
     start_image = plan.start_at(index, previous_image)
     if start_image is None:
@@ -682,7 +682,7 @@ def train(job, index, graphs, checkpoint, previous, stop):
                 moments[1] = np.maximum(moments[1], 0)  # a second moment, resized, stays non-negative
                 sess.run(model.set_adam_state, dict(zip(model.adam_feeds, [*moments, *previous_state[2:]])))
 
-    folder = run_folder.RunFolder(job.folders.checkpoint_dir, job.folders.log_dir, saver)
+    folder = run_folder.RunFolder(job.folders.checkpoint_dir, job.folders.log_dir, saver, job.schedule.keep)
     step = folder.start_or_resume(sess, job.problem, model.global_step, first_step, checkpoint, job.schedule.restart,
                                   initialize=initialize)
     outputs = Outputs(sess, model, folder, job, index, start_step=step, log_first=checkpoint is None,

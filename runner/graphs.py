@@ -4,7 +4,7 @@ start image, whatever its size.
 
     graphs = Graphs(build, several_items)         # build: style_transfer.build_graph
     graphs.make_room_for(job.plan.graph_count)    # a data set keeps every graph its items' plans need
-    model, saver, sess = graphs.get(problem, weights, extras, keep)
+    model, saver, sess = graphs.get(problem, weights, extras)
     graphs.close()
 
 A graph is keyed by what it depends on: Problem.graph_key (not the images, the size or the start) and what its
@@ -32,15 +32,15 @@ class Graphs:
         if self.several_items:
             self.capacity = max(self.capacity, count)
 
-    def get(self, problem, weights, extras, keep):
-        """(model, saver, Session). keep: how many checkpoints the Saver keeps."""
-        key = (problem.graph_key(), extras.key, keep)
+    def get(self, problem, weights, extras):
+        """(model, saver, Session)."""
+        key = (problem.graph_key(), extras.key)
         if key not in self.built:
             while len(self.built) >= self.capacity:
                 self.built.popitem(last=False)[1][2].close()
             model = self.build(problem, weights, extras)
             with model.graph.as_default():
-                saver = run_folder.new_saver(keep)
+                saver = run_folder.new_saver()
             model.graph.finalize()  # nothing below may grow the graph
             self.built[key] = (model, saver, tf.Session(graph=model.graph, config=SESSION_CONFIG))
         self.built.move_to_end(key)

@@ -71,6 +71,15 @@ def shard_spec(text):
     return index, count
 
 
+def checkpoint_folder(text):
+    """--checkpoint-dir: a folder whose name TensorFlow will not read as a pattern (it finds a checkpoint's files by
+    glob, so ck/run[1] would read, and could not resume from, ck/run1's)."""
+    if any(character in text for character in "*?[]"):
+        raise argparse.ArgumentTypeError(f"{text!r}: TensorFlow reads a checkpoint folder's name as a pattern, so "
+                                         f"it may not hold * ? [ or ]; choose another name")
+    return text
+
+
 def frame_range(text):
     """--frames A:B (frame numbers counted from 1, both kept; A: or :B leave one end open), as (A, B or None)."""
     first, colon, last = text.partition(":")
@@ -202,7 +211,8 @@ def parse_args(argv=None):
     schedule.add_argument("--log-every", type=positive_int, default=10,
                           help="summaries and a progress line every N steps")
     schedule.add_argument("--keep", type=positive_int, default=3, help="how many checkpoints to keep")
-    schedule.add_argument("--checkpoint-dir", default=os.path.join("checkpoints", "style_transfer"),
+    schedule.add_argument("--checkpoint-dir", type=checkpoint_folder, default=os.path.join("checkpoints",
+                                                                                          "style_transfer"),
                           help="checkpoints and the run record")
     schedule.add_argument("--log-dir", default=os.path.join("graphs", "style_transfer"), help="TensorBoard logs")
     schedule.add_argument("--output-dir", default="outputs", help="the image at each checkpoint, as STEP.png")

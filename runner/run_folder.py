@@ -3,16 +3,18 @@
     holds_run_of(checkpoint_dir, problem)   # before anything runs: resume (True), a new run (False), or refuse
     with locked(checkpoint_dir):            # one process at a time in a run folder
         found = newest_readable_checkpoint(checkpoint_dir)   # (path, step) to resume from, or None
-        folder = RunFolder(checkpoint_dir, log_dir, saver)   # saver = new_saver(keep), made with the graph
+        folder = RunFolder(checkpoint_dir, log_dir, saver, keep)   # saver = new_saver(), made with the graph
         step = folder.start_or_resume(sess, problem, global_step, first_step, found and found[0], restart, init)
         folder.save(sess, step)
 
-Checkpoints are TensorFlow's own (`Saver`, without MetaGraphs: those would embed every weight constant).
-TensorFlow writes a checkpoint's files before it replaces the `checkpoint` pointer file, so a crash mid-save
-leaves the previous pointer; a checkpoint that cannot be read is skipped for the one before it. Before each save
-the folder's saving record (saving.json) names the checkpoint being written and those the Saver may drop past
---keep, so that what a kill mid-save leaves of them (a data file whose index never came, or whose index was deleted
-first) is known as the tool's own; the next run in the folder removes it, and TensorFlow's temporaries of that save.
+Checkpoints are TensorFlow's own (`Saver`, without MetaGraphs: those would embed every weight constant). A save
+writes the new checkpoint's files, then the `checkpoint` pointer file listing it after the newest --keep - 1
+before it, then deletes the older ones (the tool's own rotation: by exact name, where TensorFlow's goes by glob
+pattern). A crash mid-save leaves the previous pointer or the new one, each listing intact checkpoints; a
+checkpoint that cannot be read is skipped for the one before it. Before each save the folder's saving record
+(saving.json) names the checkpoint being written and those to be deleted, so that what a kill mid-save leaves of
+them (files the pointer does not list, TensorFlow's temporaries) is known as the tool's own and removed by the
+next run in the folder.
 
 The tool deletes and replaces only what it can show it wrote: of the names TensorFlow's Saver writes
 (`checkpoint`, ckpt-<step>.index, ckpt-<step>.data-*), the files of a checkpoint whose index holds its variable
@@ -29,7 +31,6 @@ import json
 import math
 import os
 import re
-import shutil
 import socket
 import stat
 import sys
@@ -45,8 +46,8 @@ BEST_RECORD = "best.json"  # with --keep-best: the lowest loss seen and its step
 CHECKPOINT_PREFIX = "ckpt"  # checkpoints are ckpt-<step>.index and ckpt-<step>.data-*
 EVENTS_PREFIX = "events.out.tfevents."
 LOCK_FILE = "run.lock"  # held (flock) by the process running in the folder; names it
-SAVING_RECORD = "saving.json"  # the checkpoints a save writes or may drop, named before it starts: what a kill
-#                                mid-save leaves of them (a data file without its index) is then the tool's own
+SAVING_RECORD = "saving.json"  # the checkpoints a save writes or deletes, named before it starts: what a kill
+#                                mid-save leaves of them (a data file without its index, say) is then the tool's own
 
 
 class FolderInUse(FixableError):
@@ -134,7 +135,14 @@ def run_record(checkpoint_dir):
 CHECKPOINT_FILE = re.compile(rf"({CHECKPOINT_PREFIX}-\d+)\.(index|data-\d{{5}}-of-\d{{5}})")
 # While it saves, TensorFlow writes each of those files under a temporary name and renames it when complete:
 # ckpt-<step>.index.tempstate<random number>, and the same for a data file; checkpoint.tmp<uuid, 32 hex digits>.
-TEMPORARY_CHECKPOINT_FILE = re.compile(rf"(?:({CHECKPOINT_FILE.pattern})\.tempstate\d+|checkpoint\.tmp[0-9a-f]{{32}})")
+TEMPORARY_CHECKPOINT_FILE = re.compile(rf"{CHECKPOINT_FILE.pattern}\.tempstate\d+")
+TEMPORARY_POINTER_FILE = re.compile(r"checkpoint\.tmp[0-9a-f]{32}")
+
+
+def _checkpoint_of(name):
+    """The checkpoint (ckpt-<step>) whose file, or TensorFlow's temporary of it, is called `name`; or None."""
+    match = CHECKPOINT_FILE.fullmatch(name) or TEMPORARY_CHECKPOINT_FILE.fullmatch(name)
+    return match.group(1) if match else None
 
 
 def _checkpoint_files(checkpoint_dir):
@@ -182,10 +190,9 @@ def own_checkpoint_files(checkpoint_dir):
 
     Its own: the files of a checkpoint whose index holds its variable (generated_image), or, with its run record
     there, whose index cannot be read but which its `checkpoint` pointer file lists (a damaged one of its own), or
-    which its saving record names (a save a kill interrupted: between TensorFlow's writing a checkpoint's data file
-    and its index, or between its deleting a dropped checkpoint's index and its data); and that pointer file, with
-    its run record there or beside a checkpoint of its own. Not its own: a link; a data file without such an index
-    (another program's); an index of another program's variables."""
+    which its saving record names (a save a kill interrupted: the checkpoint it was writing, or those it was
+    deleting); and that pointer file, with its run record there or beside a checkpoint of its own. Not its own: a
+    link; a data file without such an index (another program's); an index of another program's variables."""
     names = [name for name in _checkpoint_files(checkpoint_dir)
              if not os.path.islink(os.path.join(checkpoint_dir, name))]
     recorded = run_record(checkpoint_dir) is not None
@@ -356,31 +363,32 @@ def archive_events(log_dir):
             os.replace(path, os.path.join(archive, os.path.basename(path)))
 
 
-def new_saver(keep):
-    """The Saver of the current graph, keeping the newest `keep` checkpoints (made before the graph is finalised;
-    one Saver serves every run folder that graph is used for)."""
-    return tf.train.Saver(max_to_keep=keep, save_relative_paths=True)
+def new_saver():
+    """The Saver of the current graph (made before the graph is finalised; one Saver serves every run folder that
+    graph is used for). It writes checkpoints only: RunFolder.save keeps the pointer file and deletes old ones."""
+    return tf.train.Saver(save_relative_paths=True)
 
 
 class RunFolder:
     """The checkpoint folder (restore, save, the run and best records) and the log folder of one run."""
 
-    def __init__(self, checkpoint_dir, log_dir, saver):
+    def __init__(self, checkpoint_dir, log_dir, saver, keep):
         self.checkpoint_dir, self.log_dir = checkpoint_dir, log_dir
         self.prefix = os.path.join(checkpoint_dir, CHECKPOINT_PREFIX)
         self.run_record = os.path.join(checkpoint_dir, RUN_RECORD)
         self.best_record = os.path.join(checkpoint_dir, BEST_RECORD)
-        self.saver = saver
+        self.saver, self.keep = saver, keep
+        self.checkpoints = []  # the run's checkpoints the pointer file lists (ckpt-<step>), oldest first
 
     def start_or_resume(self, sess, problem, global_step, first_step, checkpoint, restart, initialize):
         """Restore `checkpoint` (a path from newest_readable_checkpoint), start a new run, or carry the run on at
         its next stage from first_step (initialize() sets the image to the previous stage's result, and Adam's
         state as the problem says: afresh, or carried over); return the step the loop starts from."""
         self.remove_interrupted_save()
+        listed = [os.path.basename(path) for path in checkpoint_paths(self.checkpoint_dir)]
         if checkpoint is not None:
             self.saver.restore(sess, checkpoint)
-            paths = checkpoint_paths(self.checkpoint_dir)
-            self.saver.recover_last_checkpoints(paths[:paths.index(checkpoint) + 1])  # keep rotating them
+            self.checkpoints = listed[:listed.index(os.path.basename(checkpoint)) + 1]
             restored_step = int(sess.run(global_step))
             truncate_events(self.log_dir, restored_step)
             print(f"Resuming from step {restored_step} (checkpoint in {self.checkpoint_dir})", flush=True)
@@ -391,31 +399,28 @@ class RunFolder:
                 self.clear()
             self.record(problem)
             archive_events(self.log_dir)
-            self.saver.recover_last_checkpoints([])  # the Saver may have served another folder before
             print(f"Starting a new run in {self.checkpoint_dir}", flush=True)
         else:
             global_step.load(first_step, sess)
-            self.saver.recover_last_checkpoints(checkpoint_paths(self.checkpoint_dir))  # keep rotating them
+            self.checkpoints = listed
         return first_step
 
     def remove_interrupted_save(self):
-        """Remove what a save a kill interrupted left, then its saving record: TensorFlow's temporaries of that
-        save, and the data files of the checkpoints the record names that have no index (none can be restored).
-        Complete checkpoints stay, and temporaries of checkpoints the record does not name (not shown to be ours)."""
+        """Remove what a save a kill interrupted left, then its saving record: of the checkpoints the record names,
+        the files of those the pointer file does not list (half written, or being deleted) and TensorFlow's
+        temporaries; and the pointer file's temporary. What the pointer file lists stays, and temporaries of
+        checkpoints the record does not name (not shown to be ours)."""
         named = _being_saved(self.checkpoint_dir)
         if not named:
             return
+        listed = {os.path.basename(path) for path in checkpoint_paths(self.checkpoint_dir)}
         for name in _names_in(self.checkpoint_dir):
             path = os.path.join(self.checkpoint_dir, name)
             if not os.path.isfile(path) or os.path.islink(path):
                 continue
-            temporary, complete = TEMPORARY_CHECKPOINT_FILE.fullmatch(name), CHECKPOINT_FILE.fullmatch(name)
-            if temporary:  # the pointer file's, or a named checkpoint's
-                left = temporary.group(2) is None or temporary.group(2) in named
-            else:  # a data file whose index never came, or went first
-                left = bool(complete) and complete.group(1) in named and complete.group(2) != "index" and \
-                    not os.path.lexists(os.path.join(self.checkpoint_dir, f"{complete.group(1)}.index"))
-            if left:
+            checkpoint = _checkpoint_of(name)
+            if TEMPORARY_POINTER_FILE.fullmatch(name) or checkpoint in named and (
+                    checkpoint not in listed or TEMPORARY_CHECKPOINT_FILE.fullmatch(name)):
                 os.remove(path)
         os.remove(os.path.join(self.checkpoint_dir, SAVING_RECORD))
 
@@ -474,14 +479,25 @@ class RunFolder:
         return paths[-1] if paths else None
 
     def save(self, sess, step):
-        """Save a checkpoint of the variables at `step`; return its path. The saving record names it first, and the
-        checkpoints the Saver holds (it deletes those past --keep within the save, index before data), so that what
-        a kill mid-save leaves of them is known as the tool's (own_checkpoint_files)."""
+        """Save a checkpoint of the variables at `step`, list it in the pointer file after the newest of those
+        before it (--keep in all), and delete the others; return its path.
+
+        The saving record names the new checkpoint and those to be deleted first, so that what a kill mid-save
+        leaves of them is known as the tool's and removed by the next run (remove_interrupted_save). The deletion
+        is the tool's own, by exact name: TensorFlow's rotation finds the files by a glob pattern, which reaches
+        into other folders when a folder's name holds [ ] * or ?, and deletes a ckpt-<step>.meta it did not write."""
+        name = f"{CHECKPOINT_PREFIX}-{step}"
+        kept = [*(held for held in self.checkpoints if held != name), name]
+        kept, dropped = kept[-self.keep:], kept[:-self.keep]
         saving = os.path.join(self.checkpoint_dir, SAVING_RECORD)
-        held = [os.path.basename(path) for path in self.saver.last_checkpoints]
-        utils.write_text_atomically(saving, json.dumps({"saving": f"{CHECKPOINT_PREFIX}-{step}",
-                                                        "dropping": held}) + "\n")
-        path = self.saver.save(sess, self.prefix, global_step=step, write_meta_graph=False)
+        utils.write_text_atomically(saving, json.dumps({"saving": name, "dropping": dropped}) + "\n")
+        path = self.saver.save(sess, self.prefix, global_step=step, write_meta_graph=False, write_state=False)
+        # The pointer file names checkpoints relative to its folder (given an absolute folder), so the folder can move.
+        tf.train.update_checkpoint_state(os.path.abspath(self.checkpoint_dir), name, all_model_checkpoint_paths=kept)
+        self.checkpoints = kept
+        for name in _checkpoint_files(self.checkpoint_dir):
+            if _checkpoint_of(name) in dropped and not os.path.islink(os.path.join(self.checkpoint_dir, name)):
+                os.remove(os.path.join(self.checkpoint_dir, name))
         os.remove(saving)
         return path
 
@@ -492,12 +508,12 @@ class RunFolder:
             yield
         except (OSError, tf.errors.OpError) as error:
             latest = self.latest_checkpoint()
-            if latest is None or step_of(latest) != step:  # drop what the failed save left
-                for name in os.listdir(self.checkpoint_dir):
-                    if name.startswith(f"{CHECKPOINT_PREFIX}-{step}.") or \
-                            name.startswith(f"{CHECKPOINT_PREFIX}-{step}_temp"):
-                        leftover = os.path.join(self.checkpoint_dir, name)
-                        shutil.rmtree(leftover) if os.path.isdir(leftover) else os.remove(leftover)
+            if latest is None or step_of(latest) != step:  # drop what the failed save left, and nothing else
+                for name in _names_in(self.checkpoint_dir):
+                    leftover = os.path.join(self.checkpoint_dir, name)
+                    if _checkpoint_of(name) == f"{CHECKPOINT_PREFIX}-{step}" and os.path.isfile(leftover) and \
+                            not os.path.islink(leftover):
+                        os.remove(leftover)
             intact = f"checkpoint {latest} is intact" if latest else "no checkpoint was written"
             raise FixableError(f"could not write {what or f'the checkpoint and image of step {step}'} "
                                f"({_first_line(error)}); {intact}, and earlier images are unchanged: "

@@ -228,37 +228,85 @@ class Killed(BaseException):
     """Stands for SIGKILL in the middle of a save: no handler of the tool's catches it, nothing after it runs."""
 
 
-def test_a_kill_while_the_saver_drops_an_old_checkpoint_leaves_nothing_foreign(workdir, capsys, base_args,
-                                                                               monkeypatch):
-    """Past --keep the Saver deletes the oldest checkpoint within the save, its index before its data: a kill
-    between the two leaves a data file no index vouches for. The saving record names it as the tool's; the rerun
-    resumes, removes it, and the run after that finds nothing foreign either."""
-    from tensorflow.python.checkpoint import checkpoint_management
+@pytest.mark.parametrize("kill_at", ["between a dropped checkpoint's files", "before the first of them goes",
+                                     "before the pointer file lists the new one"])
+def test_a_kill_anywhere_in_a_save_leaves_nothing_foreign_and_nothing_for_good(workdir, capsys, base_args,
+                                                                              monkeypatch, kill_at):
+    """A save writes the new checkpoint, then the pointer file listing it, then deletes the checkpoints past --keep.
+    A kill between any two of those leaves files no pointer lists (a complete checkpoint, or part of one): the
+    saving record names them as the tool's, and the rerun resumes from what the pointer lists and removes them,
+    though their step is never saved again. Killed at step 3 of a run saving at 2 and 3 (the last step)."""
+    from runner import run_folder
 
-    args = [*base_args, *SMALL_RUN, "--keep", "2"]
+    args = [*base_args, *SMALL_RUN, "--save-every", "2", "--keep", "1"]
     folder = "checkpoints/style_transfer"
-    delete = checkpoint_management._delete_file_if_exists
+    remove, update_pointer = os.remove, run_folder.tf.train.update_checkpoint_state
+    removed = []
 
-    def killed_before_the_data_goes(filespec):
-        if ".data-" in filespec:
-            raise Killed
-        delete(filespec)
+    def killed_removing(path, *rest, **named):
+        if os.path.basename(str(path)).startswith("ckpt-2."):
+            removed.append(path)
+            if len(removed) == (2 if kill_at == "between a dropped checkpoint's files" else 1):
+                raise Killed
+        remove(path, *rest, **named)
+
+    def killed_updating(*rest, **named):
+        raise Killed
 
     with monkeypatch.context() as patched, pytest.raises(Killed):
-        patched.setattr(checkpoint_management, "_delete_file_if_exists", killed_before_the_data_goes)
+        if kill_at == "before the pointer file lists the new one":
+            patched.setattr(run_folder.tf.train, "update_checkpoint_state", killed_updating)
+        else:
+            patched.setattr(os, "remove", killed_removing)
         run_main([*args, "--iterations", "3"], capsys)
+    assert run_folder.tf.train.update_checkpoint_state is update_pointer
     capsys.readouterr()
-    left = set(os.listdir(folder))
-    assert "ckpt-1.data-00000-of-00001" in left and "ckpt-1.index" not in left and "saving.json" in left
-    code, out, err = run_main([*args, "--iterations", "4"], capsys)
+    before = set(os.listdir(folder))
+    assert "saving.json" in before and {"ckpt-2.index", "ckpt-3.index"} & before
+    code, out, err = run_main([*args, "--iterations", "6"], capsys)
     assert code == 0, err
-    assert "Resuming from step 3" in out
-    assert sorted(name for name in os.listdir(folder) if name.startswith("ckpt-")) == [
-        "ckpt-3.data-00000-of-00001", "ckpt-3.index", "ckpt-4.data-00000-of-00001", "ckpt-4.index"]
-    assert not os.path.exists(os.path.join(folder, "saving.json"))
-    code, out, err = run_main([*args, "--iterations", "5"], capsys)
+    resumed = 2 if kill_at == "before the pointer file lists the new one" else 3
+    assert f"Resuming from step {resumed}" in out
+    assert sorted(name for name in os.listdir(folder) if name.startswith(("ckpt-", "checkpoint", "saving"))) == [
+        "checkpoint", "ckpt-6.data-00000-of-00001", "ckpt-6.index"]
+    code, out, err = run_main([*args, "--iterations", "7"], capsys)
     assert code == 0, err
-    assert "Resuming from step 4" in out
+    assert "Resuming from step 6" in out
+
+
+def test_old_checkpoints_go_by_exact_name_and_a_folder_named_like_a_pattern_is_refused(workdir, capsys, base_args):
+    """TensorFlow's own rotation found an old checkpoint's files by a glob pattern: it deleted a user's
+    ckpt-1.meta, and with --checkpoint-dir ck/run[1] ck/run1's files. The tool deletes only the exact names of its
+    checkpoints past --keep; a folder named like a pattern, which TensorFlow cannot read back, is refused first."""
+    os.makedirs("checkpoints/style_transfer")
+    open("checkpoints/style_transfer/ckpt-1.meta", "w").write("a user's graph\n")
+    code, out, err = run_main([*base_args, *SMALL_RUN, "--keep", "1", "--iterations", "3"], capsys)
+    assert code == 0, err
+    assert sorted(name for name in os.listdir("checkpoints/style_transfer") if name.startswith("ckpt-")) == [
+        "ckpt-1.meta", "ckpt-3.data-00000-of-00001", "ckpt-3.index"]
+    assert open("checkpoints/style_transfer/ckpt-1.meta").read() == "a user's graph\n"
+    os.makedirs("ck/run1")
+    open("ck/run1/ckpt-1.index", "w").write("another run's index\n")
+    code, out, err = run_main([*base_args, *SMALL_RUN, "--checkpoint-dir", "ck/run[1]"], capsys)
+    assert_refused(code, out, err, "ck/run[1]", "choose another")
+    assert not os.path.exists("ck/run[1]") and open("ck/run1/ckpt-1.index").read() == "another run's index\n"
+
+
+def test_a_failed_save_removes_what_it_wrote_and_nothing_else(workdir):
+    """A save that fails (a full disk) removes what it left of its checkpoint; a user's ckpt-3.pt and a folder
+    ckpt-3_templates, whose names begin as that checkpoint's do, stay."""
+    from runner import run_folder
+
+    folder = workdir / "f"
+    (folder / "ckpt-3_templates").mkdir(parents=True)
+    (folder / "ckpt-3_templates" / "notes").write_text("mine\n")
+    (folder / "ckpt-3.pt").write_text("a user's model\n")
+    (folder / "ckpt-3.data-00000-of-00001").write_text("half a save\n")
+    (folder / "ckpt-3.index.tempstate123").write_text("half an index\n")
+    with pytest.raises(FixableError, match="free some space"):
+        with run_folder.RunFolder(str(folder), str(workdir / "logs"), saver=None, keep=1).explaining_write_failure(3):
+            raise OSError(28, "No space left on device", str(folder / "3.png"))
+    assert sorted(every_file(folder)) == ["ckpt-3.pt", "ckpt-3_templates/notes"]
 
 
 def test_what_tensorflow_was_writing_when_a_save_was_killed_is_removed_by_the_next_run(workdir, capsys, base_args,

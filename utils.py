@@ -4,6 +4,7 @@ Nothing here imports TensorFlow (Keras, for a download, only when one is needed)
 """
 
 import contextlib
+import functools
 import gc
 import hashlib
 import io
@@ -133,6 +134,8 @@ def read_upright_image(path, what):
         raise FixableError(f"{what} {path} is a folder, not an image file")
     if not isinstance(path, ImageBytes) and not os.path.exists(path):
         raise FixableError(f"{what} {path} not found: check the path")
+    if not isinstance(path, ImageBytes) and not os.path.isfile(path):  # a pipe would wait for a writer for good
+        raise FixableError(f"{what} {path} is not a regular file (a pipe or a device): use an image file")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", Image.DecompressionBombWarning)
@@ -237,6 +240,29 @@ def png_bytes(pixels, longest):
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue(), image.size
+
+
+@functools.lru_cache(maxsize=None)
+def marked_image_extensions():
+    """The extensions whose images save_image writes with its mark and Pillow reads it back from (.png, .jpg,
+    .webp, .tif, ...; not .gif or .bmp): found by trying each format once."""
+    found = set()
+    for extension, format_name in Image.registered_extensions().items():
+        if format_name not in Image.SAVE:
+            continue
+        mark, buffer = Image.Exif(), io.BytesIO()
+        mark[SOFTWARE_TAG] = WRITTEN_BY
+        try:
+            with warnings.catch_warnings():  # a format Pillow means to drop says so as it saves and reads
+                warnings.simplefilter("ignore")
+                Image.new("RGB", (2, 2)).save(buffer, format=format_name, exif=mark)
+                buffer.seek(0)
+                with Image.open(buffer) as image:
+                    if image.getexif().get(SOFTWARE_TAG) == WRITTEN_BY:
+                        found.add(extension)
+        except Exception:  # Pillow raises many kinds for a format that cannot hold this
+            continue
+    return frozenset(found)
 
 
 def written_by_this_tool(path):

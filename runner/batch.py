@@ -259,11 +259,16 @@ def _parsed(lines):
 
 
 def append_entry(path, entry):
-    """Append one line to a manifest, on disk before this returns (a line under 4 kB is appended whole)."""
-    with open(path, "a") as file:
-        file.write(json.dumps(entry) + "\n")
-        file.flush()
-        os.fsync(file.fileno())
+    """Append one line to a manifest, on disk before this returns (a line under 4 kB is appended whole). A line
+    that a full disk cut short is ended first: this one would otherwise join it, and be lost with it."""
+    try:
+        with open(path, "a+b") as file:
+            ended = file.seek(0, os.SEEK_END) == 0 or (file.seek(-1, os.SEEK_END) >= 0 and file.read(1) == b"\n")
+            file.write((b"" if ended else b"\n") + json.dumps(entry).encode() + b"\n")
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError as error:  # name the manifest: a write to an open file names none
+        raise OSError(error.errno, error.strerror, path) from None
 
 
 def run_items(items, shard, output_dir, run_item, item_folder):
@@ -333,6 +338,13 @@ def run_items(items, shard, output_dir, run_item, item_folder):
 
 def results_path(prefix, shard):
     return f"{prefix}-{shard.index}-of-{shard.count}.tfrecord"
+
+
+def is_results_file(prefix, path):
+    """Whether `path` is a results file of --output-tfrecord `prefix`, any shard's under any count."""
+    folder, name = os.path.split(prefix)
+    return os.path.realpath(os.path.dirname(path)) == os.path.realpath(folder or ".") and \
+        re.fullmatch(re.escape(name) + r"-\d+-of-\d+\.tfrecord", os.path.basename(path)) is not None
 
 
 def check_results_file(prefix, shard):

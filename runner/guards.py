@@ -2,6 +2,7 @@
 not write, and only into folders it can create and write. Each refuses in one line before anything is written.
 
     check_writable_folder(folder)
+    check_outputs_apart(folders, schedule, content, planned_elsewhere)
     check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere)
     check_not_an_input(path, inputs, option)
 
@@ -9,12 +10,18 @@ An input is a file (an image, a record file, a video, the weights) or a folder (
 input if it is the same file, however either is named (links, relative paths), or lies in an input folder.
 """
 
+import fnmatch
+import glob
 import os
 import re
 
 import utils
-from runner import video
+from runner import batch, run_folder, tiles, video
 from utils import FixableError
+
+# What a run keeps in its checkpoint folder: an output of those names there would replace them.
+RECORD_NAMES = {run_folder.RUN_RECORD, run_folder.BEST_RECORD, run_folder.SAVING_RECORD, run_folder.LOCK_FILE,
+                "checkpoint", batch.DONE_RECORD, video.FRAMES_RECORD, tiles.ASSEMBLED, "flow"}
 
 
 def input_that_is(path, inputs):
@@ -32,6 +39,43 @@ def check_not_an_input(path, inputs, option):
     given = input_that_is(path, inputs)
     if given is not None:
         raise FixableError(f"{path} is the input {given}: the run would write over it; choose another {option}")
+
+
+def check_outputs_apart(folders, schedule, content, planned_elsewhere=()):
+    """Refuse outputs that would harm the run or the next one, before anything runs: a final image (--output, and
+    its -best twin) that cannot be written as an image this tool knows for its own, or that is also a step image
+    or a film's frame; an image where --content would find it (directly in a content folder, or matching a content
+    pattern: the next run would style its results); an output named as one of the run folder's records."""
+    finals = [folders.output, *([folders.best_output] if schedule.keep_best else [])]
+    stem, extension = os.path.splitext(os.path.basename(folders.output))
+    if not stem or os.path.isdir(folders.output):
+        raise FixableError(f"--output {folders.output!r} names no file: give the final image's file name, e.g. "
+                           f"outputs/final.png")
+    marked = utils.marked_image_extensions()
+    if extension.lower() in utils.IMAGE_EXTENSIONS and extension.lower() not in marked:
+        raise FixableError(f"--output {folders.output}: a {extension} file cannot carry the mark by which this tool "
+                           f"knows its own images again; use one of {', '.join(sorted(marked))}")
+    steps = [os.path.join(folders.output_dir, f"{step}.png") for step in range(1, schedule.iterations + 1)]
+    others = {os.path.realpath(path): path for path in [*steps, *planned_elsewhere]}
+    for path in finals:
+        if os.path.realpath(path) in others:
+            raise FixableError(f"--output {path} is also where the run writes {others[os.path.realpath(path)]}: "
+                               f"choose another --output or --output-dir")
+    written = [*finals, steps[0], *planned_elsewhere]  # the step images share one folder
+    for given in content:
+        pattern = not os.path.exists(given) and glob.has_magic(given)
+        for path in written:
+            found = fnmatch.fnmatch(os.path.abspath(path), os.path.abspath(given)) if pattern else \
+                os.path.isdir(given) and os.path.realpath(os.path.dirname(path)) == os.path.realpath(given)
+            if found:
+                raise FixableError(f"{path} would be written where --content {given} finds its images, and be styled "
+                                   f"as one by the next run: choose another --output or --output-dir")
+    for path in written:
+        name = os.path.basename(path)
+        if os.path.realpath(os.path.dirname(path)) == os.path.realpath(folders.checkpoint_dir) and \
+                (name in RECORD_NAMES or run_folder.CHECKPOINT_FILE.fullmatch(name)):
+            raise FixableError(f"{path} is the name of one of the run's records in {folders.checkpoint_dir}: choose "
+                               f"another --output or --output-dir")
 
 
 def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):

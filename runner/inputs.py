@@ -41,7 +41,8 @@ class Work:
 
 
 def prepare_work(args):
-    items = find_items(args.content, args.texture, args.video)
+    items = find_items(args.content, args.texture, args.video, is_result=lambda path: bool(
+        args.output_tfrecord) and batch.is_results_file(args.output_tfrecord, path))
     if all(item.video for item in items) or not any(item.video for item in items):  # once, not item by item
         check_options_apply(args, items[0].video)
     shard = batch.shard_from(args.shard, args.shard_count)
@@ -91,6 +92,8 @@ def prepare_job(args, item, schedule, folders, weights=None, precision="fp32"):
     precision: what the network computes in (see precision())."""
     film, content_path = item.video, item.image  # a path, ImageBytes (a record), None with --texture; or a film
     check_options_apply(args, film)
+    if film and video.is_video_file(folders.output):  # --output film.mp4: the video there, its last frame beside it
+        folders = dataclasses.replace(folders, output=os.path.splitext(folders.output)[0] + ".png")
     if not film and content_path is not None:
         utils.fetch_if_missing(content_path, "content image", "--content")
     content_layers, content_weight = ((), 0.0) if args.texture else (tuple(args.content_layers), args.content_weight)
@@ -163,6 +166,7 @@ def prepare_job(args, item, schedule, folders, weights=None, precision="fp32"):
     resumable = not args.restart and run_folder.holds_run_of(folders.checkpoint_dir, problem)
     for folder in folders.all():
         guards.check_writable_folder(folder)
+    guards.check_outputs_apart(folders, schedule, [] if args.texture else args.content, plan.outputs())
     guards.check_nothing_overwritten(folders, schedule, [path for path in (content_path, *styles, *masks, args.vgg)
                                                          if isinstance(path, str)], plan.outputs())
     return Job(problem, schedule, folders, plan, weights, resumable)

@@ -76,14 +76,15 @@ class EmptyInput(FixableError):
         self.what = what
 
 
-def find_items(content, texture=False, video_folders=False):
+def find_items(content, texture=False, video_folders=False, is_result=lambda path: False):
     """The items of --content (a list of paths and patterns), sorted by name; one nameless item with --texture.
-    video_folders: a folder is a film's frames, not a folder of content images."""
+    video_folders: a folder is a film's frames, not a folder of content images. is_result(path): whether a file a
+    pattern matched is a result this run writes (a shard's results file): those are not content."""
     if texture:
         return [Item(None, "(texture)", None)]
     found, empty = [], []
     with utils.garbage_collection_paused():
-        for given in _inputs(content):
+        for given in _inputs(content, is_result):
             try:
                 found += _items_of(given, video_folders)
             except EmptyInput as error:
@@ -145,14 +146,15 @@ def _name_at(item, level):
     return f"{given} in {where}" if level == len(parts) + 1 and where != given else None
 
 
-def _inputs(content):
-    """The paths --content names, each pattern (data-*.tfrecord) replaced by the files it matches, sorted."""
+def _inputs(content, is_result):
+    """The paths --content names, each pattern (data-*.tfrecord) replaced by the files it matches, sorted, but for
+    results: another shard may have written its own where the pattern finds it, and the shards must see alike."""
     for given in content:
         if not os.path.exists(given) and glob.has_magic(given):
             matches = sorted(glob.glob(given))
             if not matches:
                 raise FixableError(f"--content {given} matches no file: check the pattern")
-            yield from matches
+            yield from (path for path in matches if not is_result(path))
         else:
             yield given
 

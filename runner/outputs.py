@@ -44,7 +44,8 @@ class Outputs:
         self.saved = None  # (checkpoint, image) last written
         # An event file per stage: one named only by the second it was opened in would replace the previous
         # stage's when stages are short (a film's frames); the stage number keeps them in order for TensorBoard.
-        self.writer = tf.summary.FileWriter(self.folders.log_dir, filename_suffix=f".{os.getpid()}.{index + 1:05d}")
+        self.writer = tf.summary.FileWriter(self.folders.log_dir,
+                                            filename_suffix=f".{run_folder.events_tag}.{os.getpid()}.{index + 1:05d}")
         if start_step == 0:  # the graph and the configuration, once per run
             self.writer.add_graph(None, graph_def=graph_without_weights(model.graph))
             self.writer.add_summary(text_summary("configuration", job.problem.as_record()), 0)

@@ -27,6 +27,7 @@ It follows no symbolic link for a lock or a deletion: a link in the folder is le
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -35,6 +36,7 @@ import socket
 import stat
 import sys
 import time
+import uuid
 
 import utils
 from runner import tf_setup
@@ -329,14 +331,30 @@ def _other_holder(checkpoint_dir):
     return None
 
 
-def event_files(log_dir):
-    """The TensorBoard event files directly in log_dir, by name (listed, not globbed: [ in a name is no pattern)."""
-    return sorted(os.path.join(log_dir, name) for name in _names_in(log_dir) if name.startswith(EVENTS_PREFIX))
+def events_tag(checkpoint_dir):
+    """What the names of the TensorBoard event files of the run in checkpoint_dir carry (from its run record, which
+    names each run apart: RunFolder.record), or None where there is no run: a resume cuts, and a new run puts
+    aside, only those, where runs of other folders may share --log-dir (its default is one folder for all).
+    Event files of earlier versions, which carry none, are left as they are."""
+    try:
+        with open(os.path.join(checkpoint_dir, RUN_RECORD), "rb") as file:
+            return "run-" + hashlib.sha256(file.read()).hexdigest()[:10]
+    except OSError:
+        return None
 
 
-def truncate_events(log_dir, last_step):
-    """Drop events after last_step (written before a crash) so a resumed run continues one curve."""
-    for path in event_files(log_dir):
+def event_files(log_dir, tag):
+    """The event files directly in log_dir of the run whose events_tag is `tag`, by name (listed, not globbed: [ in
+    a name is no pattern); regular files only, and not a killed rewrite's temporary (utils.atomic_output's)."""
+    paths = (os.path.join(log_dir, name) for name in _names_in(log_dir)
+             if name.startswith(EVENTS_PREFIX) and f".{tag}." in name and not name.endswith(".tmp"))
+    return sorted(path for path in paths if os.path.isfile(path) and not os.path.islink(path))
+
+
+def truncate_events(log_dir, tag, last_step):
+    """Drop the run's events after last_step (written before a crash) so a resumed run continues one curve. A file
+    of which no event can be read is no event file (or holds none yet): it is left as it is."""
+    for path in event_files(log_dir, tag):
         kept, dropped = [], False
         try:
             for event in tf.train.summary_iterator(path):
@@ -345,7 +363,9 @@ def truncate_events(log_dir, last_step):
                 else:
                     kept.append(event)
         except tf.errors.DataLossError:  # a record cut short by the crash
-            dropped = True
+            dropped = bool(kept)
+        except tf.errors.NotFoundError:  # gone since it was listed
+            continue
         if dropped:
             with utils.atomic_output(path) as temporary:
                 with tf.io.TFRecordWriter(temporary) as writer:
@@ -353,9 +373,10 @@ def truncate_events(log_dir, last_step):
                         writer.write(event.SerializeToString())
 
 
-def archive_events(log_dir):
-    """Move an earlier run's event files into a subfolder: TensorBoard shows it as a run of its own."""
-    files = event_files(log_dir)
+def archive_events(log_dir, tag):
+    """Move the event files of an earlier run of the same folder into a subfolder: TensorBoard shows it as a run of
+    its own."""
+    files = event_files(log_dir, tag)
     if files:
         archive = os.path.join(log_dir, time.strftime("replaced-%Y%m%d-%H%M%S"))
         os.makedirs(archive, exist_ok=True)
@@ -378,6 +399,7 @@ class RunFolder:
         self.run_record = os.path.join(checkpoint_dir, RUN_RECORD)
         self.best_record = os.path.join(checkpoint_dir, BEST_RECORD)
         self.saver, self.keep = saver, keep
+        self.events_tag = events_tag(checkpoint_dir)  # in the names of the run's event files; None: no run yet
         self.checkpoints = []  # the run's checkpoints the pointer file lists (ckpt-<step>), oldest first
 
     def start_or_resume(self, sess, problem, global_step, first_step, checkpoint, restart, initialize):
@@ -390,15 +412,18 @@ class RunFolder:
             self.saver.restore(sess, checkpoint)
             self.checkpoints = listed[:listed.index(os.path.basename(checkpoint)) + 1]
             restored_step = int(sess.run(global_step))
-            truncate_events(self.log_dir, restored_step)
+            truncate_events(self.log_dir, self.events_tag, restored_step)
             print(f"Resuming from step {restored_step} (checkpoint in {self.checkpoint_dir})", flush=True)
             return restored_step
         initialize()  # the start image; at a later stage, Adam's state afresh or carried (--adam-across-scales)
         if first_step == 0:
+            earlier = self.events_tag  # the run this one replaces, if any: its curves are put aside
             if restart:
                 self.clear()
             self.record(problem)
-            archive_events(self.log_dir)
+            self.events_tag = events_tag(self.checkpoint_dir)
+            if earlier is not None:
+                archive_events(self.log_dir, earlier)
             print(f"Starting a new run in {self.checkpoint_dir}", flush=True)
         else:
             global_step.load(first_step, sess)
@@ -443,8 +468,10 @@ class RunFolder:
                   f"{', '.join(sorted(left)[:5])}{' ...' if len(left) > 5 else ''}", flush=True)
 
     def record(self, problem):
-        """Start the folder's record of a new run (and forget an earlier run's best image)."""
-        utils.write_text_atomically(self.run_record, json.dumps(problem.as_record(), indent=2) + "\n")
+        """Start the folder's record of a new run (and forget an earlier run's best image). The record names the
+        run apart from every other (run_id, which no Problem has): its event files carry a tag made from it."""
+        record = {**problem.as_record(), "run_id": uuid.uuid4().hex}
+        utils.write_text_atomically(self.run_record, json.dumps(record, indent=2) + "\n")
         if os.path.exists(self.best_record):
             os.remove(self.best_record)
 

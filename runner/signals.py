@@ -15,8 +15,9 @@ import contextlib
 import signal
 
 
-class Stopped(Exception):
-    """A signal stopped the run outside a stage's steps."""
+class Stopped(BaseException):
+    """A signal stopped the run outside a stage's steps. A BaseException, as KeyboardInterrupt is: a handler of
+    errors (`except Exception`, as around reading an image) does not take it for the item's failure."""
 
     def __init__(self, number):
         super().__init__(signal.Signals(number).name)

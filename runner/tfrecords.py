@@ -293,8 +293,9 @@ def example(features):
             return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
         if isinstance(value, float):
             return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode() if isinstance(value, str)
-                                                                     else value]))
+        # A file name that is not UTF-8 (Python holds its odd bytes as surrogates) is written as the bytes it was.
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8", "surrogateescape")
+                                                                     if isinstance(value, str) else value]))
     return tf.train.Example(features=tf.train.Features(
         feature={key: feature(value) for key, value in features.items()})).SerializeToString()
 

@@ -297,9 +297,10 @@ class FramePhase(Phase):
             np.savez(file, backward=backward, mask=mask)
         return backward, mask
 
-    def written_frame(self, index):
-        """The path of a frame this run wrote, checked against its record: the next frame starts from it, and
-        another film's frame there (another run's, with the same --output-dir) must not be taken for it."""
+    def written_frame(self, index, taken_as="where the next frame starts from"):
+        """The path of a frame this run wrote, checked against its record: the next frame starts from it, and the
+        video is made of them; another film's frame there (another run's, with the same --output-dir) must not be
+        taken for it."""
         path, recorded = self.frame_path(index), self._written().get(str(self.clip.numbers[index]))
         try:
             found = utils.file_identity(path)["sha256"]
@@ -308,8 +309,8 @@ class FramePhase(Phase):
         if recorded is None or found != recorded:
             what = "is not there" if found is None else "is not the frame this run wrote" if recorded else \
                 "was not recorded by this run (a run folder of an earlier version?)"
-            raise FixableError(f"{path}, where the next frame starts from, {what}: pass --restart to stylise the film "
-                               f"again, and give each film its own --output-dir")
+            raise FixableError(f"{path}, {taken_as}, {what}: pass --restart to stylise the film again, and give "
+                               f"each film its own --output-dir")
         return path
 
     def _written(self):
@@ -336,7 +337,8 @@ class FramePhase(Phase):
 
     def run_done(self):
         """The video of every stylised frame, at the source's frame rate, with its sound when it has one."""
-        frames = [np.asarray(Image.open(self.frame_path(index)).convert("RGB")) for index in range(len(self.stages))]
+        frames = [np.asarray(Image.open(self.written_frame(index, "one of the video's frames")).convert("RGB"))
+                  for index in range(len(self.stages))]
         write_video(self.video, frames, self.clip.fps, self.clip.source if self.clip.sound else None)
         print(f"Video: {self.video} ({len(frames)} frames at {self.clip.fps:g} fps); frames in {self.frame_dir}",
               flush=True)

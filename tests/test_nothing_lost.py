@@ -7,6 +7,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 
@@ -282,3 +283,46 @@ def test_a_log_folder_named_like_a_pattern_restarts_and_resumes_cleanly(workdir,
     code, out, err = run_main([*args, "--iterations", "4"], capsys)
     assert code == 0 and "Resuming from step 2" in out, err
     assert bracket_series(log_dir) == [1, 2, 3, 4]  # steps 3 and 4 of the crashed try dropped, then run again
+
+
+# ---------------------------------------------------------------------------------------------------
+# 10. A log folder shared by runs of other folders (--log-dir's default is one folder for every run).
+
+def loss_steps(log_dir, run_tag=""):
+    """The steps of the total-loss events in log_dir's event files (those of one run, with its tag)."""
+    found = []
+    for name in sorted(os.listdir(log_dir)):
+        if name.startswith("events.out.tfevents.") and run_tag in name and not name.endswith(".tmp"):
+            for event in tf.train.summary_iterator(os.path.join(log_dir, name)):
+                found += [event.step for value in event.summary.value if value.tag == "total_loss"]
+    return found
+
+
+def test_a_resume_or_a_new_run_touches_only_its_own_runs_events(workdir, capsys, base_args):
+    """A resume cut every event file in --log-dir back to its step, and a new run put them all aside: another
+    run's sharing the folder lost its later steps. Now each run's files carry its folder's tag, and only those are
+    cut or put aside; a killed cut's temporary, and a user's file named like an event file, are passed over."""
+    from runner import run_folder
+
+    args = [*base_args, "--save-every", "1", "--log-every", "1"]
+    assert run_main([*args, "--iterations", "2", "--checkpoint-dir", "ck/a"], capsys)[0] == 0
+    assert run_main([*args, "--iterations", "4", "--checkpoint-dir", "ck/b"], capsys)[0] == 0
+    a, b = run_folder.events_tag("ck/a"), run_folder.events_tag("ck/b")
+    assert a != b  # the same problem, run in two folders
+    own = [name for name in os.listdir(LOG_DIR) if a in name]
+    with open(os.path.join(LOG_DIR, own[0]), "ab") as file:
+        file.write(b"\x00" * 7)  # a record cut short by a crash: this run's file is cut back
+    with open(os.path.join(LOG_DIR, f"{own[0]}.{socket.gethostname()}.999999999.tmp"), "wb") as file:
+        file.write(b"what a killed cut left")
+    with open(os.path.join(LOG_DIR, "events.out.tfevents.notes.txt"), "w") as file:
+        file.write("a user's notes\n")
+    code, out, err = run_main([*args, "--iterations", "3", "--checkpoint-dir", "ck/a"], capsys)
+    assert code == 0, err
+    assert "Resuming from step 2" in out
+    assert loss_steps(LOG_DIR, a) == [1, 2, 3] and loss_steps(LOG_DIR, b) == [1, 2, 3, 4]
+    code, out, err = run_main([*args, "--iterations", "1", "--checkpoint-dir", "ck/a", "--restart"], capsys)
+    assert code == 0, err
+    assert loss_steps(LOG_DIR, a) == [] and loss_steps(LOG_DIR, run_folder.events_tag("ck/a")) == [1]
+    assert loss_steps(glob.glob(os.path.join(LOG_DIR, "replaced-*"))[0], a) == [1, 2, 3]
+    assert loss_steps(LOG_DIR, b) == [1, 2, 3, 4]
+    assert open(os.path.join(LOG_DIR, "events.out.tfevents.notes.txt")).read() == "a user's notes\n"

@@ -378,6 +378,28 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_untouched(workdir,
     assert (workdir / "precious.txt").read_text() == "keep me\n"
 
 
+def test_a_fifo_among_the_content_images_fails_alone_without_waiting_on_it(workdir, capsys, base_args):
+    """A named pipe called b.png in a content folder, opened to be read, waits for a writer for good: it fails
+    alone, at once, and a.png and c.png finish."""
+    os.makedirs("photos")
+    for name in ("a", "c"):
+        write_image(os.path.join("photos", f"{name}.png"), 48, 40, seed=len(name) + ord(name))
+    os.mkfifo(os.path.join("photos", "b.png"))
+
+    def waited(*_):
+        raise TimeoutError("waited on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, waited)
+    signal.alarm(60)  # a bounded wait: were it to block, the alarm ends it
+    try:
+        code, out, err = run_main([*base_args, "--content", "photos", *SMALL_RUN], capsys)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert code == 2 and "1 of 3 items failed" in err and "not a regular file" in err, (out, err)
+    assert sorted(entry["name"] for entry in manifest_entries("outputs") if entry["status"] == "done") == ["a", "c"]
+
+
 def test_a_lock_file_that_is_a_fifo_is_refused_without_waiting_on_it(workdir, capsys, base_args):
     """Opened for reading, a FIFO waits for a writer: neither the lock nor the look at who holds it may hang."""
     from runner import run_folder
@@ -475,6 +497,40 @@ def test_a_films_written_frames_are_checked_before_a_resume_starts_from_them(wor
     monkeypatch.setattr(style_transfer, "train", train)
     code, out, err = run_main([*film(first, "first"), "--restart"], capsys)
     assert code == 0, err
+
+
+@pytest.mark.slow  # whole runs of several seconds: out of the quick subset
+def test_a_finished_films_video_is_made_only_of_its_own_frames(workdir, capsys, vgg19_mat, images):
+    """Run again once done, a film makes its video again from its frame files: another film's first frame written
+    there meanwhile (its own --checkpoint-dir, the same --output-dir) went into the video unchecked. Each frame is
+    checked against the run's record: refused in one line."""
+    first = write_frames(workdir / "first", panning_frames(3, seed=1))
+    second = write_frames(workdir / "second", panning_frames(3, seed=2))
+
+    def film(frames, checkpoints, *more):
+        return ["--vgg", vgg19_mat[0], "--content", frames, "--video", "--style", images["style"], "--width", "40",
+                "--height", "32", "--optimizer", "lbfgs", "--iterations", "2", "--frame-steps", "1",
+                "--checkpoint-dir", checkpoints, "--log-dir", f"graphs-{checkpoints}", *more]
+    assert run_main(film(first, "first"), capsys)[0] == 0
+    video_before = open(os.path.join("outputs", "final.mp4"), "rb").read()
+    assert run_main(film(second, "second", "--frames", "1:1", "--output", "outputs/second.png"), capsys)[0] == 0
+    code, out, err = run_main(film(first, "first"), capsys)
+    assert_refused(code, out, err, os.path.join("outputs", "frames", "00001.png"), "one of the video's frames",
+                   "--restart")
+    assert open(os.path.join("outputs", "final.mp4"), "rb").read() == video_before
+
+
+def test_a_film_given_a_videos_name_writes_its_last_frame_beside_the_video(workdir, capsys, vgg19_mat, images):
+    """With --output film.mov the last frame's still went to film.mov as a PNG (the video to film.mp4), which the
+    next run then refused as not its own video: the same command could not run again. The still goes beside it."""
+    frames = write_frames(workdir / "frames", panning_frames(2, seed=1))
+    args = ["--vgg", vgg19_mat[0], "--content", str(frames), "--video", "--style", images["style"], "--width", "40",
+            "--height", "32", "--optimizer", "lbfgs", "--iterations", "2", "--frame-steps", "1", "--output",
+            "out/film.mov"]
+    for _ in range(2):
+        code, out, err = run_main(args, capsys)
+        assert code == 0, err
+        assert sorted(os.listdir("out")) == ["film.mp4", "film.png"]
 
 
 TILED = ["--width", "96", "--height", "64", "--tile", "64", "--tile-overlap", "8", "--iterations", "6",
@@ -744,6 +800,65 @@ def test_items_finished_under_another_shard_count_are_in_the_results(workdir, ca
         found += [tf.train.Example.FromString(record).features.feature["image/filename"].bytes_list.value[0]
                   for _, record in tfrecords.serialized_records(f"styled-{index}-of-2.tfrecord")]
     assert sorted(found) == [b"a", b"b", b"c"]
+
+
+def test_results_written_where_the_content_pattern_looks_are_not_content(workdir, capsys, base_args):
+    """Shard 0 writes data/photos-styled-0-of-2.tfrecord, which shard 1's --content data/photos-*.tfrecord also
+    matches: read as content, it gave shard 1 more items (a, b, a again as a.png) in another order, and b ran in
+    no shard. Results are left out of what a pattern matches: every item runs once, in one shard or the other."""
+    os.makedirs("data")
+    named_records(workdir / "data" / "photos-0.tfrecord", ["a", "b"])
+    named_records(workdir / "data" / "photos-1.tfrecord", ["c", "d"])
+    ran = []
+    for index in range(2):
+        code, out, err = run_main([*base_args, "--content", "data/photos-*.tfrecord", *SMALL_RUN, "--shard",
+                                   f"{index}/2", "--output-tfrecord", "data/photos-styled"], capsys)
+        assert code == 0, err
+        ran += [entry["name"] for entry in manifest_entries("outputs") if entry["status"] == "done"
+                and entry["name"] not in ran]
+    assert sorted(ran) == ["a", "b", "c", "d"]
+    assert sorted(os.listdir("data")) == ["photos-0.tfrecord", "photos-1.tfrecord", "photos-styled-0-of-2.tfrecord",
+                                          "photos-styled-1-of-2.tfrecord"]
+    code, out, err = run_main([*base_args, "--content", "data/photos-*.tfrecord", *SMALL_RUN, "--shard", "0/2",
+                               "--output-tfrecord", "data/photos-styled"], capsys)
+    assert code == 0 and "finished before, skipped; 0 to run" in out, (out, err)
+
+
+def test_a_file_name_that_is_not_utf8_reaches_the_results_as_its_bytes(workdir, capsys, base_args):
+    """A content file named in Latin-1 (caf\\xe9.png) ran, and then writing the results raised UnicodeEncodeError:
+    no results file, every time. Its name is written as the bytes the folder holds."""
+    os.makedirs("photos")
+    write_image("photos/a.png", 48, 40, seed=1)
+    with open(b"photos/caf\xe9.png", "wb") as file:
+        file.write(png_bytes(48, 40, seed=2))
+    code, out, err = run_main([*base_args, "--content", "photos", *SMALL_RUN, "--output-tfrecord", "styled"], capsys)
+    assert code == 0, err
+    names = [tf.train.Example.FromString(record).features.feature["image/filename"].bytes_list.value[0]
+             for _, record in tfrecords.serialized_records("styled-0-of-1.tfrecord")]
+    assert sorted(names) == [b"a", b"caf\xe9"]
+
+
+@pytest.mark.parametrize("outputs, refusal", [
+    (["--output", ""], "names no file"),
+    (["--output", "outs/"], "names no file"),
+    (["--output", "outs/final.gif"], "cannot carry the mark"),
+    (["--output", "outputs/2.png"], "also where the run writes outputs/2.png"),
+    (["--output-dir", "photos"], "where --content photos finds its images"),
+    (["--output", "photos/styled.png"], "where --content photos finds its images"),
+    (["--output", "checkpoints/style_transfer/run.json"], "one of the run's records"),
+])
+def test_outputs_that_would_harm_this_run_or_the_next_are_refused_up_front(workdir, capsys, base_args, outputs,
+                                                                           refusal):
+    """Each of these ran, and then failed at the end (no file name; a .gif without the tool's mark, which the
+    next run took for a user's file), wrote the final image over a step image or over the run record (so the run
+    could not resume), or put results where --content finds images (the next run styled them too)."""
+    os.makedirs("photos")
+    write_image("photos/a.png", 48, 40, seed=1)
+    before = every_file(".")
+    code, out, err = run_main([*base_args, "--content", "photos", *SMALL_RUN, "--iterations", "3", *outputs],
+                              capsys)
+    assert_refused(code, out, err, refusal)
+    assert every_file(".") == before
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -166,9 +166,9 @@ def prepare_job(args, item, schedule, folders, weights=None, precision="fp32"):
     resumable = not args.restart and run_folder.holds_run_of(folders.checkpoint_dir, problem)
     for folder in folders.all():
         guards.check_writable_folder(folder)
-    guards.check_outputs_apart(folders, schedule, [] if args.texture else args.content, plan.outputs())
     guards.check_nothing_overwritten(folders, schedule, [path for path in (content_path, *styles, *masks, args.vgg)
                                                          if isinstance(path, str)], plan.outputs())
+    guards.check_outputs_apart(folders, schedule, [] if args.texture else args.content, plan.outputs())
     return Job(problem, schedule, folders, plan, weights, resumable)
 
 

@@ -49,6 +49,8 @@ def _checked(parse, is_valid, requirement):
 positive_int = _checked(_whole_number, lambda value: value >= 1, "at least 1")
 non_negative_int = _checked(_whole_number, lambda value: value >= 0, "0 or more")
 positive_float = _checked(_finite_number, lambda value: value > 0, "greater than 0")
+frame_rate = _checked(_finite_number, lambda value: 0.1 <= value <= 1000, "from 0.1 to 1000 frames a second "
+                      "(what the video encoder takes)")
 non_negative_float = _checked(_finite_number, lambda value: value >= 0, "0 or more")
 fraction = _checked(_finite_number, lambda value: 0 <= value <= 1, "between 0 and 1")
 
@@ -234,7 +236,7 @@ def parse_args(argv=None):
     film = parser.add_argument_group("films (see runner/video.py)")
     film.add_argument("--video", action="store_true",
                       help="--content folders are films, one frame per image file (a video file is always a film)")
-    film.add_argument("--fps", type=positive_float,
+    film.add_argument("--fps", type=frame_rate,
                       help="a folder's frame rate (default 25; a video file keeps its own)")
     film.add_argument("--frames", type=frame_range, metavar="FIRST:LAST",
                       help="stylise only these frames, numbered from 1 (e.g. 1:48)")

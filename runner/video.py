@@ -170,9 +170,15 @@ def video_output(output):
 
 
 def written_by_this_tool(path):
-    """True if the video at `path` carries the mark write_video puts in its comment."""
-    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True,
-                           text=True, errors="replace", timeout=60)
+    """True if the video at `path` carries the mark write_video puts in its comment (never for what is not a
+    regular file: ffmpeg would wait on a pipe)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True,
+                               text=True, errors="replace", timeout=60)
+    except subprocess.TimeoutExpired:
+        return False
     return any(line.strip().startswith("comment") and VIDEO_MARK in line for line in probe.stderr.splitlines())
 
 

@@ -31,7 +31,8 @@ def assert_refused(code, out, err, *words):
     ("--width", "0", "at least 1"), ("--height", "-3", "at least 1"), ("--width", "wide", "not a whole number"),
     ("--iterations", "1.5", "not a whole number"), ("--lr", "nan", "finite"), ("--lr", "0", "greater than 0"),
     ("--style-weight", "inf", "finite"), ("--content-weight", "-1", "0 or more"), ("--save-every", "0", "at least 1"),
-    ("--seed", "-1", "0 or more")])
+    ("--seed", "-1", "0 or more"), ("--fps", "1e-9", "from 0.1 to 1000"), ("--fps", "1e300", "from 0.1 to 1000"),
+    ("--checkpoint-dir", "ck/run[1]", "may not hold")])
 def test_nonsense_numbers_are_refused(workdir, capsys, base_args, option, value, says):
     code, out, err = run_main([*base_args, option, value], capsys)
     assert_refused(code, out, err, option, says)

@@ -533,6 +533,28 @@ def test_a_film_given_a_videos_name_writes_its_last_frame_beside_the_video(workd
         assert sorted(os.listdir("out")) == ["film.mp4", "film.png"]
 
 
+def test_a_pipe_where_the_video_goes_is_refused_without_waiting_on_it(workdir, capsys, vgg19_mat, images):
+    """Asked whether a named pipe at outputs/final.mp4 is its own video, ffmpeg waited on it for a minute and the
+    run ended in a traceback: it is refused at once, in one line, and left as it is."""
+    frames = write_frames(workdir / "frames", panning_frames(2, seed=1))
+    os.makedirs("outputs")
+    os.mkfifo(os.path.join("outputs", "final.mp4"))
+
+    def waited(*_):
+        raise TimeoutError("waited on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, waited)
+    signal.alarm(30)
+    try:
+        code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", str(frames), "--video", "--style",
+                                   images["style"], "--width", "40", "--height", "32", "--iterations", "2"], capsys)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert_refused(code, out, err, "outputs/final.mp4", "not written by style_transfer.py")
+    assert stat.S_ISFIFO(os.lstat(os.path.join("outputs", "final.mp4")).st_mode)
+
+
 TILED = ["--width", "96", "--height", "64", "--tile", "64", "--tile-overlap", "8", "--iterations", "6",
          "--save-every", "1"]
 

@@ -144,6 +144,11 @@ def read_clip(source, width, height, numbers=None, fps=None):
                                f"pass a folder of frames with --video") from None
         finally:
             reader.close()
+        told = round((meta.get("duration") or 0) * (meta.get("fps") or 0))  # the container's length, in frames
+        if last is None and seen < 0.9 * told - 1:  # ffmpeg stops at a damaged part, and its complaint is not seen
+            print(f"warning: video {source} gave {seen} frames where its length says {told}: it may be damaged or "
+                  f"cut short; the film is stylised as {seen} frames (re-encode it to have them all)",
+                  file=sys.stderr, flush=True)
         sound = bool(meta.get("audio_codec")) and numbers is None
         rate = meta.get("fps") or fps  # a video file keeps its own rate; --fps is for folders
     if not kept:

@@ -256,3 +256,24 @@ def test_several_films_are_items_each_in_its_own_folder(tmp_path, vgg19_mat, ima
     for name, fps in (("walk", 25.0), ("pan", 10.0)):
         assert sorted(os.listdir(tmp_path / "outputs" / name / "frames")) == ["00001.png", "00002.png"]
         assert video.read_clip(str(tmp_path / "outputs" / name / "final.mp4"), 40, 32).fps == fps
+
+
+def test_a_video_cut_short_by_damage_is_said_to_be(tmp_path, capsys):
+    """ffmpeg stops reading at a damaged part and the frames before it came back as the whole film, silently: a
+    20-frame video whose second half is zeros gave 1 frame. The shortfall against the container's length is said."""
+    frames = [frame.astype(np.uint8) for frame in panning_frames(20, height=40, width=48)]
+    path = str(tmp_path / "damaged.mp4")
+    writer = imageio_ffmpeg.write_frames(path, (48, 40), fps=10, macro_block_size=1,
+                                         output_params=["-movflags", "+faststart"])  # its index first: still opens
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(frame))
+    writer.close()
+    whole = video.read_clip(path, 48, 40)
+    assert len(whole.frames) == 20 and "warning" not in capsys.readouterr().err
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2:] = bytes(len(data) - len(data) // 2)
+    open(path, "wb").write(bytes(data))
+    clip = video.read_clip(path, 48, 40)
+    assert len(clip.frames) < 10
+    assert f"gave {len(clip.frames)} frames where its length says 20" in capsys.readouterr().err

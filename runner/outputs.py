@@ -10,6 +10,7 @@
 - At the end, the final image.
 """
 
+import errno
 import json
 import math
 import os
@@ -97,7 +98,7 @@ class Outputs:
             else:
                 image_path = self.saved[1] if self.saved else None
             self.writer.add_summary(image_summary(pixels), step)
-            self.writer.flush()  # events up to this step are on disk before the checkpoint that says we got here
+            self.flush_events()  # events up to this step are on disk before the checkpoint that says we got here
             self.write_best()
             self.saved = self.run_folder.save(self.sess, step), image_path
         self.saved_step = step
@@ -117,6 +118,14 @@ class Outputs:
             utils.save_image(self.folders.best_output, self.as_saved(pixels))
             self.run_folder.record_best(self.best_loss, self.best_step)
             self.best_image = None
+
+    def flush_events(self):
+        """Write the queued events to disk. TensorFlow's writer reports a failed write (a full disk) as what its
+        status maps to (IndexError for "File too large"): made the OSError it is, naming the file."""
+        try:
+            self.writer.flush()
+        except Exception as error:
+            raise OSError(errno.EIO, utils.one_line(error), self.folders.log_dir) from None
 
     def stopped(self, signal_number):
         """A signal stopped the run: save where it is, and say where that is."""

@@ -189,6 +189,20 @@ def test_a_full_disk_while_writing_an_image_keeps_the_earlier_image(workdir, cap
     assert not glob.glob(str(workdir / "outputs" / "*.tmp"))
 
 
+def test_a_failed_write_of_the_tensorboard_events_is_one_line(workdir, capsys, base_args, monkeypatch):
+    """TensorFlow's event writer reports a write its file system refused (a full disk, a file-size limit) as what
+    its status maps to: IndexError for "File too large", which ended the run in a traceback."""
+    assert run_main([*base_args, "--iterations", "2", "--save-every", "1"], capsys)[0] == 0
+
+    def refused(writer):
+        raise IndexError("graphs/style_transfer/events.out.tfevents.1.vm; File too large")
+
+    monkeypatch.setattr(tf.summary.FileWriter, "flush", refused)
+    code, out, err = run_main([*base_args, "--iterations", "3", "--save-every", "1"], capsys)
+    assert_refused(code, out, err, "could not write the checkpoint and image of step 3", "File too large",
+                   "ckpt-2 is intact")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Downloads, from a real HTTP server on the loopback address.
 

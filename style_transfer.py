@@ -755,7 +755,8 @@ def run_work(work, stop):
             return run(work.make_job(work.items[0], own_folders=False), graphs, stop).code
         code, done = batch.run_items(work.items, work.shard, work.output_dir,
                                      lambda item: run(work.make_job(item, own_folders=True), graphs, stop),
-                                     lambda item: work.make_job.folders.for_item(item.folder).checkpoint_dir)
+                                     lambda item: work.make_job.folders.for_item(item.folder).checkpoint_dir,
+                                     redo=work.restart)
     finally:
         graphs.close()
     if work.output_tfrecord and code in (0, 2):

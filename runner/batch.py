@@ -231,6 +231,13 @@ class DoneItems:
             return done
         return None
 
+    def forget(self, item):
+        """Under the item's lock: it is to be done again (--restart): its done record goes."""
+        record = os.path.join(self.item_folder(item), DONE_RECORD)
+        if os.path.isfile(record) and not os.path.islink(record):
+            os.remove(record)
+        self.done.pop(item.name, None)
+
     def record(self, item, entry):
         """Under the item's lock, after its manifest line: the item is done (its record, for every later look)."""
         utils.write_text_atomically(os.path.join(self.item_folder(item), DONE_RECORD), json.dumps(entry) + "\n")
@@ -271,12 +278,12 @@ def append_entry(path, entry):
         raise OSError(error.errno, error.strerror, path) from None
 
 
-def run_items(items, shard, output_dir, run_item, item_folder):
+def run_items(items, shard, output_dir, run_item, item_folder, redo=False):
     """Run this shard's items with run_item(item) -> ItemResult; return (the exit code: 0, 2 if any item failed,
     or 128 + the signal that stopped the run; the DoneItems it found or finished, for write_results).
     item_folder(item): the item's checkpoint folder, locked while the item runs; whether the item is done is looked
     up again once the lock is held (its done record only), so no worker redoes an item another finished
-    meanwhile."""
+    meanwhile. redo (--restart): the items done before run again, from the start."""
     from runner import run_folder
     from runner.run_folder import FolderInUse
     mine = items[shard.index::shard.count]
@@ -285,9 +292,10 @@ def run_items(items, shard, output_dir, run_item, item_folder):
                                 json.dumps([item.name for item in mine]) + "\n")
     manifest = os.path.join(output_dir, MANIFEST.format(index=shard.index, count=shard.count))
     done = DoneItems(output_dir, mine, item_folder)
-    todo = [item for item in mine if not done.finished(item.name)]
-    print(f"Shard {shard}: {len(mine)} of {len(items)} items; {len(mine) - len(todo)} finished before, skipped; "
-          f"{len(todo)} to run", flush=True)
+    todo = mine if redo else [item for item in mine if not done.finished(item.name)]
+    skipped = len(mine) - len(todo)
+    print(f"Shard {shard}: {len(mine)} of {len(items)} items; {skipped} finished before, skipped; {len(todo)} to run"
+          f"{' (--restart runs them again)' if skipped else ''}", flush=True)
     counts = {"done": 0, "failed": 0, "left": 0}
     failures = []
     started = time.monotonic()
@@ -298,7 +306,9 @@ def run_items(items, shard, output_dir, run_item, item_folder):
                  "status": "failed", "reason": None, "loss": None, "steps": None, "seconds": None}
         try:
             with run_folder.locked(item_folder(item)):
-                if done.finished_meanwhile(item):  # another worker finished it since this one started
+                if redo:
+                    done.forget(item)  # until it is done again
+                elif done.finished_meanwhile(item):  # another worker finished it since this one started
                     print(f"item {shown(item.name)} was finished by another worker meanwhile", flush=True)
                     counts["left"] += 1
                     continue

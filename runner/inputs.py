@@ -38,6 +38,7 @@ class Work:
     output_dir: str  # where a data set's manifests go
     output_tfrecord: str  # --output-tfrecord's prefix, or None
     several_items: bool  # a data set: each item in subfolders of its own, a manifest per shard
+    restart: bool  # --restart: a data set's items done before run again too
 
 
 def prepare_work(args):
@@ -55,7 +56,7 @@ def prepare_work(args):
         results = batch.results_path(args.output_tfrecord, shard)
         guards.check_not_an_input(results, [item.file for item in items if item.file], "--output-tfrecord")
         batch.check_results_file(args.output_tfrecord, shard)
-    return Work(items, shard, JobMaker(args), args.output_dir, args.output_tfrecord, several)
+    return Work(items, shard, JobMaker(args), args.output_dir, args.output_tfrecord, several, args.restart)
 
 
 class JobMaker:

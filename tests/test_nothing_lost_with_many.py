@@ -883,6 +883,26 @@ def test_outputs_that_would_harm_this_run_or_the_next_are_refused_up_front(workd
     assert every_file(".") == before
 
 
+def test_restart_runs_a_data_sets_finished_items_again(workdir, capsys, base_args):
+    """--restart on a finished data set skipped every item, and its results file labelled the old images as this
+    run's. It runs them again from the start; without it the skip says how to."""
+    records = named_records(workdir / "photos.tfrecord", ["a", "b"])
+    args = [*base_args, "--content", records, *SMALL_RUN, "--output-tfrecord", "styled"]
+    assert run_main(args, capsys)[0] == 0
+    finals = {name: open(os.path.join("outputs", name, "final.png"), "rb").read() for name in ("a", "b")}
+    code, out, err = run_main([*args, "--seed", "7"], capsys)
+    assert code == 0 and "2 finished before, skipped; 0 to run (--restart runs them again)" in out, (out, err)
+    code, out, err = run_main([*args, "--seed", "7", "--restart"], capsys)
+    assert code == 0 and "0 finished before, skipped; 2 to run" in out, (out, err)
+    assert all(open(os.path.join("outputs", name, "final.png"), "rb").read() != finals[name] for name in finals)
+    for name in ("a", "b"):
+        assert json.load(open(os.path.join("checkpoints", "style_transfer", name, "run.json")))["seed"] == 7
+    assert [entry["name"] for entry in manifest_entries("outputs") if entry["status"] == "done"] == [
+        "a", "b", "a", "b"]
+    code, out, err = run_main([*args, "--seed", "7"], capsys)
+    assert code == 0 and "2 finished before, skipped; 0 to run" in out, (out, err)
+
+
 # ---------------------------------------------------------------------------------------------------
 # 7. The smaller ones.
 

@@ -385,8 +385,10 @@ def write_results(prefix, shard, output_dir, names, found_here=None):
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
             records.append(tfrecords.common_example(name, buffer.getvalue(), "png", image.width, image.height,
-                                                    **{"style_transfer/loss": float(done.loss or 0.0),
-                                                       tfrecords.RESULTS_KEY: int(done.steps or 0)}))
+                                                    **{tfrecords.RESULTS_KEY: int(done.steps or 0)},
+                                                    # not known for an item resumed at its last step: left out
+                                                    **({} if done.loss is None else
+                                                       {"style_transfer/loss": float(done.loss)})))
     path = results_path(prefix, shard)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tfrecords.write_records(path, records)

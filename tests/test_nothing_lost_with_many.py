@@ -903,6 +903,40 @@ def test_restart_runs_a_data_sets_finished_items_again(workdir, capsys, base_arg
     assert code == 0 and "2 finished before, skipped; 0 to run" in out, (out, err)
 
 
+def test_a_manifest_line_cut_short_does_not_swallow_the_next(workdir, capsys, base_args):
+    """A line a full disk cut short has no end: the next line was appended to it and could not be read, so its
+    item counted as not done. The cut line is ended first."""
+    records = named_records(workdir / "photos.tfrecord", ["a", "b"])
+    os.makedirs("outputs")
+    with open(os.path.join("outputs", "manifest-0-of-1.jsonl"), "w") as file:
+        file.write('{"name": "a", "status": "failed", "reason": "an earlier run\'s')  # no end: cut short
+    assert run_main([*base_args, "--content", records, *SMALL_RUN], capsys)[0] == 0
+    lines = open(os.path.join("outputs", "manifest-0-of-1.jsonl")).read().splitlines()
+    assert sorted(json.loads(line)["name"] for line in lines[1:] if json.loads(line)["status"] == "done") == ["a", "b"]
+    os.remove(os.path.join("checkpoints", "style_transfer", "a", batch.DONE_RECORD))  # only the manifest says so
+    code, out, err = run_main([*base_args, "--content", records, *SMALL_RUN], capsys)
+    assert code == 0 and "2 finished before, skipped" in out, (out, err)
+
+
+def test_a_stop_signal_while_an_image_is_read_is_no_items_failure(workdir, capsys, base_args, monkeypatch):
+    """SIGTERM while Pillow read b.png was caught as b's failure ("not a readable image (SIGTERM)"), and the worker
+    went on to the next item. It stops the run (exit 143), and b is not recorded as failed."""
+    os.makedirs("photos")
+    for index, name in enumerate("abc"):
+        write_image(os.path.join("photos", f"{name}.png"), 48, 40, seed=index)
+    open_image = Image.open
+
+    def terminated_reading_b(path, *args, **kwargs):
+        if str(path).endswith("b.png"):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return open_image(path, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", terminated_reading_b)
+    code, out, err = run_main([*base_args, "--content", "photos", *SMALL_RUN], capsys)
+    assert code == 143, (out, err)
+    assert [(entry["name"], entry["status"]) for entry in manifest_entries("outputs")] == [("a", "done")]
+
+
 # ---------------------------------------------------------------------------------------------------
 # 7. The smaller ones.
 

@@ -33,7 +33,7 @@ from PIL import Image
 import utils
 from utils import FixableError, shown
 
-# The run's own modules (run_folder, guards, tfrecords) bring TensorFlow, which the summary command does not need:
+# The run's own modules (run_folder, tfrecords) bring TensorFlow, which the summary command does not need:
 # each function that runs items or writes results imports them itself.
 
 MANIFEST = "manifest-{index}-of-{count}.jsonl"
@@ -358,10 +358,10 @@ def is_results_file(prefix, path):
 
 
 def check_results_file(prefix, shard):
-    """Refuse, before any item runs, a results file that cannot be written or that is not the tool's own."""
-    from runner import guards, tfrecords
+    """Refuse, before any item runs, a results file that is not the tool's own (runner.inputs checks its folder can be
+    written)."""
+    from runner import tfrecords
     path = results_path(prefix, shard)
-    guards.check_writable_folder(os.path.dirname(path) or ".")
     if os.path.lexists(path) and not tfrecords.written_by_this_tool(path):
         raise FixableError(f"{path} exists and was not written by style_transfer.py: the results would replace it; "
                            f"move it, or choose another --output-tfrecord")

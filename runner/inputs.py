@@ -55,6 +55,7 @@ def prepare_work(args):
     if args.output_tfrecord:
         results = batch.results_path(args.output_tfrecord, shard)
         guards.check_not_an_input(results, [item.file for item in items if item.file], "--output-tfrecord")
+        guards.check_writable_folder(os.path.dirname(results) or ".")
         batch.check_results_file(args.output_tfrecord, shard)
     return Work(items, shard, JobMaker(args), args.output_dir, args.output_tfrecord, several, args.restart)
 

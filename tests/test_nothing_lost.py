@@ -298,6 +298,7 @@ def loss_steps(log_dir, run_tag=""):
     return found
 
 
+@pytest.mark.slow  # whole runs of several seconds: out of the quick subset
 def test_a_resume_or_a_new_run_touches_only_its_own_runs_events(workdir, capsys, base_args):
     """A resume cut every event file in --log-dir back to its step, and a new run put them all aside: another
     run's sharing the folder lost its later steps. Now each run's files carry its folder's tag, and only those are

@@ -228,6 +228,7 @@ class Killed(BaseException):
     """Stands for SIGKILL in the middle of a save: no handler of the tool's catches it, nothing after it runs."""
 
 
+@pytest.mark.slow  # whole runs of several seconds: out of the quick subset
 @pytest.mark.parametrize("kill_at", ["between a dropped checkpoint's files", "before the first of them goes",
                                      "before the pointer file lists the new one"])
 def test_a_kill_anywhere_in_a_save_leaves_nothing_foreign_and_nothing_for_good(workdir, capsys, base_args,
@@ -309,6 +310,7 @@ def test_a_failed_save_removes_what_it_wrote_and_nothing_else(workdir):
     assert sorted(every_file(folder)) == ["ckpt-3.pt", "ckpt-3_templates/notes"]
 
 
+@pytest.mark.slow  # whole runs of several seconds: out of the quick subset
 def test_what_tensorflow_was_writing_when_a_save_was_killed_is_removed_by_the_next_run(workdir, capsys, base_args,
                                                                                       monkeypatch):
     """TensorFlow writes each checkpoint file under a temporary name and renames it when complete (the pointer
@@ -824,6 +826,7 @@ def test_items_finished_under_another_shard_count_are_in_the_results(workdir, ca
     assert sorted(found) == [b"a", b"b", b"c"]
 
 
+@pytest.mark.slow  # whole runs of several seconds: out of the quick subset
 def test_results_written_where_the_content_pattern_looks_are_not_content(workdir, capsys, base_args):
     """Shard 0 writes data/photos-styled-0-of-2.tfrecord, which shard 1's --content data/photos-*.tfrecord also
     matches: read as content, it gave shard 1 more items (a, b, a again as a.png) in another order, and b ran in
@@ -883,6 +886,7 @@ def test_outputs_that_would_harm_this_run_or_the_next_are_refused_up_front(workd
     assert every_file(".") == before
 
 
+@pytest.mark.slow  # whole runs of several seconds: out of the quick subset
 def test_restart_runs_a_data_sets_finished_items_again(workdir, capsys, base_args):
     """--restart on a finished data set skipped every item, and its results file labelled the old images as this
     run's. It runs them again from the start; without it the skip says how to."""

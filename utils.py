@@ -88,12 +88,14 @@ def fetch_if_missing(path, what, option):
         if os.path.getsize(downloaded) != source.size:
             raise ValueError(f"got {os.path.getsize(downloaded)} bytes, expected {source.size}")
         os.replace(downloaded, path)
-    except Exception as error:
+    except BaseException as error:  # a stop signal too: what was half fetched goes, then the signal goes on
         leftover = os.path.join(folder, partial)
         if os.path.exists(leftover):
             os.remove(leftover)
         if created_folder and not os.listdir(folder):
             os.rmdir(folder)
+        if not isinstance(error, Exception):
+            raise
         reason = one_line(error, limit=300)
         raise FixableError(f"could not download {what} {path} from {source.url} ({reason}): fetch it by hand "
                          f"(expected {source.size} bytes, {source.hash_algorithm} {source.file_hash}) "
@@ -266,7 +268,10 @@ def marked_image_extensions():
 
 
 def written_by_this_tool(path):
-    """True if the image file at `path` carries the mark save_image writes."""
+    """True if the image file at `path` carries the mark save_image writes (never for what is not a regular file:
+    a pipe would be waited on)."""
+    if not os.path.isfile(path):
+        return False
     try:
         with Image.open(path) as image:
             return image.getexif().get(SOFTWARE_TAG) == WRITTEN_BY

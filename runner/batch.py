@@ -210,10 +210,12 @@ class DoneItems:
     def __init__(self, output_dir, items, item_folder):
         self.output_dir, self.item_folder = output_dir, item_folder
         self.done = {}  # item name -> Done
+        self.seen = {}  # item name -> its done record's (inode, time) as first read: --restart redoes those only
         for item in items:
             done = read_done_record(item_folder(item), item.name)
             if done is not None:
                 self.done[item.name] = done
+                self.seen[item.name] = _stamp(os.path.join(item_folder(item), DONE_RECORD))
         without_record = {item.name for item in items} - set(self.done)
         if without_record:
             self.done.update(Manifests(output_dir, without_record).done)
@@ -231,6 +233,12 @@ class DoneItems:
             return done
         return None
 
+    def redone_meanwhile(self, item):
+        """Under the item's lock, with --restart: True if another worker has done it again since this one looked
+        (its done record is not the one first read): a restart redoes each item once."""
+        stamp = _stamp(os.path.join(self.item_folder(item), DONE_RECORD))
+        return stamp is not None and stamp != self.seen.get(item.name)
+
     def forget(self, item):
         """Under the item's lock: it is to be done again (--restart): its done record goes."""
         record = os.path.join(self.item_folder(item), DONE_RECORD)
@@ -242,6 +250,15 @@ class DoneItems:
         """Under the item's lock, after its manifest line: the item is done (its record, for every later look)."""
         utils.write_text_atomically(os.path.join(self.item_folder(item), DONE_RECORD), json.dumps(entry) + "\n")
         self.done[item.name] = Done.of(entry)
+
+
+def _stamp(path):
+    """(inode, modification time) of a file, or None: a file written again (atomically: a new inode) differs."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns
 
 
 def _manifests(output_dir):
@@ -306,7 +323,7 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False):
                  "status": "failed", "reason": None, "loss": None, "steps": None, "seconds": None}
         try:
             with run_folder.locked(item_folder(item)):
-                if redo:
+                if redo and not done.redone_meanwhile(item):
                     done.forget(item)  # until it is done again
                 elif done.finished_meanwhile(item):  # another worker finished it since this one started
                     print(f"item {shown(item.name)} was finished by another worker meanwhile", flush=True)

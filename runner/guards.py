@@ -42,16 +42,20 @@ def check_not_an_input(path, inputs, option):
 
 
 def check_outputs_apart(folders, schedule, content, planned_elsewhere=()):
-    """Refuse outputs that would harm the run or the next one, before anything runs: a final image (--output, and
-    its -best twin) that cannot be written as an image this tool knows for its own, or that is also a step image
-    or a film's frame; an image where --content would find it (directly in a content folder, or matching a content
-    pattern: the next run would style its results); an output named as one of the run folder's records."""
+    """Refuse outputs that would harm the run or the next one, before the run starts: a final image (--output, and
+    its -best twin) that cannot be written as an image this tool knows for its own (a video's name included: a
+    film's still goes beside its video, runner.inputs), or that is also a step image or a film's frame; an image
+    where --content would find it (directly in a content folder, or matching a content pattern: the next run would
+    style its results); an output named as one of the run folder's records."""
     finals = [folders.output, *([folders.best_output] if schedule.keep_best else [])]
     stem, extension = os.path.splitext(os.path.basename(folders.output))
     if not stem or os.path.isdir(folders.output):
         raise FixableError(f"--output {folders.output!r} names no file: give the final image's file name, e.g. "
                            f"outputs/final.png")
     marked = utils.marked_image_extensions()
+    if video.is_video_file(folders.output):
+        raise FixableError(f"--output {folders.output} is a video's name, and this run makes a still image: use one "
+                           f"of {', '.join(sorted(marked))}")
     if extension.lower() in utils.IMAGE_EXTENSIONS and extension.lower() not in marked:
         raise FixableError(f"--output {folders.output}: a {extension} file cannot carry the mark by which this tool "
                            f"knows its own images again; use one of {', '.join(sorted(marked))}")
@@ -65,7 +69,7 @@ def check_outputs_apart(folders, schedule, content, planned_elsewhere=()):
     for given in content:
         pattern = not os.path.exists(given) and glob.has_magic(given)
         for path in written:
-            found = fnmatch.fnmatch(os.path.abspath(path), os.path.abspath(given)) if pattern else \
+            found = _matches(path, given) if pattern else \
                 os.path.isdir(given) and os.path.realpath(os.path.dirname(path)) == os.path.realpath(given)
             if found:
                 raise FixableError(f"{path} would be written where --content {given} finds its images, and be styled "
@@ -76,6 +80,13 @@ def check_outputs_apart(folders, schedule, content, planned_elsewhere=()):
                 (name in RECORD_NAMES or run_folder.CHECKPOINT_FILE.fullmatch(name)):
             raise FixableError(f"{path} is the name of one of the run's records in {folders.checkpoint_dir}: choose "
                                f"another --output or --output-dir")
+
+
+def _matches(path, pattern):
+    """Whether glob would find `path` with `pattern`: part by part, so that * does not reach across folders."""
+    path_parts, pattern_parts = os.path.abspath(path).split(os.sep), os.path.abspath(pattern).split(os.sep)
+    return len(path_parts) == len(pattern_parts) and all(
+        fnmatch.fnmatchcase(part, pattern_part) for part, pattern_part in zip(path_parts, pattern_parts))
 
 
 def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):

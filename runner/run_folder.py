@@ -338,9 +338,12 @@ def events_tag(checkpoint_dir):
     Event files of earlier versions, which carry none, are left as they are."""
     try:
         with open(os.path.join(checkpoint_dir, RUN_RECORD), "rb") as file:
-            return "run-" + hashlib.sha256(file.read()).hexdigest()[:10]
+            record = file.read()
     except OSError:
         return None
+    if b'"run_id"' not in record:  # an earlier version's: the same problem's records are alike, the folders not
+        record += os.path.realpath(checkpoint_dir).encode()
+    return "run-" + hashlib.sha256(record).hexdigest()[:10]
 
 
 def event_files(log_dir, tag):
@@ -436,7 +439,7 @@ class RunFolder:
         temporaries; and the pointer file's temporary. What the pointer file lists stays, and temporaries of
         checkpoints the record does not name (not shown to be ours)."""
         named = _being_saved(self.checkpoint_dir)
-        if not named:
+        if not named or run_record(self.checkpoint_dir) is None:  # the record, beside the run's: not another's
             return
         listed = {os.path.basename(path) for path in checkpoint_paths(self.checkpoint_dir)}
         for name in _names_in(self.checkpoint_dir):

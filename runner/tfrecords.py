@@ -313,7 +313,9 @@ RESULTS_KEY, PACKED_KEY = "style_transfer/steps", "style_transfer/written_by"
 
 def written_by_this_tool(path):
     """True if the TFRecord file at `path` holds nothing, or only records this tool wrote (RESULTS_KEY or
-    PACKED_KEY): a file the tool may replace."""
+    PACKED_KEY): a file the tool may replace. Never what is not a regular file (a pipe would be waited on)."""
+    if not os.path.isfile(path):
+        return False
     try:
         for _, serialized in serialized_records(path):
             features = tf.train.Example.FromString(serialized).features.feature

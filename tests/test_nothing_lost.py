@@ -327,3 +327,18 @@ def test_a_resume_or_a_new_run_touches_only_its_own_runs_events(workdir, capsys,
     assert loss_steps(glob.glob(os.path.join(LOG_DIR, "replaced-*"))[0], a) == [1, 2, 3]
     assert loss_steps(LOG_DIR, b) == [1, 2, 3, 4]
     assert open(os.path.join(LOG_DIR, "events.out.tfevents.notes.txt")).read() == "a user's notes\n"
+
+
+def test_run_folders_of_an_earlier_version_get_tags_of_their_own(tmp_path):
+    """An earlier version's run record has no run_id: two folders of the same problem hold the same bytes, and
+    their event files must still not be taken for each other's."""
+    from runner import run_folder
+
+    record = json.dumps({"style": ["s.png"], "weights": "w", "width": 4, "height": 3, "style_layers": ["conv1_1"],
+                         "optimizer": "adam"})
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.json").write_text(record)
+    assert run_folder.events_tag(str(tmp_path / "a")) != run_folder.events_tag(str(tmp_path / "b"))
+    assert run_folder.events_tag(str(tmp_path / "a")) == run_folder.events_tag(str(tmp_path / "a"))
+    assert run_folder.events_tag(str(tmp_path / "none")) is None

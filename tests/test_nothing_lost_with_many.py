@@ -871,6 +871,7 @@ def test_a_file_name_that_is_not_utf8_reaches_the_results_as_its_bytes(workdir, 
     (["--output-dir", "photos"], "where --content photos finds its images"),
     (["--output", "photos/styled.png"], "where --content photos finds its images"),
     (["--output", "checkpoints/style_transfer/run.json"], "one of the run's records"),
+    (["--output", "outs/final.mp4"], "a video's name, and this run makes a still image"),
 ])
 def test_outputs_that_would_harm_this_run_or_the_next_are_refused_up_front(workdir, capsys, base_args, outputs,
                                                                            refusal):
@@ -939,6 +940,55 @@ def test_a_stop_signal_while_an_image_is_read_is_no_items_failure(workdir, capsy
     code, out, err = run_main([*base_args, "--content", "photos", *SMALL_RUN], capsys)
     assert code == 143, (out, err)
     assert [(entry["name"], entry["status"]) for entry in manifest_entries("outputs")] == [("a", "done")]
+
+
+def test_a_content_pattern_refuses_only_outputs_it_would_find(workdir, capsys, base_args):
+    """A pattern finds files as glob does, * within one folder: --content '*.png' finds a.png, not the default
+    outputs/final.png, so the run goes on; --content 'photos/*.png' with --output-dir photos is refused."""
+    os.makedirs("photos")
+    write_image("a.png", 48, 40, seed=1)
+    write_image("photos/b.png", 48, 40, seed=2)
+    code, out, err = run_main([*base_args, "--content", "*.png", *SMALL_RUN], capsys)
+    assert code == 0, err
+    code, out, err = run_main([*base_args, "--content", "photos/*.png", *SMALL_RUN, "--output-dir", "photos",
+                               "--checkpoint-dir", "ck2"], capsys)
+    assert_refused(code, out, err, "where --content photos/*.png finds its images")
+
+
+def test_a_pipe_at_an_output_is_refused_without_waiting_on_it(workdir, capsys, base_args):
+    """Asked whether a named pipe at outputs/final.png carried its mark, the tool opened it and waited for good."""
+    os.makedirs("outputs")
+    os.mkfifo(os.path.join("outputs", "final.png"))
+
+    def waited(*_):
+        raise TimeoutError("waited on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, waited)
+    signal.alarm(30)
+    try:
+        code, out, err = run_main([*base_args, *SMALL_RUN], capsys)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert_refused(code, out, err, "outputs/final.png", "not written by style_transfer.py")
+
+
+def test_a_restart_redoes_an_item_once_though_two_workers_run_it(tmp_path):
+    """With --restart each worker of a shard redid every finished item, also those another worker had just redone:
+    an item is redone only if its done record is the one the worker first read."""
+    import utils
+    from runner.items import Item
+
+    folder = tmp_path / "a"
+    folder.mkdir()
+    record = folder / batch.DONE_RECORD
+    record.write_text(json.dumps({"name": "a", "status": "done", "output": "a/final.png"}) + "\n")
+    item = Item("a", "a.png", "a.png")
+    done = batch.DoneItems(str(tmp_path / "outputs"), [item], lambda _: str(folder))
+    assert not done.redone_meanwhile(item)
+    utils.write_text_atomically(str(record), json.dumps(  # another worker's: done again, written anew
+        {"name": "a", "status": "done", "output": "a/final.png", "loss": 1}) + "\n")
+    assert done.redone_meanwhile(item)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -59,13 +59,17 @@ def check_outputs_apart(folders, schedule, content, planned_elsewhere=()):
     if extension.lower() in utils.IMAGE_EXTENSIONS and extension.lower() not in marked:
         raise FixableError(f"--output {folders.output}: a {extension} file cannot carry the mark by which this tool "
                            f"knows its own images again; use one of {', '.join(sorted(marked))}")
-    steps = [os.path.join(folders.output_dir, f"{step}.png") for step in range(1, schedule.iterations + 1)]
-    others = {os.path.realpath(path): path for path in [*steps, *planned_elsewhere]}
+    elsewhere = {os.path.realpath(path): path for path in planned_elsewhere}  # a film's frames and video
     for path in finals:
-        if os.path.realpath(path) in others:
-            raise FixableError(f"--output {path} is also where the run writes {others[os.path.realpath(path)]}: "
+        step = re.fullmatch(r"(\d+)\.png", os.path.basename(path))  # <output-dir>/<step>.png, up to --iterations
+        if step and 1 <= int(step.group(1)) <= schedule.iterations and \
+                os.path.realpath(os.path.dirname(path)) == os.path.realpath(folders.output_dir):
+            raise FixableError(f"--output {path} is also where the run writes step {int(step.group(1))}'s image: "
                                f"choose another --output or --output-dir")
-    written = [*finals, steps[0], *planned_elsewhere]  # the step images share one folder
+        if os.path.realpath(path) in elsewhere:
+            raise FixableError(f"--output {path} is also where the run writes {elsewhere[os.path.realpath(path)]}: "
+                               f"choose another --output or --output-dir")
+    written = [*finals, os.path.join(folders.output_dir, "1.png"), *planned_elsewhere]  # step images: one folder
     for given in content:
         pattern = not os.path.exists(given) and glob.has_magic(given)
         for path in written:

@@ -525,9 +525,10 @@ class RunFolder:
         # The pointer file names checkpoints relative to its folder (given an absolute folder), so the folder can move.
         tf.train.update_checkpoint_state(os.path.abspath(self.checkpoint_dir), name, all_model_checkpoint_paths=kept)
         self.checkpoints = kept
-        for name in _checkpoint_files(self.checkpoint_dir):
-            if _checkpoint_of(name) in dropped and not os.path.islink(os.path.join(self.checkpoint_dir, name)):
-                os.remove(os.path.join(self.checkpoint_dir, name))
+        for file_name in _checkpoint_files(self.checkpoint_dir):
+            path_of_file = os.path.join(self.checkpoint_dir, file_name)
+            if _checkpoint_of(file_name) in dropped and not os.path.islink(path_of_file):
+                os.remove(path_of_file)
         os.remove(saving)
         return path
 

@@ -2,6 +2,7 @@
 found. Names into paths; outputs over inputs; what --restart deletes and what a lock opens; caches keyed and
 checked; damaged records failing alone; shards that cover the data set; and the smaller ones."""
 
+import contextlib
 import json
 import os
 import resource
@@ -37,6 +38,25 @@ def named_records(path, names):
     tfrecords.write_records(str(path), [tfrecords.common_example(name, png_bytes(48, 40, seed), "png", 48, 40)
                                         for seed, name in enumerate(names)])
     return str(path)
+
+
+class Waited(Exception):
+    """A bounded wait's alarm: not an OSError, which the tool may take for a file it cannot open."""
+
+
+@contextlib.contextmanager
+def bounded_wait(seconds):
+    """Within: a wait that would block for good (a FIFO opened to be read) ends in Waited after `seconds`."""
+    def waited(*_):
+        raise Waited(f"waited {seconds} s on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, waited)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def every_file(folder):
@@ -388,16 +408,8 @@ def test_a_fifo_among_the_content_images_fails_alone_without_waiting_on_it(workd
         write_image(os.path.join("photos", f"{name}.png"), 48, 40, seed=len(name) + ord(name))
     os.mkfifo(os.path.join("photos", "b.png"))
 
-    def waited(*_):
-        raise TimeoutError("waited on the FIFO")
-
-    previous = signal.signal(signal.SIGALRM, waited)
-    signal.alarm(60)  # a bounded wait: were it to block, the alarm ends it
-    try:
+    with bounded_wait(60):  # were it to block, the alarm ends it
         code, out, err = run_main([*base_args, "--content", "photos", *SMALL_RUN], capsys)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
     assert code == 2 and "1 of 3 items failed" in err and "not a regular file" in err, (out, err)
     assert sorted(entry["name"] for entry in manifest_entries("outputs") if entry["status"] == "done") == ["a", "c"]
 
@@ -410,22 +422,11 @@ def test_a_lock_file_that_is_a_fifo_is_refused_without_waiting_on_it(workdir, ca
     folder.mkdir(parents=True)
     os.mkfifo(folder / "run.lock")
     (folder / "ckpt-8.data-00000-of-00001").write_bytes(b"another program's")
-    class Waited(Exception):  # not an OSError, which the tool may take for a file it cannot open
-        pass
-
-    def waited(*_):
-        raise Waited("waited on the FIFO")
-
-    previous = signal.signal(signal.SIGALRM, waited)
-    signal.alarm(20)  # a bounded wait: were it to block, the alarm ends it
-    try:
+    with bounded_wait(20):  # were it to block, the alarm ends it
         with pytest.raises(FixableError, match="did not write"):  # who holds it: none, the FIFO not a lock file
             run_folder.check_only_own_checkpoints(str(folder))
         os.remove(folder / "ckpt-8.data-00000-of-00001")
         code, out, err = run_main([*base_args, *SMALL_RUN], capsys)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
     assert_refused(code, out, err, "run.lock is not a regular file")
     assert stat.S_ISFIFO(os.lstat(folder / "run.lock").st_mode)
 
@@ -542,17 +543,9 @@ def test_a_pipe_where_the_video_goes_is_refused_without_waiting_on_it(workdir, c
     os.makedirs("outputs")
     os.mkfifo(os.path.join("outputs", "final.mp4"))
 
-    def waited(*_):
-        raise TimeoutError("waited on the FIFO")
-
-    previous = signal.signal(signal.SIGALRM, waited)
-    signal.alarm(30)
-    try:
+    with bounded_wait(30):  # were it to block, the alarm ends it
         code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", str(frames), "--video", "--style",
                                    images["style"], "--width", "40", "--height", "32", "--iterations", "2"], capsys)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
     assert_refused(code, out, err, "outputs/final.mp4", "not written by style_transfer.py")
     assert stat.S_ISFIFO(os.lstat(os.path.join("outputs", "final.mp4")).st_mode)
 
@@ -960,16 +953,8 @@ def test_a_pipe_at_an_output_is_refused_without_waiting_on_it(workdir, capsys, b
     os.makedirs("outputs")
     os.mkfifo(os.path.join("outputs", "final.png"))
 
-    def waited(*_):
-        raise TimeoutError("waited on the FIFO")
-
-    previous = signal.signal(signal.SIGALRM, waited)
-    signal.alarm(30)
-    try:
+    with bounded_wait(30):  # were it to block, the alarm ends it
         code, out, err = run_main([*base_args, *SMALL_RUN], capsys)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
     assert_refused(code, out, err, "outputs/final.png", "not written by style_transfer.py")
 
 

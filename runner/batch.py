@@ -207,15 +207,18 @@ class DoneItems:
     are read, once. Under an item's lock only its own record is read: a worker's cost per item does not grow with
     the number of shards or items."""
 
-    def __init__(self, output_dir, items, item_folder):
+    def __init__(self, output_dir, items, item_folder, restarting=False):
+        """restarting (--restart): each done record's stamp is kept too, for redone_meanwhile (a stat an item,
+        which a run that skips what is done does not pay)."""
         self.output_dir, self.item_folder = output_dir, item_folder
         self.done = {}  # item name -> Done
-        self.seen = {}  # item name -> its done record's (inode, time) as first read: --restart redoes those only
+        self.seen = {}  # restarting: item name -> its done record's (inode, time) as first read
         for item in items:
             done = read_done_record(item_folder(item), item.name)
             if done is not None:
                 self.done[item.name] = done
-                self.seen[item.name] = _stamp(os.path.join(item_folder(item), DONE_RECORD))
+                if restarting:
+                    self.seen[item.name] = _stamp(os.path.join(item_folder(item), DONE_RECORD))
         without_record = {item.name for item in items} - set(self.done)
         if without_record:
             self.done.update(Manifests(output_dir, without_record).done)
@@ -308,7 +311,7 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False):
     utils.write_text_atomically(os.path.join(output_dir, ITEMS.format(index=shard.index, count=shard.count)),
                                 json.dumps([item.name for item in mine]) + "\n")
     manifest = os.path.join(output_dir, MANIFEST.format(index=shard.index, count=shard.count))
-    done = DoneItems(output_dir, mine, item_folder)
+    done = DoneItems(output_dir, mine, item_folder, restarting=redo)
     todo = mine if redo else [item for item in mine if not done.finished(item.name)]
     skipped = len(mine) - len(todo)
     print(f"Shard {shard}: {len(mine)} of {len(items)} items; {skipped} finished before, skipped; {len(todo)} to run"

@@ -969,7 +969,7 @@ def test_a_restart_redoes_an_item_once_though_two_workers_run_it(tmp_path):
     record = folder / batch.DONE_RECORD
     record.write_text(json.dumps({"name": "a", "status": "done", "output": "a/final.png"}) + "\n")
     item = Item("a", "a.png", "a.png")
-    done = batch.DoneItems(str(tmp_path / "outputs"), [item], lambda _: str(folder))
+    done = batch.DoneItems(str(tmp_path / "outputs"), [item], lambda _: str(folder), restarting=True)
     assert not done.redone_meanwhile(item)
     utils.write_text_atomically(str(record), json.dumps(  # another worker's: done again, written anew
         {"name": "a", "status": "done", "output": "a/final.png", "loss": 1}) + "\n")

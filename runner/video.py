@@ -308,11 +308,12 @@ class FramePhase(Phase):
             np.savez(file, backward=backward, mask=mask)
         return backward, mask
 
-    def written_frame(self, index, taken_as="where the next frame starts from"):
+    def written_frame(self, index, taken_as="where the next frame starts from", written=None):
         """The path of a frame this run wrote, checked against its record: the next frame starts from it, and the
         video is made of them; another film's frame there (another run's, with the same --output-dir) must not be
-        taken for it."""
-        path, recorded = self.frame_path(index), self._written().get(str(self.clip.numbers[index]))
+        taken for it. written: the record as read already (_written()), where every frame is checked."""
+        written = self._written() if written is None else written
+        path, recorded = self.frame_path(index), written.get(str(self.clip.numbers[index]))
         try:
             found = utils.file_identity(path)["sha256"]
         except OSError:
@@ -348,7 +349,8 @@ class FramePhase(Phase):
 
     def run_done(self):
         """The video of every stylised frame, at the source's frame rate, with its sound when it has one."""
-        frames = [np.asarray(Image.open(self.written_frame(index, "one of the video's frames")).convert("RGB"))
+        written = self._written()  # read once, not once a frame
+        frames = [np.asarray(Image.open(self.written_frame(index, "one of the video's frames", written)).convert("RGB"))
                   for index in range(len(self.stages))]
         write_video(self.video, frames, self.clip.fps, self.clip.source if self.clip.sound else None)
         print(f"Video: {self.video} ({len(frames)} frames at {self.clip.fps:g} fps); frames in {self.frame_dir}",

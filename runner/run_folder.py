@@ -409,8 +409,8 @@ class RunFolder:
         """Restore `checkpoint` (a path from newest_readable_checkpoint), start a new run, or carry the run on at
         its next stage from first_step (initialize() sets the image to the previous stage's result, and Adam's
         state as the problem says: afresh, or carried over); return the step the loop starts from."""
-        self.remove_interrupted_save()
         listed = [os.path.basename(path) for path in checkpoint_paths(self.checkpoint_dir)]
+        self.remove_interrupted_save(set(listed))
         if checkpoint is not None:
             self.saver.restore(sess, checkpoint)
             self.checkpoints = listed[:listed.index(os.path.basename(checkpoint)) + 1]
@@ -433,15 +433,14 @@ class RunFolder:
             self.checkpoints = listed
         return first_step
 
-    def remove_interrupted_save(self):
+    def remove_interrupted_save(self, listed):
         """Remove what a save a kill interrupted left, then its saving record: of the checkpoints the record names,
-        the files of those the pointer file does not list (half written, or being deleted) and TensorFlow's
-        temporaries; and the pointer file's temporary. What the pointer file lists stays, and temporaries of
-        checkpoints the record does not name (not shown to be ours)."""
+        the files of those the pointer file does not list (`listed`: the names checkpoint_paths gives) and
+        TensorFlow's temporaries; and the pointer file's temporary. What the pointer file lists stays, and
+        temporaries of checkpoints the record does not name (not shown to be ours)."""
         named = _being_saved(self.checkpoint_dir)
         if not named or run_record(self.checkpoint_dir) is None:  # the record, beside the run's: not another's
             return
-        listed = {os.path.basename(path) for path in checkpoint_paths(self.checkpoint_dir)}
         for name in _names_in(self.checkpoint_dir):
             path = os.path.join(self.checkpoint_dir, name)
             if not os.path.isfile(path) or os.path.islink(path):

@@ -220,19 +220,32 @@ def with_colors_of(pixels, colors):
 
 
 # Every image this tool writes names it as its software (EXIF tag 0x0131, which PNG, JPEG, WebP and TIFF keep):
-# the tool replaces an existing file only if it carries this mark, so it never writes over a user's own file.
+# the tool replaces an existing file only if it carries this mark, so it never writes over a user's own file. The
+# mark also names the run folder (--checkpoint-dir) whose run wrote it, by the id its run record keeps, so that a run
+# never replaces another run's images either (two runs sharing an --output-dir). Earlier versions named no folder.
 SOFTWARE_TAG = 0x0131
 WRITTEN_BY = "style_transfer.py (neural style transfer, CS20)"
 
 
-def save_image(path, pixels):
-    """Write float RGB pixels in 0..255 as an 8-bit image, atomically (a crash leaves the old file)."""
+def mark_of(folder_id):
+    """The mark of what the run folder with this id writes (None: a folder of an earlier version, which has none)."""
+    return WRITTEN_BY if folder_id is None else f"{WRITTEN_BY}; run folder {folder_id}"
+
+
+def is_mark(text):
+    """True for the mark of this tool: of any run folder, or of an earlier version (no run folder named)."""
+    return text == WRITTEN_BY or text.startswith(f"{WRITTEN_BY}; run folder ")
+
+
+def save_image(path, pixels, mark):
+    """Write float RGB pixels in 0..255 as an 8-bit image, atomically (a crash leaves the old file), with `mark`
+    (mark_of: which run folder's run wrote it)."""
     image = _as_image(pixels)
-    mark = Image.Exif()
-    mark[SOFTWARE_TAG] = WRITTEN_BY
+    exif = Image.Exif()
+    exif[SOFTWARE_TAG] = mark
     with atomic_output(path) as temporary:
         image.save(temporary, format=Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG"),
-                   exif=mark)
+                   exif=exif)
 
 
 def png_bytes(pixels, longest):
@@ -267,16 +280,22 @@ def marked_image_extensions():
     return frozenset(found)
 
 
-def written_by_this_tool(path):
-    """True if the image file at `path` carries the mark save_image writes (never for what is not a regular file:
-    a pipe would be waited on)."""
+def mark_in(path):
+    """The mark save_image wrote into the image at `path` (mark_of's, or an earlier version's), or None: not an image
+    this tool wrote, or not a regular file (a pipe would be waited on)."""
     if not os.path.isfile(path):
-        return False
+        return None
     try:
         with Image.open(path) as image:
-            return image.getexif().get(SOFTWARE_TAG) == WRITTEN_BY
+            found = image.getexif().get(SOFTWARE_TAG)
     except Exception:  # not an image Pillow reads: not ours
-        return False
+        return None
+    return found if isinstance(found, str) and is_mark(found) else None
+
+
+def written_by_this_tool(path):
+    """True if the image file at `path` carries the mark save_image writes, of any run."""
+    return mark_in(path) is not None
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -99,10 +99,11 @@ def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):
     What a run writes: the final image (and with --keep-best the best one beside it), and step images
     <output-dir>/<step>.png for steps up to --iterations (which steps depends on the cadence, signals and
     L-BFGS's convergence, so every such name counts), and what the plan writes (a film's frames and video). An
-    existing file of those names is replaced only if it carries the mark this tool writes into its images
-    (utils.written_by_this_tool) and videos.
+    existing file of those names is replaced only if it carries the mark this tool writes into its images and
+    videos, and only the mark of this run's folder (run_folder.image_mark) or an earlier version's (naming none).
     """
     planned = [folders.output, *([folders.best_output] if schedule.keep_best else []), *planned_elsewhere]
+    ours = run_folder.image_mark(folders.checkpoint_dir)
     for name in sorted(os.listdir(folders.output_dir)) if os.path.isdir(folders.output_dir) else []:
         step = re.fullmatch(r"(\d+)\.png", name)
         if step and 1 <= int(step.group(1)) <= schedule.iterations:
@@ -113,10 +114,15 @@ def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):
             where = "is the input" if os.path.realpath(path) == os.path.realpath(given) else "is in the input folder"
             raise FixableError(f"{path} {where} {given}: the run would write over it; choose another --output or "
                                f"--output-dir")
-        written_by_this_tool = video.written_by_this_tool if video.is_video_file(path) else utils.written_by_this_tool
-        if os.path.lexists(path) and not written_by_this_tool(path):
+        if not os.path.lexists(path):
+            continue
+        mark = (video.mark_in if video.is_video_file(path) else utils.mark_in)(path)
+        if mark is None:
             raise FixableError(f"{path} exists and was not written by style_transfer.py: the run would replace it; "
                                f"move it, or choose another --output or --output-dir")
+        if mark not in (utils.WRITTEN_BY, ours):  # an earlier version's mark names no run: replaced as before
+            raise FixableError(f"{path} was written by another run (one with another --checkpoint-dir): this run "
+                               f"would replace it; move it, or choose another --output or --output-dir")
 
 
 def check_writable_folder(folder):

@@ -72,7 +72,8 @@ class JobMaker:
         self.precision = precision(args)
         self.schedule = Schedule(args.iterations, args.save_every, args.log_every, args.keep, args.keep_best,
                                  args.preserve_colors or args.color_control == "luminance", args.restart)
-        self.folders = Folders(args.checkpoint_dir, args.log_dir, args.output_dir, args.output)
+        self.folders = Folders(args.checkpoint_dir, args.log_dir, args.output_dir,
+                               os.path.join(args.output_dir, "final.png") if args.output is None else args.output)
         self.weights = None
 
     def __call__(self, item, own_folders):

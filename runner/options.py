@@ -218,7 +218,7 @@ def parse_args(argv=None):
                           help="checkpoints and the run record")
     schedule.add_argument("--log-dir", default=os.path.join("graphs", "style_transfer"), help="TensorBoard logs")
     schedule.add_argument("--output-dir", default="outputs", help="the image at each checkpoint, as STEP.png")
-    schedule.add_argument("--output", default=os.path.join("outputs", "final.png"), help="the final image")
+    schedule.add_argument("--output", help="the final image (default: final.png in --output-dir)")
     schedule.add_argument("--preserve-colors", action="store_true",
                           help="save images with the content's colours: the result's luminance, the content's chroma")
     schedule.add_argument("--keep-best", action="store_true",

@@ -35,6 +35,7 @@ class Outputs:
         self.schedule, self.folders, self.plan = job.schedule, job.folders, job.plan
         self.stages, self.index, self.stage = job.plan.stages, index, job.plan.stages[index]
         self.content_image = content_image
+        self.mark = run_folder.image_mark()  # in every image written: which run folder's run wrote it
         self.step = self.saved_step = self.image_step = start_step
         self.last_loss = None  # the total loss of the last step taken here
         self.first_logged = start_step + 1 if log_first else 1
@@ -93,7 +94,7 @@ class Outputs:
         pixels = self.whole_pixels(image[0])
         with self.run_folder.explaining_write_failure(step):
             if self.plan.writes_step_image(self.index, stage_end):
-                utils.save_image(image_path, pixels)
+                utils.save_image(image_path, pixels, self.mark)
                 self.image_step = step
             else:
                 image_path = self.saved[1] if self.saved else None
@@ -115,7 +116,7 @@ class Outputs:
     def write_best(self):
         if self.best_image is not None:
             pixels = np.clip(self.best_image[0] + self.model.weights.mean_pixel, 0, 255)
-            utils.save_image(self.folders.best_output, self.as_saved(pixels))
+            utils.save_image(self.folders.best_output, self.as_saved(pixels), self.mark)
             self.run_folder.record_best(self.best_loss, self.best_step)
             self.best_image = None
 
@@ -144,7 +145,8 @@ class Outputs:
         self.writer.close()
         if self.index == len(self.stages) - 1:
             with self.run_folder.explaining_write_failure(self.step, what=f"the final image {self.folders.output}"):
-                utils.save_image(self.folders.output, self.whole_pixels(self.sess.run(self.model.output_image)[0]))
+                utils.save_image(self.folders.output, self.whole_pixels(self.sess.run(self.model.output_image)[0]),
+                                 self.mark)
                 self.write_best()
 
     def whole_pixels(self, image):

@@ -331,6 +331,14 @@ def _other_holder(checkpoint_dir):
     return None
 
 
+def image_mark(checkpoint_dir):
+    """The mark (utils.mark_of) of the images and videos the run in checkpoint_dir writes: it names the folder by the
+    id its run record keeps (a new folder, or one of an earlier version, has none: the plain mark)."""
+    record = run_record(checkpoint_dir)
+    folder_id = record.get("folder_id") if record else None
+    return utils.mark_of(folder_id if isinstance(folder_id, str) else None)
+
+
 def events_tag(checkpoint_dir):
     """What the names of the TensorBoard event files of the run in checkpoint_dir carry (from its run record, which
     names each run apart: RunFolder.record), or None where there is no run: a resume cuts, and a new run puts
@@ -421,9 +429,10 @@ class RunFolder:
         initialize()  # the start image; at a later stage, Adam's state afresh or carried (--adam-across-scales)
         if first_step == 0:
             earlier = self.events_tag  # the run this one replaces, if any: its curves are put aside
+            record = run_record(self.checkpoint_dir) or {}
             if restart:
                 self.clear()
-            self.record(problem)
+            self.record(problem, record.get("folder_id"))
             self.events_tag = events_tag(self.checkpoint_dir)
             if earlier is not None:
                 archive_events(self.log_dir, earlier)
@@ -469,13 +478,21 @@ class RunFolder:
             print(f"--restart left {len(left)} entries in {self.checkpoint_dir} that are not this tool's checkpoints: "
                   f"{', '.join(sorted(left)[:5])}{' ...' if len(left) > 5 else ''}", flush=True)
 
-    def record(self, problem):
+    def record(self, problem, folder_id=None):
         """Start the folder's record of a new run (and forget an earlier run's best image). The record names the
-        run apart from every other (run_id, which no Problem has): its event files carry a tag made from it."""
-        record = {**problem.as_record(), "run_id": uuid.uuid4().hex}
+        run apart from every other (run_id, which no Problem has): its event files carry a tag made from it. It
+        names the folder too (folder_id: kept from the run this one replaces, else new): the images the folder's
+        runs write carry it (image_mark), so that a run replaces the images of its folder's earlier runs, and never
+        another folder's."""
+        folder_id = folder_id if isinstance(folder_id, str) else uuid.uuid4().hex
+        record = {**problem.as_record(), "run_id": uuid.uuid4().hex, "folder_id": folder_id}
         utils.write_text_atomically(self.run_record, json.dumps(record, indent=2) + "\n")
         if os.path.exists(self.best_record):
             os.remove(self.best_record)
+
+    def image_mark(self):
+        """The mark of the images and videos this run writes (image_mark), once start_or_resume has recorded it."""
+        return image_mark(self.checkpoint_dir)
 
     def best(self):
         """(loss, step) of the best image this run has written, or (inf, None): none yet, or a record that cannot be

@@ -37,13 +37,12 @@ import numpy as np
 from PIL import Image
 
 import utils
-from runner import flow
+from runner import flow, run_folder
 from runner.stages import Extras, Phase, Plan, Stage
 from runner.tf_setup import tf
 from utils import FixableError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
-VIDEO_MARK = utils.WRITTEN_BY  # the container's comment: the tool replaces only a video that carries it
 # In --checkpoint-dir: {film key: {frame number: SHA-256 of the frame file this run wrote}}. A frame starts from
 # the previous frame's file, so that file is the run's state: it is checked against this record when read.
 FRAMES_RECORD = "frames.json"
@@ -174,26 +173,37 @@ def video_output(output):
     return os.path.splitext(output)[0] + ".mp4"
 
 
-def written_by_this_tool(path):
-    """True if the video at `path` carries the mark write_video puts in its comment (never for what is not a
-    regular file: ffmpeg would wait on a pipe)."""
+def mark_in(path):
+    """The mark write_video put in the video's comment (utils.mark_of's, or an earlier version's), or None: not a
+    video this tool wrote, or not a regular file (ffmpeg would wait on a pipe). The tool replaces only a video that
+    carries its run's mark."""
     if not os.path.isfile(path):
-        return False
+        return None
     try:
         probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True,
                                text=True, errors="replace", timeout=60)
     except subprocess.TimeoutExpired:
-        return False
-    return any(line.strip().startswith("comment") and VIDEO_MARK in line for line in probe.stderr.splitlines())
+        return None
+    for line in probe.stderr.splitlines():
+        name, _, value = line.strip().partition(":")
+        if name.strip() == "comment" and utils.is_mark(value.strip()):
+            return value.strip()
+    return None
 
 
-def write_video(path, frames, fps, sound_from=None):
-    """Encode frames (uint8 [height, width, 3]) as H.264 MP4, atomically; sound_from: a file whose sound to add."""
+def written_by_this_tool(path):
+    """True if the video at `path` carries the mark write_video puts in its comment, of any run."""
+    return mark_in(path) is not None
+
+
+def write_video(path, frames, fps, mark, sound_from=None):
+    """Encode frames (uint8 [height, width, 3]) as H.264 MP4, atomically, with `mark` (utils.mark_of) for its
+    comment; sound_from: a file whose sound to add."""
     height, width = frames[0].shape[:2]
     with utils.atomic_output(path) as temporary:
         writer = imageio_ffmpeg.write_frames(
             temporary, (width, height), fps=fps, quality=8, macro_block_size=1, audio_path=sound_from,
-            output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-metadata", f"comment={VIDEO_MARK}",
+            output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-metadata", f"comment={mark}",
                            "-f", "mp4", *(["-shortest"] if sound_from else [])])
         writer.send(None)  # starts ffmpeg
         for frame in frames:
@@ -247,6 +257,7 @@ class FramePhase(Phase):
         self.flow_dir = os.path.join(folders.checkpoint_dir, "flow")
         self.frames_record = os.path.join(folders.checkpoint_dir, FRAMES_RECORD)
         self.video = video_output(folders.output)
+        self.checkpoint_dir = folders.checkpoint_dir  # names the run in the marks of its frames and video
         self._temporal = {}  # index -> (warped previous result, mask), for the frame being worked on
 
     def outputs(self):
@@ -342,7 +353,7 @@ class FramePhase(Phase):
             pixels = utils.with_colors_of(pixels, self.clip.frames[index])
         os.makedirs(self.frame_dir, exist_ok=True)
         path = self.frame_path(index)
-        utils.save_image(path, pixels)
+        utils.save_image(path, pixels, run_folder.image_mark(self.checkpoint_dir))
         written = {} if index == 0 else self._written()
         written[str(self.clip.numbers[index])] = utils.file_identity(path)["sha256"]
         utils.write_text_atomically(self.frames_record, json.dumps({self.film_key: written}) + "\n")
@@ -352,6 +363,7 @@ class FramePhase(Phase):
         written = self._written()  # read once, not once a frame
         frames = [np.asarray(Image.open(self.written_frame(index, "one of the video's frames", written)).convert("RGB"))
                   for index in range(len(self.stages))]
-        write_video(self.video, frames, self.clip.fps, self.clip.source if self.clip.sound else None)
+        write_video(self.video, frames, self.clip.fps, run_folder.image_mark(self.checkpoint_dir),
+                    self.clip.source if self.clip.sound else None)
         print(f"Video: {self.video} ({len(frames)} frames at {self.clip.fps:g} fps); frames in {self.frame_dir}",
               flush=True)

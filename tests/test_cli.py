@@ -14,7 +14,7 @@ def test_help_shows_the_cs20_defaults(capsys, monkeypatch):
     assert code == 0
     for default in ["content/deadpool.jpg", "styles/guernica.jpg", "imagenet-vgg-verydeep-19.mat", "333", "250",
                     "300", "conv4_2", "conv5_1", "[0.5, 1.0, 1.5, 3.0, 4.0]", "0.01", "2.0",
-                    "checkpoints/style_transfer", "graphs/style_transfer", "outputs/final.png"]:
+                    "checkpoints/style_transfer", "graphs/style_transfer", "final.png in --output-dir"]:
         assert default in out, default
 
 

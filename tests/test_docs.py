@@ -371,10 +371,11 @@ def small_version(words, vgg):
         if "--frames" in given:
             small["--frames"] = ["2:3"]
     argv = [word for name, values in small.items() for word in (name, *values)]
-    output = given.get("--output", ["outputs/final.png"])[0]
+    output_dir = given.get("--output-dir", ["outputs"])[0]
+    output = given.get("--output", [os.path.join(output_dir, "final.png")])[0]
     if film:
         output = os.path.splitext(output)[0] + ".mp4"
-    return argv, {"output": output, "output_dir": given.get("--output-dir", ["outputs"])[0],
+    return argv, {"output": output, "output_dir": output_dir,
                   "output_tfrecord": given.get("--output-tfrecord", [None])[0], "tiled": tiled}
 
 

@@ -61,6 +61,45 @@ def test_files_in_the_output_folder_that_the_tool_did_not_write_are_refused(work
     assert code == 0, err
 
 
+def test_a_run_never_replaces_another_run_folders_images_in_a_shared_output_folder(workdir, capsys, base_args):
+    """Two runs with their own --checkpoint-dir and the default --output-dir: the second replaced the first's step
+    images and final image (both carried the tool's mark). The mark names the run folder now."""
+    small = ["--iterations", "2", "--save-every", "1"]
+    code, _, err = run_main([*base_args, *small], capsys)
+    assert code == 0, err
+    folder_id = json.load(open(os.path.join(CHECKPOINT_DIR, "run.json")))["folder_id"]
+    with Image.open(os.path.join("outputs", "final.png")) as image:
+        assert image.getexif()[0x0131].endswith(folder_id)  # EXIF Software, read back by Pillow
+    before = {name: open(os.path.join("outputs", name), "rb").read() for name in os.listdir("outputs")}
+
+    code, out, err = run_main([*base_args, *small, "--checkpoint-dir", "ck2", "--style-weight", "2"], capsys)
+    assert_refused(code, out, err, "outputs/", "written by another run", "--output-dir")
+    assert {name: open(os.path.join("outputs", name), "rb").read() for name in os.listdir("outputs")} == before
+    assert not os.path.exists("ck2")
+    # With its own --output-dir it runs, its final image there too (final.png in --output-dir unless --output).
+    code, _, err = run_main([*base_args, *small, "--checkpoint-dir", "ck2", "--output-dir", "second"], capsys)
+    assert code == 0, err
+    assert sorted(os.listdir("second")) == ["1.png", "2.png", "final.png"]
+    assert {name: open(os.path.join("outputs", name), "rb").read() for name in os.listdir("outputs")} == before
+
+    # The first run's own folder, started over, replaces them, and keeps its id.
+    code, _, err = run_main([*base_args, *small, "--seed", "7", "--restart"], capsys)
+    assert code == 0, err
+    assert open(os.path.join("outputs", "final.png"), "rb").read() != before["final.png"]
+    assert json.load(open(os.path.join(CHECKPOINT_DIR, "run.json")))["folder_id"] == folder_id
+
+    # An image of an earlier version, whose mark names no run folder, is replaced by any run, as before.
+    earlier = Image.open(os.path.join("outputs", "final.png"))
+    mark = Image.Exif()
+    mark[0x0131] = "style_transfer.py (neural style transfer, CS20)"
+    earlier.save("earlier.png", exif=mark)
+    code, _, err = run_main([*base_args, *small, "--checkpoint-dir", "ck2", "--output-dir", "second", "--output",
+                             "earlier.png"], capsys)
+    assert code == 0, err
+    with Image.open("earlier.png") as image:
+        assert image.getexif()[0x0131].endswith(json.load(open(os.path.join("ck2", "run.json")))["folder_id"])
+
+
 # ---------------------------------------------------------------------------------------------------
 # 2. A diverging run stops before it saves anything non-finite.
 
@@ -306,8 +345,8 @@ def test_a_resume_or_a_new_run_touches_only_its_own_runs_events(workdir, capsys,
     from runner import run_folder
 
     args = [*base_args, "--save-every", "1", "--log-every", "1"]
-    assert run_main([*args, "--iterations", "2", "--checkpoint-dir", "ck/a"], capsys)[0] == 0
-    assert run_main([*args, "--iterations", "4", "--checkpoint-dir", "ck/b"], capsys)[0] == 0
+    assert run_main([*args, "--iterations", "2", "--checkpoint-dir", "ck/a", "--output-dir", "out/a"], capsys)[0] == 0
+    assert run_main([*args, "--iterations", "4", "--checkpoint-dir", "ck/b", "--output-dir", "out/b"], capsys)[0] == 0
     a, b = run_folder.events_tag("ck/a"), run_folder.events_tag("ck/b")
     assert a != b  # the same problem, run in two folders
     own = [name for name in os.listdir(LOG_DIR) if a in name]
@@ -317,11 +356,12 @@ def test_a_resume_or_a_new_run_touches_only_its_own_runs_events(workdir, capsys,
         file.write(b"what a killed cut left")
     with open(os.path.join(LOG_DIR, "events.out.tfevents.notes.txt"), "w") as file:
         file.write("a user's notes\n")
-    code, out, err = run_main([*args, "--iterations", "3", "--checkpoint-dir", "ck/a"], capsys)
+    code, out, err = run_main([*args, "--iterations", "3", "--checkpoint-dir", "ck/a", "--output-dir", "out/a"], capsys)
     assert code == 0, err
     assert "Resuming from step 2" in out
     assert loss_steps(LOG_DIR, a) == [1, 2, 3] and loss_steps(LOG_DIR, b) == [1, 2, 3, 4]
-    code, out, err = run_main([*args, "--iterations", "1", "--checkpoint-dir", "ck/a", "--restart"], capsys)
+    code, out, err = run_main([*args, "--iterations", "1", "--checkpoint-dir", "ck/a", "--output-dir", "out/a",
+                               "--restart"], capsys)
     assert code == 0, err
     assert loss_steps(LOG_DIR, a) == [] and loss_steps(LOG_DIR, run_folder.events_tag("ck/a")) == [1]
     assert loss_steps(glob.glob(os.path.join(LOG_DIR, "replaced-*"))[0], a) == [1, 2, 3]

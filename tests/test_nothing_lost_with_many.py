@@ -18,8 +18,9 @@ import tensorflow.compat.v1 as tf
 from PIL import Image
 from test_video import panning_frames, write_frames
 
+import utils
 from conftest import run_main, write_image
-from runner import batch, tfrecords, tiles
+from runner import batch, run_folder, tfrecords, tiles
 from test_cli import assert_refused
 from utils import FixableError
 
@@ -158,7 +159,7 @@ def test_a_film_of_the_tools_own_output_frames_is_refused_into_the_same_folder(w
 
     os.makedirs("outputs/frames")
     for number, frame in enumerate(panning_frames(3), start=1):
-        utils.save_image(f"outputs/frames/{number:05d}.png", frame)  # carry the tool's mark, as its results do
+        utils.save_image(f"outputs/frames/{number:05d}.png", frame, "checkpoints")  # the mark its results carry
     before = {name: open(f"outputs/frames/{name}", "rb").read() for name in os.listdir("outputs/frames")}
     code, out, err = run_main(["--vgg", vgg19_mat[0], "--content", "outputs/frames", "--video", "--style",
                                images["style"], *SMALL_RUN, "--frame-steps", "1"], capsys)
@@ -493,7 +494,15 @@ def test_a_films_written_frames_are_checked_before_a_resume_starts_from_them(wor
         return train(job, index, *args, **kwargs)
     monkeypatch.setattr(style_transfer, "train", stopped_before_frame_3)
     assert run_main(film(first, "first"), capsys)[0] == 130  # frames 1 and 2 written: frame 2 goes on from 1
-    assert run_main(film(second, "second"), capsys)[0] == 0  # another film, the same outputs/frames
+    frames = {name: open(os.path.join("outputs", "frames", name), "rb").read()
+              for name in os.listdir(os.path.join("outputs", "frames"))}
+    code, out, err = run_main(film(second, "second"), capsys)  # another film, the same outputs/frames
+    assert_refused(code, out, err, "written by another run")  # the frames' mark names the first film's folder
+    assert {name: open(os.path.join("outputs", "frames", name), "rb").read() for name in frames} == frames
+    # Written over all the same (by a copy of the first film's folder, whose mark is the first's), frame 1 is
+    # not the frame the first film wrote.
+    utils.save_image(os.path.join("outputs", "frames", "00001.png"), panning_frames(1, seed=3)[0],
+                     run_folder.image_mark("first"))
     code, out, err = run_main(film(first, "first"), capsys)
     assert_refused(code, out, err, os.path.join("outputs", "frames", "00001.png"), "is not the frame this run wrote",
                    "--restart")
@@ -516,7 +525,10 @@ def test_a_finished_films_video_is_made_only_of_its_own_frames(workdir, capsys, 
                 "--checkpoint-dir", checkpoints, "--log-dir", f"graphs-{checkpoints}", *more]
     assert run_main(film(first, "first"), capsys)[0] == 0
     video_before = open(os.path.join("outputs", "final.mp4"), "rb").read()
-    assert run_main(film(second, "second", "--frames", "1:1", "--output", "outputs/second.png"), capsys)[0] == 0
+    code, out, err = run_main(film(second, "second", "--frames", "1:1", "--output", "outputs/second.png"), capsys)
+    assert_refused(code, out, err, "written by another run")  # the frames' mark names the first film's folder
+    utils.save_image(os.path.join("outputs", "frames", "00001.png"), panning_frames(1, seed=3)[0],
+                     run_folder.image_mark("first"))  # as a copy of the first film's folder would
     code, out, err = run_main(film(first, "first"), capsys)
     assert_refused(code, out, err, os.path.join("outputs", "frames", "00001.png"), "one of the video's frames",
                    "--restart")
@@ -944,7 +956,7 @@ def test_a_content_pattern_refuses_only_outputs_it_would_find(workdir, capsys, b
     code, out, err = run_main([*base_args, "--content", "*.png", *SMALL_RUN], capsys)
     assert code == 0, err
     code, out, err = run_main([*base_args, "--content", "photos/*.png", *SMALL_RUN, "--output-dir", "photos",
-                               "--checkpoint-dir", "ck2"], capsys)
+                               "--output", "second/final.png", "--checkpoint-dir", "ck2"], capsys)
     assert_refused(code, out, err, "where --content photos/*.png finds its images")
 
 

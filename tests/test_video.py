@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import utils
 from conftest import run_script
 from runner import flow, video
 from test_run import read_pixels, scalar_series, straight_and_killed
@@ -89,8 +90,8 @@ def test_flicker_is_the_masked_mean_absolute_difference():
 def test_a_video_written_is_read_back_frame_by_frame_with_its_rate_and_range(tmp_path):
     frames = [np.full((30, 41, 3), 30 * index, np.uint8) for index in range(5)]  # odd width: padded to even
     path = str(tmp_path / "clip.mp4")
-    video.write_video(path, frames, fps=12.0)
-    assert video.written_by_this_tool(path)
+    video.write_video(path, frames, 12.0, utils.mark_of("0123abcd"))
+    assert video.mark_in(path) == utils.mark_of("0123abcd")  # its run's mark, read back from the container
     clip = video.read_clip(path, 41, 30)
     assert clip.numbers == [1, 2, 3, 4, 5] and clip.fps == 12.0 and not clip.sound
     assert [round(float(frame.mean()) / 30) for frame in clip.frames] == [0, 1, 2, 3, 4]
@@ -102,14 +103,14 @@ def test_a_video_written_is_read_back_frame_by_frame_with_its_rate_and_range(tmp
 
 def test_sound_is_kept_when_the_source_has_it(tmp_path):
     silent = str(tmp_path / "silent.mp4")
-    video.write_video(silent, [np.zeros((16, 16, 3), np.uint8)] * 10, fps=10.0)
+    video.write_video(silent, [np.zeros((16, 16, 3), np.uint8)] * 10, 10.0, utils.WRITTEN_BY)
     with_sound = str(tmp_path / "sound.mp4")
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     os.system(f"{ffmpeg} -loglevel error -f lavfi -i sine=duration=1 -i {silent} -c:v copy -shortest {with_sound}")
     clip = video.read_clip(with_sound, 16, 16)
     assert clip.sound
     out = str(tmp_path / "out.mp4")
-    video.write_video(out, clip.frames, clip.fps, sound_from=with_sound)
+    video.write_video(out, clip.frames, clip.fps, utils.WRITTEN_BY, sound_from=with_sound)
     assert video._open(out)[1].get("audio_codec")
 
 
@@ -231,7 +232,8 @@ def test_bad_film_input_is_refused_in_one_line_and_nothing_is_written(tmp_path, 
     elif case == "keep-best":
         args.append("--keep-best")
     else:
-        video.write_video(str(tmp_path / "outputs" / "final.mp4"), [np.zeros((8, 8, 3), np.uint8)], fps=1.0)
+        video.write_video(str(tmp_path / "outputs" / "final.mp4"), [np.zeros((8, 8, 3), np.uint8)], 1.0,
+                          utils.WRITTEN_BY)
         os.system(f"{imageio_ffmpeg.get_ffmpeg_exe()} -loglevel error -i {tmp_path}/outputs/final.mp4 -c copy "
                   f"-map_metadata -1 -y {tmp_path}/outputs/theirs.mp4")
         os.replace(tmp_path / "outputs" / "theirs.mp4", tmp_path / "outputs" / "final.mp4")
@@ -246,7 +248,8 @@ def test_bad_film_input_is_refused_in_one_line_and_nothing_is_written(tmp_path, 
 def test_several_films_are_items_each_in_its_own_folder(tmp_path, vgg19_mat, images):
     first = write_frames(tmp_path / "walk", panning_frames(2, seed=1))
     second = tmp_path / "pan.mp4"
-    video.write_video(str(second), [frame.astype(np.uint8) for frame in panning_frames(2, seed=2)], fps=10.0)
+    video.write_video(str(second), [frame.astype(np.uint8) for frame in panning_frames(2, seed=2)], 10.0,
+                      utils.WRITTEN_BY)
     args = ["--vgg", vgg19_mat[0], "--content", first, str(second), "--video", "--style", images["style"],
             "--width", "40", "--height", "32", "--optimizer", "lbfgs", "--iterations", "4", "--frame-steps", "2"]
     code, out, err = run_script(args, cwd=tmp_path)

@@ -121,8 +121,9 @@ def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):
             raise FixableError(f"{path} exists and was not written by style_transfer.py: the run would replace it; "
                                f"move it, or choose another --output or --output-dir")
         if mark not in (utils.WRITTEN_BY, ours):  # an earlier version's mark names no run: replaced as before
-            raise FixableError(f"{path} was written by another run (one with another --checkpoint-dir): this run "
-                               f"would replace it; move it, or choose another --output or --output-dir")
+            raise FixableError(f"{path} was written by another run (of another --checkpoint-dir, or of one since "
+                               f"deleted): this run would replace it; move it, or choose another --output or "
+                               f"--output-dir")
 
 
 def check_writable_folder(folder):

@@ -756,12 +756,13 @@ def run_work(work, stop):
         code, done = batch.run_items(work.items, work.shard, work.output_dir,
                                      lambda item: run(work.make_job(item, own_folders=True), graphs, stop),
                                      lambda item: work.make_job.folders.for_item(item.folder).checkpoint_dir,
-                                     redo=work.restart)
+                                     redo=work.restart, options=work.options)
     finally:
         graphs.close()
     if work.output_tfrecord and code in (0, 2):
         batch.write_results(work.output_tfrecord, work.shard, work.output_dir,
-                            [item.name for item in work.items[work.shard.index::work.shard.count]], done)
+                            [item.name for item in work.items[work.shard.index::work.shard.count]], done,
+                            work.options)
     return code
 
 

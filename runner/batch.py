@@ -147,23 +147,34 @@ class Done:
     output: str  # its image, relative to --output-dir (or as an earlier version's manifest line recorded it)
     loss: float
     steps: int
+    options: str = None  # the key of the options it was finished with (runner.inputs.options_key); None: not known
 
     @classmethod
     def of(cls, entry):
         """The Done of a manifest line or done record that says the item is done, else None."""
         if not isinstance(entry, dict) or entry.get("status") != "done" or not isinstance(entry.get("output"), str):
             return None
-        loss, steps = entry.get("loss"), entry.get("steps")
+        loss, steps, options = entry.get("loss"), entry.get("steps"), entry.get("options")
         return cls(entry["output"], loss if isinstance(loss, (int, float)) else None,
-                   steps if isinstance(steps, int) else None)
+                   steps if isinstance(steps, int) else None, options if isinstance(options, str) else None)
+
+    def finished_with(self, options):
+        """True if it was finished with these options (a key), or with options not known (an earlier version's)."""
+        return self.options is None or options is None or self.options == options
+
+
+def finished(output_dir, done, options):
+    """`done` (a Done, or None) if the item was finished with these options and its image is there, else None."""
+    return done if done is not None and done.finished_with(options) and output_path(output_dir, done) else None
 
 
 class Manifests:
     """The items that every shard's manifest in an output folder records as done, read once: of the names asked
-    for (`wanted`, a set; None for all), each name's Done."""
+    for (`wanted`, a set; None for all), each name's Done. options: the key of this run's options; an item
+    finished with others is not finished for it."""
 
-    def __init__(self, output_dir, wanted=None):
-        self.output_dir = output_dir
+    def __init__(self, output_dir, wanted=None, options=None):
+        self.output_dir, self.options = output_dir, options
         self.done = {}  # item name -> its Done (once done, an item stays done)
         # A few names wanted (a shard's): a line that holds none of them, as JSON writes them, is not parsed.
         mentions = re.compile(b"|".join(re.escape(json.dumps(name).encode()) for name in sorted(wanted))).search \
@@ -182,9 +193,8 @@ class Manifests:
                 continue
 
     def finished(self, name):
-        """The item's Done if its image is there, else None."""
-        done = self.done.get(name)
-        return done if done is not None and output_path(self.output_dir, done) else None
+        """The item's Done if it was finished with this run's options and its image is there, else None."""
+        return finished(self.output_dir, self.done.get(name), self.options)
 
 
 DONE_RECORD = "done.json"  # in an item's checkpoint folder, once the item is done: its manifest line
@@ -207,10 +217,11 @@ class DoneItems:
     are read, once. Under an item's lock only its own record is read: a worker's cost per item does not grow with
     the number of shards or items."""
 
-    def __init__(self, output_dir, items, item_folder, restarting=False):
+    def __init__(self, output_dir, items, item_folder, restarting=False, options=None):
         """restarting (--restart): each done record's stamp is kept too, for redone_meanwhile (a stat an item,
-        which a run that skips what is done does not pay)."""
-        self.output_dir, self.item_folder = output_dir, item_folder
+        which a run that skips what is done does not pay). options: the key of this run's options
+        (runner.inputs.options_key): an item finished with other options is not finished for this run."""
+        self.output_dir, self.item_folder, self.options = output_dir, item_folder, options
         self.done = {}  # item name -> Done
         self.seen = {}  # restarting: item name -> its done record's (inode, time) as first read
         for item in items:
@@ -224,17 +235,21 @@ class DoneItems:
             self.done.update(Manifests(output_dir, without_record).done)
 
     def finished(self, name):
-        """The item's Done if its image is there, else None."""
+        """The item's Done if it was finished with this run's options and its image is there, else None."""
+        return finished(self.output_dir, self.done.get(name), self.options)
+
+    def finished_otherwise(self, name):
+        """True if the item was finished, but with other options than this run's (so it runs again)."""
         done = self.done.get(name)
-        return done if done is not None and output_path(self.output_dir, done) else None
+        return done is not None and not done.finished_with(self.options)
 
     def finished_meanwhile(self, item):
-        """Under the item's lock: its Done if another worker finished it since this one looked, else None."""
-        done = read_done_record(self.item_folder(item), item.name)
-        if done is not None and output_path(self.output_dir, done):
+        """Under the item's lock: its Done if another worker finished it (with these options) since this one
+        looked, else None."""
+        done = finished(self.output_dir, read_done_record(self.item_folder(item), item.name), self.options)
+        if done is not None:
             self.done[item.name] = done
-            return done
-        return None
+        return done
 
     def redone_meanwhile(self, item):
         """Under the item's lock, with --restart: True if another worker has done it again since this one looked
@@ -298,12 +313,14 @@ def append_entry(path, entry):
         raise OSError(error.errno, error.strerror, path) from None
 
 
-def run_items(items, shard, output_dir, run_item, item_folder, redo=False):
+def run_items(items, shard, output_dir, run_item, item_folder, redo=False, options=None):
     """Run this shard's items with run_item(item) -> ItemResult; return (the exit code: 0, 2 if any item failed,
     or 128 + the signal that stopped the run; the DoneItems it found or finished, for write_results).
     item_folder(item): the item's checkpoint folder, locked while the item runs; whether the item is done is looked
     up again once the lock is held (its done record only), so no worker redoes an item another finished
-    meanwhile. redo (--restart): the items done before run again, from the start."""
+    meanwhile. redo (--restart): the items done before run again, from the start. options: the key of the options
+    (runner.inputs.options_key), recorded with each item done: an item finished with other options runs again, as
+    a single image run again does (it resumes, or its run folder refuses a changed problem: --restart)."""
     from runner import run_folder
     from runner.run_folder import FolderInUse
     mine = items[shard.index::shard.count]
@@ -311,11 +328,13 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False):
     utils.write_text_atomically(os.path.join(output_dir, ITEMS.format(index=shard.index, count=shard.count)),
                                 json.dumps([item.name for item in mine]) + "\n")
     manifest = os.path.join(output_dir, MANIFEST.format(index=shard.index, count=shard.count))
-    done = DoneItems(output_dir, mine, item_folder, restarting=redo)
+    done = DoneItems(output_dir, mine, item_folder, restarting=redo, options=options)
     todo = mine if redo else [item for item in mine if not done.finished(item.name)]
     skipped = len(mine) - len(todo)
+    otherwise = 0 if redo else sum(done.finished_otherwise(item.name) for item in todo)
     print(f"Shard {shard}: {len(mine)} of {len(items)} items; {skipped} finished before, skipped; {len(todo)} to run"
-          f"{' (--restart runs them again)' if skipped else ''}", flush=True)
+          f"{' (--restart runs them again)' if skipped else ''}"
+          f"{f', {otherwise} of them finished before with other options' if otherwise else ''}", flush=True)
     counts = {"done": 0, "failed": 0, "left": 0}
     failures = []
     started = time.monotonic()
@@ -323,7 +342,7 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False):
         print(f"== item {number}/{len(todo)}: {shown(item.name)} ({shown(item.source)})", flush=True)
         item_started = time.monotonic()
         entry = {"name": item.name, "folder": item.folder, "source": item.source, "output": None,
-                 "status": "failed", "reason": None, "loss": None, "steps": None, "seconds": None}
+                 "status": "failed", "reason": None, "loss": None, "steps": None, "seconds": None, "options": options}
         try:
             with run_folder.locked(item_folder(item)):
                 if redo and not done.redone_meanwhile(item):
@@ -387,17 +406,17 @@ def check_results_file(prefix, shard):
                            f"move it, or choose another --output-tfrecord")
 
 
-def write_results(prefix, shard, output_dir, names, found_here=None):
+def write_results(prefix, shard, output_dir, names, found_here=None, options=None):
     """This shard's finished items as PREFIX-<INDEX>-of-<COUNT>.tfrecord in the common layout (image/encoded PNG,
     image/filename = the item's name, its size, the final loss and steps), written whole each time: a record for
-    every item of `names` (the shard's) that is done, whichever shard count finished it: as this process's
-    run_items found or finished it (found_here, its DoneItems), else as the manifests say (read only for the names
-    it does not know)."""
+    every item of `names` (the shard's) that is done with these options (a key; not an earlier run's result with
+    others), whichever shard count finished it: as this process's run_items found or finished it (found_here, its
+    DoneItems), else as the manifests say (read only for the names it does not know)."""
     from runner import tfrecords
     entries = {name: done for name in names if found_here and (done := found_here.finished(name))}
     unknown = set(names) - set(entries)
     if unknown:
-        manifests = Manifests(output_dir, unknown)
+        manifests = Manifests(output_dir, unknown, options)
         entries.update({name: done for name in unknown if (done := manifests.finished(name))})
     records = []
     for name, done in sorted(entries.items()):

@@ -12,6 +12,8 @@ missing are downloaded here.
 
 import dataclasses
 import functools
+import hashlib
+import json
 import os
 import sys
 from dataclasses import dataclass
@@ -39,6 +41,7 @@ class Work:
     output_tfrecord: str  # --output-tfrecord's prefix, or None
     several_items: bool  # a data set: each item in subfolders of its own, a manifest per shard
     restart: bool  # --restart: a data set's items done before run again too
+    options: str  # a data set's: the key of the options its items are done with (options_key); else None
 
 
 def prepare_work(args):
@@ -52,12 +55,34 @@ def prepare_work(args):
     if several:  # once, up front, rather than item by item
         for folder in (args.checkpoint_dir, args.log_dir, args.output_dir):
             guards.check_writable_folder(folder)
+        for path in args.style:  # before options_key reads them
+            if path != "none":
+                utils.fetch_if_missing(path, "style image", "--style")
     if args.output_tfrecord:
         results = batch.results_path(args.output_tfrecord, shard)
         guards.check_not_an_input(results, [item.file for item in items if item.file], "--output-tfrecord")
         guards.check_writable_folder(os.path.dirname(results) or ".")
         batch.check_results_file(args.output_tfrecord, shard)
-    return Work(items, shard, JobMaker(args), args.output_dir, args.output_tfrecord, several, args.restart)
+    return Work(items, shard, JobMaker(args), args.output_dir, args.output_tfrecord, several, args.restart,
+                options_key(args) if several else None)
+
+
+# The options that change no item's result: which items there are and which of them this process runs, where files
+# go, how often a run saves and logs, how many checkpoints it keeps, --restart. Every other option counts.
+NOT_IN_A_RESULT = frozenset({"content", "shard", "shard_count", "checkpoint_dir", "log_dir", "output_dir", "output",
+                             "output_tfrecord", "save_every", "log_every", "keep", "restart"})
+
+
+def options_key(args):
+    """A key of the options a data set's items are done with: every option that can change an item's result, and
+    the contents of the style and mask files named. An item finished with another key is not skipped: it runs
+    again, and resumes or is refused as a single image run again is (runner.run_folder.holds_run_of). Reading
+    no item, it costs nothing per item; a mask per item (a --content-mask folder) counts by its folder's name."""
+    counted = {name: value for name, value in vars(args).items() if name not in NOT_IN_A_RESULT}
+    files = [path for path in (*args.style, args.content_mask, *(args.style_mask or ()))
+             if isinstance(path, str) and os.path.isfile(path)]
+    counted["file contents"] = {path: utils.file_identity(path)["sha256"] for path in files}
+    return hashlib.sha256(json.dumps(counted, sort_keys=True, default=repr).encode()).hexdigest()[:16]
 
 
 class JobMaker:

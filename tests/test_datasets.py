@@ -3,6 +3,7 @@ from schedulers' variables, manifests, skipping what is done, a bad item failing
 
 import json
 import os
+import shutil
 import signal
 
 import numpy as np
@@ -111,6 +112,39 @@ def test_a_bad_item_fails_alone_and_a_rerun_skips_what_is_done(workdir, capsys, 
     assert batch.summary("outputs") == {"items": 5, "done": 5, "failed": 0, "left": 0,
                                         "seconds": batch.summary("outputs")["seconds"], "failures": {}}
     assert len(read_back("results/styled-0-of-1.tfrecord")) == 5
+
+
+def test_a_finished_data_set_run_with_other_options_is_not_taken_for_done(workdir, capsys, base_args, photos):
+    """Run again with another style (and no --restart), a finished data set skipped every item: its results file
+    then listed the old images as this run's. Done counts for the options it was done with: with a changed problem
+    each item is refused as a single run is (--restart), with more --iterations each resumes, with the same
+    options each is skipped."""
+    style = str(shutil.copy(base_args[base_args.index("--style") + 1], workdir / "style.png"))
+    args = [*base_args, "--style", style, "--content", str(photos), *FAST, "--output-tfrecord", "results/styled"]
+    assert run_main(args, capsys)[0] == 0
+    finals = {name: open(os.path.join("outputs", name, "final.png"), "rb").read()
+              for name in ("beach", "city", "dog", "forest")}
+    other_style = str(shutil.copy(photos / "dog.png", workdir / "other-style.png"))
+
+    code, out, err = run_main([*args, "--style", other_style], capsys)
+    assert_refused(code, out, err, "4 of 4 items failed", "--restart")
+    assert "0 finished before, skipped; 4 to run, 4 of them finished before with other options" in out
+    assert {name: open(os.path.join("outputs", name, "final.png"), "rb").read() for name in finals} == finals
+    assert read_back("results/styled-0-of-1.tfrecord") == []  # none is this run's result
+
+    with open(style, "ab") as file:  # the style file itself edited
+        file.write(b"\0")
+    code, out, err = run_main(args, capsys)
+    assert code == 2 and "4 of them finished before with other options" in out, out
+    with open(style, "rb+") as file:
+        file.truncate(os.path.getsize(style) - 1)
+
+    code, out, err = run_main([*args[:-2], "--iterations", "3"], capsys)  # longer: each resumes from step 2
+    assert code == 0, err
+    assert out.count("Resuming from step 2") == 4
+    assert {entry["steps"] for entry in manifest_entries("outputs") if entry["status"] == "done"} == {2, 3}
+    code, out, err = run_main([*args[:-2], "--iterations", "3"], capsys)
+    assert code == 0 and "4 finished before, skipped; 0 to run" in out, err
 
 
 def test_a_damaged_record_fails_alone(workdir, capsys, base_args, photos):

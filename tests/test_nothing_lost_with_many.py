@@ -895,12 +895,15 @@ def test_outputs_that_would_harm_this_run_or_the_next_are_refused_up_front(workd
 @pytest.mark.slow  # whole runs of several seconds: out of the quick subset
 def test_restart_runs_a_data_sets_finished_items_again(workdir, capsys, base_args):
     """--restart on a finished data set skipped every item, and its results file labelled the old images as this
-    run's. It runs them again from the start; without it the skip says how to."""
+    run's. It runs them again from the start; without it the skip says how to, and another problem is refused."""
     records = named_records(workdir / "photos.tfrecord", ["a", "b"])
     args = [*base_args, "--content", records, *SMALL_RUN, "--output-tfrecord", "styled"]
     assert run_main(args, capsys)[0] == 0
     finals = {name: open(os.path.join("outputs", name, "final.png"), "rb").read() for name in ("a", "b")}
-    code, out, err = run_main([*args, "--seed", "7"], capsys)
+    code, out, err = run_main([*args, "--seed", "7"], capsys)  # another problem: each item refused, as one image
+    assert_refused(code, out, err, "2 of 2 items failed", "--restart")
+    assert "2 to run, 2 of them finished before with other options" in out
+    code, out, err = run_main(args, capsys)
     assert code == 0 and "2 finished before, skipped; 0 to run (--restart runs them again)" in out, (out, err)
     code, out, err = run_main([*args, "--seed", "7", "--restart"], capsys)
     assert code == 0 and "0 finished before, skipped; 2 to run" in out, (out, err)

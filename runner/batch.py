@@ -175,7 +175,8 @@ class Manifests:
 
     def __init__(self, output_dir, wanted=None, options=None):
         self.output_dir, self.options = output_dir, options
-        self.done = {}  # item name -> its Done (once done, an item stays done)
+        self.done = {}  # item name -> its Done: its newest done line's (once done, an item stays done)
+        kept = {}  # item name -> the time and status of the line its Done is from
         # A few names wanted (a shard's): a line that holds none of them, as JSON writes them, is not parsed.
         mentions = re.compile(b"|".join(re.escape(json.dumps(name).encode()) for name in sorted(wanted))).search \
             if wanted is not None and len(wanted) <= 1000 else None
@@ -187,8 +188,10 @@ class Manifests:
                              if line.endswith(b"\n") and (mentions is None or mentions(line)))
                     for entry in _parsed(lines):
                         name = entry.get("name")
-                        if isinstance(name, str) and (wanted is None or name in wanted):
-                            self.done[name] = Done.of(entry) or self.done.get(name)
+                        done = Done.of(entry)
+                        if done is not None and isinstance(name, str) and (wanted is None or name in wanted) and \
+                                _replaces(entry, kept.get(name)):
+                            self.done[name], kept[name] = done, {"time": entry.get("time"), "status": "done"}
             except OSError:
                 continue
 
@@ -270,6 +273,24 @@ class DoneItems:
         self.done[item.name] = Done.of(entry)
 
 
+def _time_of(entry):
+    """When a manifest line was written (its "time"), or None for a line of an earlier version, which has none."""
+    written = entry.get("time")
+    return float(written) if isinstance(written, (int, float)) else None
+
+
+def _replaces(entry, kept):
+    """True if the manifest line `entry` is newer news of its item than `kept` (the line kept so far, or None). The
+    manifests are read in name order, not in time: lines carry when they were written. An earlier version's lines
+    carry no time: they are older than any that do, and among them a done line stays (once done, it stayed done)."""
+    if kept is None:
+        return True
+    written, kept_written = _time_of(entry), _time_of(kept)
+    if kept_written is None:
+        return written is not None or kept.get("status") != "done"
+    return written is not None and written >= kept_written
+
+
 def _stamp(path):
     """(inode, modification time) of a file, or None: a file written again (atomically: a new inode) differs."""
     try:
@@ -342,7 +363,8 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False, optio
         print(f"== item {number}/{len(todo)}: {shown(item.name)} ({shown(item.source)})", flush=True)
         item_started = time.monotonic()
         entry = {"name": item.name, "folder": item.folder, "source": item.source, "output": None,
-                 "status": "failed", "reason": None, "loss": None, "steps": None, "seconds": None, "options": options}
+                 "status": "failed", "reason": None, "loss": None, "steps": None, "seconds": None, "options": options,
+                 "time": None}
         try:
             with run_folder.locked(item_folder(item)):
                 if redo and not done.redone_meanwhile(item):
@@ -357,7 +379,8 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False, optio
                 if result.code:  # a signal stopped it: saved, and resumed by the next run
                     return result.code, done
                 entry.update(status="done", output=os.path.relpath(result.output, output_dir), loss=result.loss,
-                             steps=result.steps, seconds=round(time.monotonic() - item_started, 3))
+                             steps=result.steps, seconds=round(time.monotonic() - item_started, 3),
+                             time=round(time.time(), 3))
                 append_entry(manifest, entry)  # its line, then its record: a record means the line is there
                 done.record(item, entry)
         except FolderInUse as error:  # another worker has it: leave it to that one
@@ -366,7 +389,7 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False, optio
             continue
         except (FixableError, OSError) as error:
             entry.update(status="failed", output=None, loss=None, steps=None, reason=utils.one_line(error, limit=500),
-                         seconds=round(time.monotonic() - item_started, 3))
+                         seconds=round(time.monotonic() - item_started, 3), time=round(time.time(), 3))
             print(f"item {shown(item.name)} failed: {entry['reason']}", flush=True)
             failures.append(entry)
             append_entry(manifest, entry)
@@ -414,7 +437,7 @@ def write_results(prefix, shard, output_dir, names, found_here=None, options=Non
     DoneItems), else as the manifests say (read only for the names it does not know)."""
     from runner import tfrecords
     entries = {name: done for name in names if found_here and (done := found_here.finished(name))}
-    unknown = set(names) - set(entries)
+    unknown = set(names) - set(found_here.done if found_here else ())  # what this run knows of is not looked up again
     if unknown:
         manifests = Manifests(output_dir, unknown, options)
         entries.update({name: done for name in unknown if (done := manifests.finished(name))})
@@ -445,12 +468,12 @@ def summary(output_dir):
                     given |= {item for item in json.load(file) if isinstance(item, str)}
             except (OSError, ValueError, TypeError):  # damaged: its items still count where a manifest has them
                 print(f"warning: {os.path.join(output_dir, name)} cannot be read; passed over", file=sys.stderr)
-    last, seconds = {}, 0.0  # each item's last line, except that once done it stays done
+    last, seconds = {}, 0.0  # each item's newest line (_replaces)
     for path in sorted(_manifests(output_dir)):
         for entry in _entries(path):
             if not isinstance(entry.get("name"), str):
                 continue
-            if last.get(entry["name"], {}).get("status") != "done":
+            if _replaces(entry, last.get(entry["name"])):
                 last[entry["name"]] = entry
             seconds += entry.get("seconds") if isinstance(entry.get("seconds"), (int, float)) else 0.0
     done = sorted(name for name, entry in last.items() if entry["status"] == "done")

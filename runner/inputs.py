@@ -71,18 +71,31 @@ def prepare_work(args):
 # go, how often a run saves and logs, how many checkpoints it keeps, --restart. Every other option counts.
 NOT_IN_A_RESULT = frozenset({"content", "shard", "shard_count", "checkpoint_dir", "log_dir", "output_dir", "output",
                              "output_tfrecord", "save_every", "log_every", "keep", "restart"})
+FILE_OPTIONS = ("style", "content_mask", "style_mask", "vgg")  # counted by what they name, not how it is spelt
 
 
 def options_key(args):
-    """A key of the options a data set's items are done with: every option that can change an item's result, and
-    the contents of the style and mask files named. An item finished with another key is not skipped: it runs
-    again, and resumes or is refused as a single image run again is (runner.run_folder.holds_run_of). Reading
-    no item, it costs nothing per item; a mask per item (a --content-mask folder) counts by its folder's name."""
-    counted = {name: value for name, value in vars(args).items() if name not in NOT_IN_A_RESULT}
-    files = [path for path in (*args.style, args.content_mask, *(args.style_mask or ()))
-             if isinstance(path, str) and os.path.isfile(path)]
-    counted["file contents"] = {path: utils.file_identity(path)["sha256"] for path in files}
+    """A key of the options a data set's items are done with: every option that can change an item's result, the
+    files by what they hold (the style and mask images' contents; the weights by their file's name and size, not
+    read: 535 MB), however their paths are spelt. An item finished with another key is not skipped: it runs again,
+    and resumes or is refused as a single image run again is (runner.run_folder.holds_run_of). It reads no item,
+    so it costs nothing per item: a --content-mask folder (a mask per item) counts by its name alone."""
+    counted = {name: value for name, value in vars(args).items() if name not in NOT_IN_A_RESULT | set(FILE_OPTIONS)}
+    for name in FILE_OPTIONS:
+        given = getattr(args, name)
+        counted[name] = [_file_key(path, read=name != "vgg")
+                         for path in (given if isinstance(given, (list, tuple)) else [given])]
     return hashlib.sha256(json.dumps(counted, sort_keys=True, default=repr).encode()).hexdigest()[:16]
+
+
+def _file_key(path, read):
+    """What options_key counts of a file option's value: a file's contents (or name and size: read=False), a
+    folder's name; a word (none, all) or nothing as it is."""
+    if isinstance(path, str) and os.path.isfile(path):
+        return utils.file_identity(path)["sha256"] if read else [os.path.basename(path), os.path.getsize(path)]
+    if isinstance(path, str) and os.path.isdir(path):
+        return os.path.basename(os.path.normpath(os.path.abspath(path)))
+    return path
 
 
 class JobMaker:

@@ -244,6 +244,42 @@ def test_the_manifests_keep_only_what_the_done_check_needs_of_the_names_asked_fo
     assert asked.done == {name: batch.Done(f"{name}/final.png", 1.5, 3) for name in ("photo7", "photo8", "photo99")}
 
 
+def test_the_newest_line_of_an_item_tells_whatever_manifest_holds_it(tmp_path):
+    """Manifests are read in name order (manifest-0-of-1 before manifest-0-of-2), not in time: the line read last
+    was taken, though another manifest's was newer. With options in the lines, that took an image the newest run
+    replaced for a result of the older options. Lines carry their time; earlier versions' (none) are older."""
+    (tmp_path / "a").mkdir()
+    write_image(tmp_path / "a" / "final.png", 8, 8, seed=1)  # the image the newest run (options A) wrote
+
+    def line(status, options, written):
+        return json.dumps({"name": "a", "output": "a/final.png", "status": status, "loss": 1.0, "steps": 2,
+                           "options": options, **({} if written is None else {"time": written})}) + "\n"
+    (tmp_path / "manifest-0-of-1.jsonl").write_text(line("done", "A", 300.0))
+    (tmp_path / "manifest-0-of-2.jsonl").write_text(line("done", None, None) + line("done", "B", 200.0))
+    assert batch.Manifests(str(tmp_path), {"a"}, options="B").finished("a") is None
+    assert batch.Manifests(str(tmp_path), {"a"}, options="A").finished("a").options == "A"
+    with open(tmp_path / "manifest-0-of-2.jsonl", "a") as file:  # then a run with B refused for it
+        file.write(line("failed", "B", 400.0))
+    assert batch.summary(str(tmp_path))["failed"] == 1  # its newest line, not "once done, done"
+    (tmp_path / "manifest-0-of-2.jsonl").write_text(line("done", None, None) + line("failed", None, None))
+    (tmp_path / "manifest-0-of-1.jsonl").unlink()
+    assert batch.summary(str(tmp_path))["done"] == 1  # an earlier version's lines: once done, it stayed done
+
+
+def test_the_options_key_counts_files_by_what_they_hold_not_how_they_are_spelt(workdir):
+    from runner import inputs, options
+    write_image(workdir / "style.png", 8, 8, seed=1)
+
+    def key(*argv):
+        return inputs.options_key(options.parse_args(list(argv)))
+    assert key("--style", "style.png") == key("--style", "./style.png") == key("--style", str(workdir / "style.png"))
+    assert key("--style", "style.png", "--save-every", "7", "--output-dir", "x") == key("--style", "style.png")
+    assert key("--style", "style.png", "--seed", "3") != key("--style", "style.png")
+    before = key("--style", "style.png")
+    write_image(workdir / "style.png", 8, 8, seed=2)
+    assert key("--style", "style.png") != before
+
+
 def test_a_record_files_listing_is_cached_and_checked(workdir, photos, monkeypatch, capsys):
     """A rerun reads a TFRecord file's listing from the cache, not the million records again; a file that changed
     (size or time) is listed again, and so is one whose cache is damaged, with a warning."""

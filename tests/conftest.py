@@ -1,6 +1,8 @@
 """Shared fixtures: VGG .mat files and images written here (the tests never download), and CLI runners."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,6 +18,10 @@ import pytest
 from PIL import Image
 
 import matconvnet
+
+# The weights cache in STYLE_TRANSFER_CACHE is as large as the weights (765 MB for the test file): it goes with the
+# process that made it (each xdist worker makes its own), not left in the temporary folder run after run.
+atexit.register(shutil.rmtree, os.environ["STYLE_TRANSFER_CACHE"], ignore_errors=True)
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, PROJECT)

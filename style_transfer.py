@@ -761,7 +761,7 @@ def run_work(work, stop):
         graphs.close()
     if work.output_tfrecord and code in (0, 2):
         batch.write_results(work.output_tfrecord, work.shard, work.output_dir,
-                            [item.name for item in work.items[work.shard.index::work.shard.count]], done,
+                            work.items[work.shard.index::work.shard.count], done,
                             work.options)
     return code
 

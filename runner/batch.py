@@ -22,6 +22,7 @@ a run's manifests with
 import argparse
 import io
 import json
+import math
 import os
 import re
 import sys
@@ -148,35 +149,52 @@ class Done:
     loss: float
     steps: int
     options: str = None  # the key of the options it was finished with (runner.inputs.options_key); None: not known
+    source: str = None  # where the item it finished came from (an Item's source); None: not known
 
     @classmethod
     def of(cls, entry):
         """The Done of a manifest line or done record that says the item is done, else None."""
         if not isinstance(entry, dict) or entry.get("status") != "done" or not isinstance(entry.get("output"), str):
             return None
-        loss, steps, options = entry.get("loss"), entry.get("steps"), entry.get("options")
-        return cls(entry["output"], loss if isinstance(loss, (int, float)) else None,
-                   steps if isinstance(steps, int) else None, options if isinstance(options, str) else None)
+        loss, steps = entry.get("loss"), entry.get("steps")
+        options, source = entry.get("options"), entry.get("source")
+        return cls(entry["output"], float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else None,
+                   steps if isinstance(steps, int) and 0 <= steps < 2 ** 62 else None,  # as a results record holds
+                   options if isinstance(options, str) else None, source if isinstance(source, str) else None)
 
-    def finished_with(self, options):
-        """True if it was finished with these options (a key), or with options not known (an earlier version's)."""
-        return self.options is None or options is None or self.options == options
+    def counts_for(self, options, source):
+        """True if it was finished with these options (a key) from this source (an item's): an item of the same
+        name from another file (a.jpg where a.png was), or run with other options, is not finished. What is not
+        known (an earlier version recorded no options) does not count against it."""
+        return (self.options is None or options is None or self.options == options) and \
+            (self.source is None or source is None or _same_place(self.source, source))
 
 
-def finished(output_dir, done, options):
-    """`done` (a Done, or None) if the item was finished with these options and its image is there, else None."""
-    return done if done is not None and done.finished_with(options) and output_path(output_dir, done) else None
+def _same_place(source, other):
+    """True if two items' sources name the same place: a path as given (photos/a.png, ./photos/a.png), or a
+    TFRecord file's and a record's index in it."""
+    def normal(given):
+        path, hash_sign, index = given.rpartition("#") if "#" in given else (given, "", "")
+        return os.path.normpath(path) + hash_sign + index
+    return normal(source) == normal(other)
+
+
+def finished(output_dir, done, options, source):
+    """`done` (a Done, or None) if the item was finished with these options from this source and its image is
+    there, else None."""
+    return done if done is not None and done.counts_for(options, source) and output_path(output_dir, done) else None
 
 
 class Manifests:
     """The items that every shard's manifest in an output folder records as done, read once: of the names asked
-    for (`wanted`, a set; None for all), each name's Done. options: the key of this run's options; an item
-    finished with others is not finished for it."""
+    for (`wanted`, a set; None for all), each name's Done, if its newest line says done. options: the key of this
+    run's options, sources: {name: the source of this run's item}: an item finished with other options, or from
+    another source, is not finished for this run."""
 
-    def __init__(self, output_dir, wanted=None, options=None):
-        self.output_dir, self.options = output_dir, options
-        self.done = {}  # item name -> its Done: its newest done line's (once done, an item stays done)
-        kept = {}  # item name -> the time and status of the line its Done is from
+    def __init__(self, output_dir, wanted=None, options=None, sources=None):
+        self.output_dir, self.options, self.sources = output_dir, options, sources or {}
+        self.done = {}  # item name -> its Done
+        newest = {}  # item name -> the time and status of its newest line (_replaces)
         # A few names wanted (a shard's): a line that holds none of them, as JSON writes them, is not parsed.
         mentions = re.compile(b"|".join(re.escape(json.dumps(name).encode()) for name in sorted(wanted))).search \
             if wanted is not None and len(wanted) <= 1000 else None
@@ -188,16 +206,21 @@ class Manifests:
                              if line.endswith(b"\n") and (mentions is None or mentions(line)))
                     for entry in _parsed(lines):
                         name = entry.get("name")
-                        done = Done.of(entry)
-                        if done is not None and isinstance(name, str) and (wanted is None or name in wanted) and \
-                                _replaces(entry, kept.get(name)):
-                            self.done[name], kept[name] = done, {"time": entry.get("time"), "status": "done"}
+                        if isinstance(name, str) and (wanted is None or name in wanted) and \
+                                _replaces(entry, newest.get(name)):
+                            newest[name] = {"time": entry.get("time"), "status": entry.get("status")}
+                            done = Done.of(entry)
+                            if done is None:
+                                self.done.pop(name, None)
+                            else:
+                                self.done[name] = done
             except OSError:
                 continue
 
     def finished(self, name):
-        """The item's Done if it was finished with this run's options and its image is there, else None."""
-        return finished(self.output_dir, self.done.get(name), self.options)
+        """The item's Done if it was finished with this run's options from its source and its image is there, else
+        None."""
+        return finished(self.output_dir, self.done.get(name), self.options, self.sources.get(name))
 
 
 DONE_RECORD = "done.json"  # in an item's checkpoint folder, once the item is done: its manifest line
@@ -225,6 +248,7 @@ class DoneItems:
         which a run that skips what is done does not pay). options: the key of this run's options
         (runner.inputs.options_key): an item finished with other options is not finished for this run."""
         self.output_dir, self.item_folder, self.options = output_dir, item_folder, options
+        self.sources = {item.name: item.source for item in items}
         self.done = {}  # item name -> Done
         self.seen = {}  # restarting: item name -> its done record's (inode, time) as first read
         for item in items:
@@ -238,18 +262,21 @@ class DoneItems:
             self.done.update(Manifests(output_dir, without_record).done)
 
     def finished(self, name):
-        """The item's Done if it was finished with this run's options and its image is there, else None."""
-        return finished(self.output_dir, self.done.get(name), self.options)
+        """The item's Done if it was finished with this run's options from its source and its image is there, else
+        None."""
+        return finished(self.output_dir, self.done.get(name), self.options, self.sources.get(name))
 
     def finished_otherwise(self, name):
-        """True if the item was finished, but with other options than this run's (so it runs again)."""
+        """True if the item was finished, but with other options than this run's or from another source (so it
+        runs again)."""
         done = self.done.get(name)
-        return done is not None and not done.finished_with(self.options)
+        return done is not None and not done.counts_for(self.options, self.sources.get(name))
 
     def finished_meanwhile(self, item):
-        """Under the item's lock: its Done if another worker finished it (with these options) since this one
-        looked, else None."""
-        done = finished(self.output_dir, read_done_record(self.item_folder(item), item.name), self.options)
+        """Under the item's lock: its Done if another worker finished it (with these options, from its source)
+        since this one looked, else None."""
+        done = finished(self.output_dir, read_done_record(self.item_folder(item), item.name), self.options,
+                        item.source)
         if done is not None:
             self.done[item.name] = done
         return done
@@ -261,7 +288,7 @@ class DoneItems:
         return stamp is not None and stamp != self.seen.get(item.name)
 
     def forget(self, item):
-        """Under the item's lock: it is to be done again (--restart): its done record goes."""
+        """Under the item's lock: it is to be done again (--restart, or other options): its done record goes."""
         record = os.path.join(self.item_folder(item), DONE_RECORD)
         if os.path.isfile(record) and not os.path.islink(record):
             os.remove(record)
@@ -302,8 +329,8 @@ def _stamp(path):
 
 def _manifests(output_dir):
     names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
-    return [os.path.join(output_dir, name) for name in names
-            if name.startswith("manifest-") and name.endswith(".jsonl")]
+    return [os.path.join(output_dir, name) for name in names if name.startswith("manifest-") and
+            name.endswith(".jsonl") and os.path.isfile(os.path.join(output_dir, name))]  # (a folder of that name: none)
 
 
 def _entries(path):
@@ -359,6 +386,15 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False, optio
     counts = {"done": 0, "failed": 0, "left": 0}
     failures = []
     started = time.monotonic()
+
+    def again(item):
+        """Under its lock: a finished item is run again. Until it is done again, neither its done record nor its
+        manifest line may say it is done: whatever a kill leaves of the new run (its final image, say) would be
+        taken for the finished one. The record goes, then a line says it began again (the newest line counts)."""
+        done.forget(item)
+        append_entry(manifest, {"name": item.name, "folder": item.folder, "source": item.source, "status": "again",
+                                "options": options, "time": round(time.time(), 3)})
+
     for number, item in enumerate(todo, start=1):
         print(f"== item {number}/{len(todo)}: {shown(item.name)} ({shown(item.source)})", flush=True)
         item_started = time.monotonic()
@@ -368,11 +404,13 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False, optio
         try:
             with run_folder.locked(item_folder(item)):
                 if redo and not done.redone_meanwhile(item):
-                    done.forget(item)  # until it is done again
+                    again(item)
                 elif done.finished_meanwhile(item):  # another worker finished it since this one started
                     print(f"item {shown(item.name)} was finished by another worker meanwhile", flush=True)
                     counts["left"] += 1
                     continue
+                elif done.finished_otherwise(item.name):  # with other options, or another file of its name
+                    again(item)
                 if item.failure:
                     raise FixableError(item.failure)
                 result = run_item(item)
@@ -429,17 +467,18 @@ def check_results_file(prefix, shard):
                            f"move it, or choose another --output-tfrecord")
 
 
-def write_results(prefix, shard, output_dir, names, found_here=None, options=None):
+def write_results(prefix, shard, output_dir, items, found_here=None, options=None):
     """This shard's finished items as PREFIX-<INDEX>-of-<COUNT>.tfrecord in the common layout (image/encoded PNG,
     image/filename = the item's name, its size, the final loss and steps), written whole each time: a record for
-    every item of `names` (the shard's) that is done with these options (a key; not an earlier run's result with
+    every item of `items` (the shard's) that is done with these options (a key; not an earlier run's result with
     others), whichever shard count finished it: as this process's run_items found or finished it (found_here, its
     DoneItems), else as the manifests say (read only for the names it does not know)."""
     from runner import tfrecords
+    names = [item.name for item in items]
     entries = {name: done for name in names if found_here and (done := found_here.finished(name))}
     unknown = set(names) - set(found_here.done if found_here else ())  # what this run knows of is not looked up again
     if unknown:
-        manifests = Manifests(output_dir, unknown, options)
+        manifests = Manifests(output_dir, unknown, options, {item.name: item.source for item in items})
         entries.update({name: done for name in unknown if (done := manifests.finished(name))})
     records = []
     for name, done in sorted(entries.items()):
@@ -476,10 +515,11 @@ def summary(output_dir):
             if _replaces(entry, last.get(entry["name"])):
                 last[entry["name"]] = entry
             seconds += entry.get("seconds") if isinstance(entry.get("seconds"), (int, float)) else 0.0
-    done = sorted(name for name, entry in last.items() if entry["status"] == "done")
-    failed = sorted(name for name, entry in last.items() if entry["status"] != "done")
+    done = sorted(name for name, entry in last.items() if entry.get("status") == "done")
+    failed = sorted(name for name, entry in last.items() if entry.get("status") not in ("done", "again"))
+    begun_again = [name for name, entry in last.items() if entry.get("status") == "again"]  # not finished since
     return {"items": len(given | set(last)), "done": len(done), "failed": len(failed),
-            "left": len(given - set(last)), "seconds": round(seconds, 1),
+            "left": len(given - set(last)) + len(begun_again), "seconds": round(seconds, 1),
             "failures": {name: last[name].get("reason") for name in failed}}
 
 

@@ -118,7 +118,7 @@ def test_a_finished_data_set_run_with_other_options_is_not_taken_for_done(workdi
     """Run again with another style (and no --restart), a finished data set skipped every item: its results file
     then listed the old images as this run's. Done counts for the options it was done with: with a changed problem
     each item is refused as a single run is (--restart), with more --iterations each resumes, with the same
-    options each is skipped."""
+    options each is skipped, and run with the first options again each resumes and is done again, unchanged."""
     style = str(shutil.copy(base_args[base_args.index("--style") + 1], workdir / "style.png"))
     args = [*base_args, "--style", style, "--content", str(photos), *FAST, "--output-tfrecord", "results/styled"]
     assert run_main(args, capsys)[0] == 0
@@ -135,9 +135,14 @@ def test_a_finished_data_set_run_with_other_options_is_not_taken_for_done(workdi
     with open(style, "ab") as file:  # the style file itself edited
         file.write(b"\0")
     code, out, err = run_main(args, capsys)
-    assert code == 2 and "4 of them finished before with other options" in out, out
+    assert code == 2 and out.count("holds a run of another problem (style:") == 4, out
     with open(style, "rb+") as file:
         file.truncate(os.path.getsize(style) - 1)
+    # The first options again: run again since (their records went), each resumes at its last step, done again.
+    code, out, err = run_main(args, capsys)
+    assert code == 0 and out.count("Resuming from step 2") == 4, (out, err)
+    assert {name: open(os.path.join("outputs", name, "final.png"), "rb").read() for name in finals} == finals
+    assert len(read_back("results/styled-0-of-1.tfrecord")) == 4
 
     code, out, err = run_main([*args[:-2], "--iterations", "3"], capsys)  # longer: each resumes from step 2
     assert code == 0, err
@@ -239,9 +244,10 @@ def test_the_manifests_keep_only_what_the_done_check_needs_of_the_names_asked_fo
     (tmp_path / "manifest-0-of-1.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines) +
                                                    '{"name": "photo8", "status": "do')  # being appended
     every = batch.Manifests(str(tmp_path))
-    assert len(every.done) == 100 and every.done["photo7"] == batch.Done("photo7/final.png", 1.5, 3)
+    assert len(every.done) == 100 and every.done["photo7"] == batch.Done("photo7/final.png", 1.5, 3, source="x")
     asked = batch.Manifests(str(tmp_path), {"photo7", "photo8", "photo99", "none such"})
-    assert asked.done == {name: batch.Done(f"{name}/final.png", 1.5, 3) for name in ("photo7", "photo8", "photo99")}
+    assert asked.done == {name: batch.Done(f"{name}/final.png", 1.5, 3, source="x")
+                          for name in ("photo7", "photo8", "photo99")}
 
 
 def test_the_newest_line_of_an_item_tells_whatever_manifest_holds_it(tmp_path):
@@ -264,6 +270,56 @@ def test_the_newest_line_of_an_item_tells_whatever_manifest_holds_it(tmp_path):
     (tmp_path / "manifest-0-of-2.jsonl").write_text(line("done", None, None) + line("failed", None, None))
     (tmp_path / "manifest-0-of-1.jsonl").unlink()
     assert batch.summary(str(tmp_path))["done"] == 1  # an earlier version's lines: once done, it stayed done
+
+
+class Killed(BaseException):
+    """What a SIGKILL does to a run, for a test in one process: nothing after it runs."""
+
+
+def test_an_item_run_again_is_not_done_until_it_is_done_again(tmp_path):
+    """A finished item run again (--restart, or other options) and killed after its new final image was written but
+    before its manifest line: the rerun with the first options took the new image for the finished one (the old
+    record and line vouched for it). Its record goes and a line says it began again, first. An item of the same
+    name from another file (a.jpg where a.png was) is not taken for the finished one either."""
+    output_dir, folders = str(tmp_path / "outputs"), tmp_path / "checkpoints"
+    item = items.Item("a", "photos/a.png", "photos/a.png")
+
+    def finishing(item):
+        os.makedirs(os.path.join(output_dir, "a"), exist_ok=True)
+        write_image(os.path.join(output_dir, "a", "final.png"), 8, 8, seed=1)
+        return batch.ItemResult(0, os.path.join(output_dir, "a", "final.png"), 1.0, 2)
+
+    def killed_after_its_image(item):
+        write_image(os.path.join(output_dir, "a", "final.png"), 8, 8, seed=2)
+        raise Killed
+
+    def folder(item):
+        return str(folders / item.folder)
+    shard = batch.Shard(0, 1)
+    assert batch.run_items([item], shard, output_dir, finishing, folder, options="A")[0] == 0
+    for restart, options in ((True, "A"), (False, "B")):
+        with pytest.raises(Killed):
+            batch.run_items([item], shard, output_dir, killed_after_its_image, folder, redo=restart, options=options)
+        assert batch.DoneItems(output_dir, [item], folder, options="A").finished("a") is None
+        assert batch.Manifests(output_dir, {"a"}, "A", {"a": item.source}).finished("a") is None
+        assert batch.summary(output_dir)["left"] == 1
+        assert batch.run_items([item], shard, output_dir, finishing, folder, options="A")[0] == 0  # done again
+        assert batch.DoneItems(output_dir, [item], folder, options="A").finished("a") is not None
+
+    for same_place in ("./photos/a.png", "photos//a.png"):
+        assert batch.DoneItems(output_dir, [items.Item("a", same_place, same_place)], folder, options="A").finished("a")
+    other = items.Item("a", "photos/a.jpg", "photos/a.jpg")
+    assert batch.DoneItems(output_dir, [other], folder, options="A").finished("a") is None
+
+
+def test_damaged_manifests_and_records_are_passed_over(tmp_path):
+    """A line without a status, a folder named as a manifest, and a step count no results record can hold (a
+    traceback each, from the summary and the results)."""
+    (tmp_path / "manifest-0-of-1.jsonl").write_text(json.dumps({"name": "x"}) + "\n" + json.dumps(
+        {"name": "y", "status": "done", "output": "y.png", "steps": 10 ** 20, "loss": float("inf")}) + "\n")
+    (tmp_path / "manifest-0-of-2.jsonl").mkdir()
+    assert batch.summary(str(tmp_path))["done"] == 1
+    assert batch.Manifests(str(tmp_path)).done["y"] == batch.Done("y.png", None, None)
 
 
 def test_the_options_key_counts_files_by_what_they_hold_not_how_they_are_spelt(workdir):

@@ -903,6 +903,8 @@ def test_restart_runs_a_data_sets_finished_items_again(workdir, capsys, base_arg
     code, out, err = run_main([*args, "--seed", "7"], capsys)  # another problem: each item refused, as one image
     assert_refused(code, out, err, "2 of 2 items failed", "--restart")
     assert "2 to run, 2 of them finished before with other options" in out
+    code, out, err = run_main(args, capsys)  # run again since: each resumes at its end, and is done again
+    assert code == 0 and out.count("Resuming from step 2") == 2, (out, err)
     code, out, err = run_main(args, capsys)
     assert code == 0 and "2 finished before, skipped; 0 to run (--restart runs them again)" in out, (out, err)
     code, out, err = run_main([*args, "--seed", "7", "--restart"], capsys)
@@ -911,7 +913,7 @@ def test_restart_runs_a_data_sets_finished_items_again(workdir, capsys, base_arg
     for name in ("a", "b"):
         assert json.load(open(os.path.join("checkpoints", "style_transfer", name, "run.json")))["seed"] == 7
     assert [entry["name"] for entry in manifest_entries("outputs") if entry["status"] == "done"] == [
-        "a", "b", "a", "b"]
+        "a", "b", "a", "b", "a", "b"]  # done, done again (resumed at its end), and done with --seed 7
     code, out, err = run_main([*args, "--seed", "7"], capsys)
     assert code == 0 and "2 finished before, skipped; 0 to run" in out, (out, err)
 

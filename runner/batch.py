@@ -451,20 +451,26 @@ def results_path(prefix, shard):
 
 
 def is_results_file(prefix, path):
-    """Whether `path` is a results file of --output-tfrecord `prefix`, any shard's under any count."""
+    """Whether `path` is a results file of --output-tfrecord `prefix`, any shard's under any count: named so, and
+    holding results (images the tool packed under such a name are input, not results)."""
+    from runner import tfrecords
     folder, name = os.path.split(prefix)
     return os.path.realpath(os.path.dirname(path)) == os.path.realpath(folder or ".") and \
-        re.fullmatch(re.escape(name) + r"-\d+-of-\d+\.tfrecord", os.path.basename(path)) is not None
+        re.fullmatch(re.escape(name) + r"-\d+-of-\d+\.tfrecord", os.path.basename(path)) is not None and \
+        tfrecords.holds_only_results(path)
 
 
 def check_results_file(prefix, shard):
-    """Refuse, before any item runs, a results file that is not the tool's own (runner.inputs checks its folder can be
-    written)."""
+    """Refuse, before any item runs, a results file that is not the tool's own results (runner.inputs checks its
+    folder can be written): a user's file, or images the tool packed (`python -m runner.tfrecords` names its
+    files as results are named)."""
     from runner import tfrecords
     path = results_path(prefix, shard)
-    if os.path.lexists(path) and not tfrecords.written_by_this_tool(path):
-        raise FixableError(f"{path} exists and was not written by style_transfer.py: the results would replace it; "
-                           f"move it, or choose another --output-tfrecord")
+    if os.path.lexists(path) and not tfrecords.holds_only_results(path):
+        what = "holds images packed as input" if tfrecords.written_by_this_tool(path) else \
+            "exists and was not written by style_transfer.py"
+        raise FixableError(f"{path} {what}: the results would replace it; move it, or choose another "
+                           f"--output-tfrecord")
 
 
 def write_results(prefix, shard, output_dir, items, found_here=None, options=None):

@@ -154,7 +154,12 @@ def _inputs(content, is_result):
             matches = sorted(glob.glob(given))
             if not matches:
                 raise FixableError(f"--content {given} matches no file: check the pattern")
-            yield from (path for path in matches if not is_result(path))
+            content = [path for path in matches if not is_result(path)]
+            if not content:
+                raise FixableError(f"--content {given} matches only results of --output-tfrecord "
+                                   f"({', '.join(matches[:2])}{' ...' if len(matches) > 2 else ''}): give the "
+                                   f"content's own files")
+            yield from content
         else:
             yield given
 

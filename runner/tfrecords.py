@@ -326,6 +326,18 @@ def written_by_this_tool(path):
     return True
 
 
+def holds_only_results(path):
+    """True if the TFRecord file at `path` holds nothing, or only results this tool wrote (RESULTS_KEY): not
+    images it packed (input for a run, which results never replace). Never what is not a regular file."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        return all(RESULTS_KEY in tf.train.Example.FromString(serialized).features.feature
+                   for _, serialized in serialized_records(path))
+    except Exception:  # damaged, or not a TFRecord file at all: not results
+        return False
+
+
 def write_records(path, records):
     """Write serialized records as a TFRecord file, atomically (a crash leaves any earlier file as it was). A write
     that fails (a full disk) raises OSError naming `path`, as a failed write of Python's own would."""

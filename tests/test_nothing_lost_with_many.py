@@ -918,6 +918,32 @@ def test_restart_runs_a_data_sets_finished_items_again(workdir, capsys, base_arg
     assert code == 0 and "2 finished before, skipped; 0 to run" in out, (out, err)
 
 
+def test_packed_images_named_as_results_are_never_replaced_by_results(workdir, capsys, base_args):
+    """The packer names its files PREFIX-<i>-of-<n>.tfrecord, as results are named: with that prefix given to
+    --output-tfrecord, the packed input was taken for results (passed over as content, a traceback when nothing
+    else was left) and replaced by a results file holding another item: the packed images were lost."""
+    os.makedirs("photos")
+    for seed, name in enumerate(["a", "b"]):
+        write_image(os.path.join("photos", f"{name}.png"), 48, 40, seed=seed)
+    tfrecords.pack("photos", os.path.join("data", "photos"), "common", shards=2)
+    packed = {name: open(os.path.join("data", name), "rb").read() for name in os.listdir("data")}
+    write_image("c.png", 48, 40, seed=5)
+    for extra in ([], ["c.png"]):
+        code, out, err = run_main([*base_args, "--content", "data/photos-*.tfrecord", *extra, *SMALL_RUN,
+                                   "--output-tfrecord", "data/photos", "--shard", "0/2"], capsys)
+        assert_refused(code, out, err, os.path.join("data", "photos-0-of-2.tfrecord"), "--output-tfrecord")
+        assert {name: open(os.path.join("data", name), "rb").read() for name in os.listdir("data")} == packed
+    code, out, err = run_main([*base_args, "--content", "c.png", *SMALL_RUN, "--output-tfrecord", "data/photos",
+                               "--shard", "0/2"], capsys)  # not an input this time: still packed images
+    assert_refused(code, out, err, "holds images packed as input", "--output-tfrecord")
+    assert {name: open(os.path.join("data", name), "rb").read() for name in os.listdir("data")} == packed
+    assert run_main([*base_args, "--content", "c.png", "photos/b.png", *SMALL_RUN,
+                     "--output-tfrecord", "out/styled"], capsys)[0] == 0
+    code, out, err = run_main([*base_args, "--content", "out/styled-*.tfrecord", *SMALL_RUN, "--output-tfrecord",
+                               "out/styled"], capsys)  # a pattern that finds only results: one line, no traceback
+    assert_refused(code, out, err, "matches only results of --output-tfrecord")
+
+
 def test_a_manifest_line_cut_short_does_not_swallow_the_next(workdir, capsys, base_args):
     """A line a full disk cut short has no end: the next line was appended to it and could not be read, so its
     item counted as not done. The cut line is ended first."""

@@ -132,13 +132,13 @@ def check_slurm_shard_count(output_dir, shard):
 def output_path(output_dir, done):
     """Where a finished item's output (a Done's) is: relative to --output-dir (this version's lines), or as an
     earlier version recorded it (relative to the folder its worker ran in, or absolute); None where it is not
-    there."""
+    there, or not whole: of another size than the one recorded (cut short; a stat, as the lookup is)."""
     recorded = done.output
     if not recorded:
         return None
     for path in (os.path.join(output_dir, recorded), recorded):
         if os.path.isfile(path):
-            return path
+            return path if done.bytes is None or os.path.getsize(path) == done.bytes else None
     return None
 
 
@@ -150,6 +150,7 @@ class Done:
     steps: int
     options: str = None  # the key of the options it was finished with (runner.inputs.options_key); None: not known
     source: str = None  # where the item it finished came from (an Item's source); None: not known
+    bytes: int = None  # the size its image was written with; None: not known
 
     @classmethod
     def of(cls, entry):
@@ -157,10 +158,11 @@ class Done:
         if not isinstance(entry, dict) or entry.get("status") != "done" or not isinstance(entry.get("output"), str):
             return None
         loss, steps = entry.get("loss"), entry.get("steps")
-        options, source = entry.get("options"), entry.get("source")
+        options, source, size = entry.get("options"), entry.get("source"), entry.get("bytes")
         return cls(entry["output"], float(loss) if isinstance(loss, (int, float)) and math.isfinite(loss) else None,
                    steps if isinstance(steps, int) and 0 <= steps < 2 ** 62 else None,  # as a results record holds
-                   options if isinstance(options, str) else None, source if isinstance(source, str) else None)
+                   options if isinstance(options, str) else None, source if isinstance(source, str) else None,
+                   size if isinstance(size, int) else None)
 
     def counts_for(self, options, source):
         """True if it was finished with these options (a key) from this source (an item's): an item of the same
@@ -418,7 +420,7 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False, optio
                     return result.code, done
                 entry.update(status="done", output=os.path.relpath(result.output, output_dir), loss=result.loss,
                              steps=result.steps, seconds=round(time.monotonic() - item_started, 3),
-                             time=round(time.time(), 3))
+                             time=round(time.time(), 3), bytes=os.path.getsize(result.output))
                 append_entry(manifest, entry)  # its line, then its record: a record means the line is there
                 done.record(item, entry)
         except FolderInUse as error:  # another worker has it: leave it to that one
@@ -488,14 +490,22 @@ def write_results(prefix, shard, output_dir, items, found_here=None, options=Non
         entries.update({name: done for name in unknown if (done := manifests.finished(name))})
     records = []
     for name, done in sorted(entries.items()):
-        with Image.open(output_path(output_dir, done)) as image:
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG")
-            records.append(tfrecords.common_example(name, buffer.getvalue(), "png", image.width, image.height,
-                                                    **{tfrecords.RESULTS_KEY: int(done.steps or 0)},
-                                                    # not known for an item resumed at its last step: left out
-                                                    **({} if done.loss is None else
-                                                       {"style_transfer/loss": float(done.loss)})))
+        image_path = output_path(output_dir, done)
+        try:
+            with Image.open(image_path) as opened:
+                image = opened.copy()  # read whole here: a damaged image fails now, not while packed
+        except Exception as error:  # Pillow raises many kinds for a damaged image: that item is left out, said
+            print(f"warning: {image_path}, the image of item {shown(name)}, cannot be read ({utils.one_line(error)})"
+                  f"; left out of the results: remove it and run the same command to write it again",
+                  file=sys.stderr, flush=True)
+            continue
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        records.append(tfrecords.common_example(name, buffer.getvalue(), "png", image.width, image.height,
+                                                **{tfrecords.RESULTS_KEY: int(done.steps or 0)},
+                                                # not known for an item resumed at its last step: left out
+                                                **({} if done.loss is None else
+                                                   {"style_transfer/loss": float(done.loss)})))
     path = results_path(prefix, shard)
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tfrecords.write_records(path, records)

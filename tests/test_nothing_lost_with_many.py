@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
+from test_datasets import read_back
 from test_video import panning_frames, write_frames
 
 import utils
@@ -942,6 +943,29 @@ def test_packed_images_named_as_results_are_never_replaced_by_results(workdir, c
     code, out, err = run_main([*base_args, "--content", "out/styled-*.tfrecord", *SMALL_RUN, "--output-tfrecord",
                                "out/styled"], capsys)  # a pattern that finds only results: one line, no traceback
     assert_refused(code, out, err, "matches only results of --output-tfrecord")
+
+
+def test_a_damaged_finished_image_is_written_again_or_left_out_of_the_results(workdir, capsys, base_args):
+    """A finished item's image cut short blocked the results for good (each rerun: "cannot write a file (image file
+    is truncated): free some space"). Cut short (another size than written), the item runs again, resuming at its
+    end, and its image is whole again; damaged in place, it is left out of the results, said on stderr."""
+    records = named_records(workdir / "photos.tfrecord", ["a", "b"])
+    args = [*base_args, "--content", records, *SMALL_RUN, "--output-tfrecord", "styled"]
+    assert run_main(args, capsys)[0] == 0
+    whole = open(os.path.join("outputs", "b", "final.png"), "rb").read()
+    with open(os.path.join("outputs", "b", "final.png"), "r+b") as image:
+        image.truncate(300)
+    code, out, err = run_main(args, capsys)
+    assert code == 0 and "1 finished before, skipped; 1 to run" in out and "Resuming from step 2" in out, (out, err)
+    assert open(os.path.join("outputs", "b", "final.png"), "rb").read() == whole
+    assert len(read_back("styled-0-of-1.tfrecord")) == 2
+
+    with open(os.path.join("outputs", "b", "final.png"), "r+b") as image:
+        image.seek(100)
+        image.write(b"\0" * (len(whole) - 100))  # the same size, damaged
+    code, out, err = run_main(args, capsys)
+    assert code == 0 and "outputs/b/final.png, the image of item b, cannot be read" in err, (out, err)
+    assert [record["image/filename"] for record in read_back("styled-0-of-1.tfrecord")] == [b"a"]
 
 
 def test_a_manifest_line_cut_short_does_not_swallow_the_next(workdir, capsys, base_args):

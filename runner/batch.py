@@ -510,6 +510,14 @@ def write_results(prefix, shard, output_dir, items, found_here=None, options=Non
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tfrecords.write_records(path, records)
     print(f"Results of shard {shard}: {len(records)} records in {path}", flush=True)
+    folder = os.path.dirname(prefix) or "."
+    counted_otherwise = sorted(name for name in os.listdir(folder) if not name.endswith(f"-of-{shard.count}.tfrecord")
+                               and is_results_file(prefix, os.path.join(folder, name)))
+    if counted_otherwise:  # another shard count's: perhaps of an earlier run, which a reader of them all gets too
+        print(f"warning: {len(counted_otherwise)} results files of another shard count are beside it "
+              f"({', '.join(counted_otherwise[:3])}{' ...' if len(counted_otherwise) > 3 else ''}): a reader of "
+              f"{os.path.basename(prefix)}-*.tfrecord gets their records too; remove them if they are an earlier "
+              f"run's", file=sys.stderr, flush=True)
     return path
 
 

@@ -968,6 +968,20 @@ def test_a_damaged_finished_image_is_written_again_or_left_out_of_the_results(wo
     assert [record["image/filename"] for record in read_back("styled-0-of-1.tfrecord")] == [b"a"]
 
 
+def test_results_of_another_shard_count_beside_the_new_ones_are_said(workdir, capsys, base_args):
+    """Run as two shards, then as one: the two shards' results stayed beside the new file, unsaid, and a reader of
+    styled-*.tfrecord got every item twice. They are the tool's own, but perhaps a live run's: said, not removed."""
+    records = named_records(workdir / "photos.tfrecord", ["a", "b"])
+    args = [*base_args, "--content", records, *SMALL_RUN, "--output-tfrecord", "styled"]
+    for shard in ("0/2", "1/2"):
+        code, out, err = run_main([*args, "--shard", shard], capsys)
+        assert code == 0 and "another shard count" not in err, err
+    code, out, err = run_main(args, capsys)
+    assert code == 0 and "2 results files of another shard count" in err and "styled-0-of-2.tfrecord" in err, err
+    assert sorted(name for name in os.listdir(".") if name.startswith("styled-")) == [
+        "styled-0-of-1.tfrecord", "styled-0-of-2.tfrecord", "styled-1-of-2.tfrecord"]
+
+
 def test_a_manifest_line_cut_short_does_not_swallow_the_next(workdir, capsys, base_args):
     """A line a full disk cut short has no end: the next line was appended to it and could not be read, so its
     item counted as not done. The cut line is ended first."""

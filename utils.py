@@ -240,12 +240,22 @@ def is_mark(text):
 def save_image(path, pixels, mark):
     """Write float RGB pixels in 0..255 as an 8-bit image, atomically (a crash leaves the old file), with `mark`
     (mark_of: which run folder's run wrote it)."""
+    check_still_ours(path, mark, mark_in)
     image = _as_image(pixels)
     exif = Image.Exif()
     exif[SOFTWARE_TAG] = mark
     with atomic_output(path) as temporary:
         image.save(temporary, format=Image.registered_extensions().get(os.path.splitext(path)[1].lower(), "PNG"),
                    exif=exif)
+
+
+def check_still_ours(path, mark, read_mark):
+    """Refuse to replace a file at `path` unless it carries `mark` or an earlier version's (read_mark(path) gives
+    its mark). Checked before the run starts, this is checked again as each file is replaced: two runs started
+    together into one --output-dir both passed the first check, and the later one replaced the other's images."""
+    if os.path.lexists(path) and read_mark(path) not in (WRITTEN_BY, mark):
+        raise FixableError(f"{path} was written meanwhile by another run (or is no longer this tool's): this run "
+                           f"stops rather than replace it; give each run its own --output-dir")
 
 
 def png_bytes(pixels, longest):

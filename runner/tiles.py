@@ -168,6 +168,8 @@ class Assembly:
         among the layout's; refused in one line otherwise (it holds tiles that cannot be recomputed)."""
         problem = None
         try:
+            if os.path.lexists(path) and not os.path.isfile(path):  # a pipe there would be waited on for good
+                raise ValueError("not a regular file")
             with np.load(path) as saved:
                 assembly = cls(saved["image"], [int(index) for index in saved["done"]])
                 saved_key = str(saved["key"])

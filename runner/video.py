@@ -24,6 +24,7 @@ wheel ships; a folder of frames is read with Pillow.
 """
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -93,7 +94,7 @@ def _open(path):
     if not os.path.isfile(path):
         raise FixableError(f"video {path} not found: check the path")
     try:
-        frames = imageio_ffmpeg.read_frames(path)
+        frames = imageio_ffmpeg.read_frames(_for_ffmpeg(path))
         return frames, next(frames)
     except (OSError, RuntimeError, StopIteration) as error:
         raise FixableError(f"video {path} cannot be read ({_reason(error)}): pass a video file that ffmpeg "
@@ -180,7 +181,8 @@ def mark_in(path):
     if not os.path.isfile(path):
         return None
     try:
-        probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", path], capture_output=True,
+        probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", _for_ffmpeg(path)],
+                               capture_output=True,
                                text=True, errors="replace", timeout=60)
     except subprocess.TimeoutExpired:
         return None
@@ -196,19 +198,30 @@ def written_by_this_tool(path):
     return mark_in(path) is not None
 
 
+def _for_ffmpeg(path):
+    """A path as ffmpeg reads it for a file, whatever its name: a relative name could start with - (an option) or
+    hold a colon before any slash (a protocol, clip:one.mp4)."""
+    return os.path.abspath(path)
+
+
 def write_video(path, frames, fps, mark, sound_from=None):
     """Encode frames (uint8 [height, width, 3]) as H.264 MP4, atomically, with `mark` (utils.mark_of) for its
-    comment; sound_from: a file whose sound to add."""
+    comment; sound_from: a file whose sound to add. The video replaces one at `path` only once it can be read back
+    with its mark: ffmpeg's failure to finish it (a full disk) is not reported by its writer."""
+    utils.check_still_ours(path, mark, mark_in)
     height, width = frames[0].shape[:2]
     with utils.atomic_output(path) as temporary:
         writer = imageio_ffmpeg.write_frames(
-            temporary, (width, height), fps=fps, quality=8, macro_block_size=1, audio_path=sound_from,
+            _for_ffmpeg(temporary), (width, height), fps=fps, quality=8, macro_block_size=1,
+            audio_path=sound_from and _for_ffmpeg(sound_from),
             output_params=["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-metadata", f"comment={mark}",
                            "-f", "mp4", *(["-shortest"] if sound_from else [])])
         writer.send(None)  # starts ffmpeg
         for frame in frames:
             writer.send(np.ascontiguousarray(frame))
         writer.close()
+        if mark_in(temporary) != mark:
+            raise OSError(errno.EIO, "ffmpeg did not finish the video (is the disk full?)", path)
 
 
 @dataclass(frozen=True)
@@ -337,13 +350,17 @@ class FramePhase(Phase):
         return path
 
     def _written(self):
-        """{frame number: the SHA-256 of its written file} of this run (FRAMES_RECORD); {} if none can be read."""
+        """{frame number: the SHA-256 of its written file} of this run (FRAMES_RECORD); {} if none can be read (nor
+        what is not a regular file: a pipe would be waited on)."""
+        if not os.path.isfile(self.frames_record):
+            return {}
         try:
             with open(self.frames_record) as file:
                 record = json.load(file)
         except (OSError, ValueError, UnicodeDecodeError):
             return {}
-        return record.get(self.film_key, {}) if isinstance(record, dict) else {}
+        written = record.get(self.film_key) if isinstance(record, dict) else None
+        return written if isinstance(written, dict) else {}
 
     def stage_done(self, index, image):
         """Write the frame's result (image: [1, height, width, 3] in the network's space), and record it (frame 1

@@ -618,6 +618,17 @@ def test_a_damaged_assembled_image_is_refused_and_the_finished_image_kept(workdi
     assert open("outputs/final.png", "rb").read() == final and assembled.read_bytes() == damaged
 
 
+def test_a_pipe_at_the_assembled_image_is_refused_without_waiting_on_it(workdir, capsys, finished_tiled_run):
+    shutil.copytree(finished_tiled_run[0], workdir, dirs_exist_ok=True)
+    assembled = workdir / "checkpoints" / "style_transfer" / tiles.ASSEMBLED
+    assembled.unlink()
+    os.mkfifo(assembled)
+    with bounded_wait(60):  # were it to block, the alarm ends it
+        code, out, err = run_main(finished_tiled_run[1], capsys)
+    assert_refused(code, out, err, "assembled", "not a regular file", "--restart")
+    assert stat.S_ISFIFO(os.lstat(assembled).st_mode)
+
+
 def test_a_full_disk_while_writing_the_assembled_image_names_it(workdir, capsys, base_args, monkeypatch):
     def no_space(*args, **kwargs):
         raise OSError(28, "No space left on device")

@@ -5,6 +5,8 @@ runs on a small clip (frames, video, TensorBoard, resume after SIGKILL, bad inpu
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import cv2
 import imageio_ffmpeg
@@ -13,7 +15,7 @@ import pytest
 from PIL import Image
 
 import utils
-from conftest import run_script
+from conftest import SCRIPT, run_script
 from runner import flow, video
 from test_run import read_pixels, scalar_series, straight_and_killed
 from utils import FixableError
@@ -99,6 +101,66 @@ def test_a_video_written_is_read_back_frame_by_frame_with_its_rate_and_range(tmp
     assert video.read_clip(path, 20, 15, fps=30.0).fps == 12.0  # --fps is a folder's; a video keeps its own
     with pytest.raises(FixableError, match="holds no frame"):
         video.read_clip(path, 20, 15, numbers=(9, None))
+
+
+VIDEO_ON_A_FULL_DISK = """
+import resource, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from runner import video
+resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.RLIM_INFINITY))  # ffmpeg, its child, inherits it
+frames = [np.random.default_rng(index).integers(0, 255, (64, 96, 3), dtype=np.uint8) for index in range(8)]
+try:
+    video.write_video(sys.argv[2], frames, 10.0, "style_transfer.py (neural style transfer, CS20)")
+except OSError as error:
+    print("refused:", error)
+"""
+
+
+def test_a_video_ffmpeg_could_not_finish_does_not_replace_the_good_one(tmp_path):
+    """On a full disk ffmpeg fails to write the video's end; its writer does not say so: the tool reported the
+    video made, and a good one was replaced by a file no player opens (and the next run refused as not its own)."""
+    path = str(tmp_path / "film.mp4")
+    video.write_video(path, [np.zeros((64, 96, 3), np.uint8)] * 3, 10.0, utils.WRITTEN_BY)
+    good = open(path, "rb").read()
+    done = subprocess.run([sys.executable, "-c", VIDEO_ON_A_FULL_DISK, os.path.dirname(SCRIPT), path],
+                          capture_output=True, text=True, timeout=120)
+    assert "refused: " in done.stdout and "did not finish the video" in done.stdout, (done.stdout, done.stderr)
+    assert open(path, "rb").read() == good and sorted(os.listdir(tmp_path)) == ["film.mp4"]
+
+
+def test_a_video_named_like_an_option_or_a_protocol_is_written_and_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("-film.mp4", "clip:one.mp4"):
+        video.write_video(name, [np.full((16, 16, 3), 80, np.uint8)] * 3, 10.0, utils.mark_of("abc"))
+        assert video.mark_in(name) == utils.mark_of("abc") and video.read_clip(name, 16, 16).numbers == [1, 2, 3]
+
+
+def test_an_image_or_video_another_run_wrote_meanwhile_is_not_replaced(tmp_path):
+    """Two runs started together into one --output-dir both passed the check made before they start: the later
+    one replaced the other's images. Each file is checked again as it is replaced."""
+    image, film = str(tmp_path / "final.png"), str(tmp_path / "final.mp4")
+    utils.save_image(image, np.zeros((8, 8, 3)), utils.mark_of("theirs"))
+    video.write_video(film, [np.zeros((16, 16, 3), np.uint8)] * 2, 10.0, utils.mark_of("theirs"))
+    before = open(image, "rb").read(), open(film, "rb").read()
+    with pytest.raises(FixableError, match="written meanwhile by another run"):
+        utils.save_image(image, np.ones((8, 8, 3)), utils.mark_of("ours"))
+    with pytest.raises(FixableError, match="written meanwhile by another run"):
+        video.write_video(film, [np.ones((16, 16, 3), np.uint8)] * 2, 10.0, utils.mark_of("ours"))
+    assert (open(image, "rb").read(), open(film, "rb").read()) == before
+    utils.save_image(image, np.ones((8, 8, 3)), utils.mark_of("theirs"))  # its own run replaces it
+
+
+def test_a_damaged_or_piped_frames_record_reads_as_none(tmp_path):
+    """frames.json holding null for the film (a traceback), or a named pipe there (waited on for good)."""
+    import types
+    record = tmp_path / "frames.json"
+    record.write_text(json.dumps({"film": None}))
+    phase = types.SimpleNamespace(frames_record=str(record), film_key="film")
+    assert video.FramePhase._written(phase) == {}
+    record.unlink()
+    os.mkfifo(record)
+    assert video.FramePhase._written(phase) == {}
 
 
 def test_sound_is_kept_when_the_source_has_it(tmp_path):

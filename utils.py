@@ -303,11 +303,6 @@ def mark_in(path):
     return found if isinstance(found, str) and is_mark(found) else None
 
 
-def written_by_this_tool(path):
-    """True if the image file at `path` carries the mark save_image writes, of any run."""
-    return mark_in(path) is not None
-
-
 # ---------------------------------------------------------------------------------------------------
 # Files and streams.
 

@@ -193,11 +193,6 @@ def mark_in(path):
     return None
 
 
-def written_by_this_tool(path):
-    """True if the video at `path` carries the mark write_video puts in its comment, of any run."""
-    return mark_in(path) is not None
-
-
 def _for_ffmpeg(path):
     """A path as ffmpeg reads it for a file, whatever its name: a relative name could start with - (an option) or
     hold a colon before any slash (a protocol, clip:one.mp4)."""

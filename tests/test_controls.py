@@ -79,6 +79,7 @@ def test_luminance_matching_gives_a_grey_style_with_the_contents_luminance_mean_
     assert correlation == pytest.approx(1.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_with_luminance_control_the_result_has_the_contents_colours_and_its_style_loss_falls(
         workdir, capsys, base_args):
     runs = {}
@@ -319,6 +320,7 @@ def test_a_style_scale_per_style_reads_each_at_its_own_size(images, tmp_path):
 # ---------------------------------------------------------------------------------------------------
 # With everything else
 
+@pytest.mark.slow
 def test_controls_work_coarse_to_fine_and_with_a_film(workdir, capsys, base_args, tmp_path_factory):
     from test_video import panning_frames, write_frames
 

@@ -114,6 +114,7 @@ def test_a_bad_item_fails_alone_and_a_rerun_skips_what_is_done(workdir, capsys, 
     assert len(read_back("results/styled-0-of-1.tfrecord")) == 5
 
 
+@pytest.mark.slow
 def test_a_finished_data_set_run_with_other_options_is_not_taken_for_done(workdir, capsys, base_args, photos):
     """Run again with another style (and no --restart), a finished data set skipped every item: its results file
     then listed the old images as this run's. Done counts for the options it was done with: with a changed problem

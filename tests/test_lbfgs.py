@@ -14,6 +14,7 @@ def final_loss():
     return scalar_series(LOG_DIR, "total_loss")[-1]
 
 
+@pytest.mark.slow
 def test_lbfgs_beats_adam_in_as_many_steps(tmp_path, monkeypatch, capsys, base_args):
     losses = {}
     for optimizer in ("adam", "lbfgs"):

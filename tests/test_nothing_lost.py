@@ -61,6 +61,7 @@ def test_files_in_the_output_folder_that_the_tool_did_not_write_are_refused(work
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_a_run_never_replaces_another_run_folders_images_in_a_shared_output_folder(workdir, capsys, base_args):
     """Two runs with their own --checkpoint-dir and the default --output-dir: the second replaced the first's step
     images and final image (both carried the tool's mark). The mark names the run folder now."""
@@ -304,6 +305,7 @@ def bracket_series(log_dir):
     return found
 
 
+@pytest.mark.slow
 def test_a_log_folder_named_like_a_pattern_restarts_and_resumes_cleanly(workdir, capsys, base_args):
     log_dir = os.path.join("runs", "run[1]")
     args = [*base_args, "--log-dir", log_dir, "--save-every", "2", "--log-every", "1"]

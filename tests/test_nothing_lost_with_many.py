@@ -107,6 +107,7 @@ def test_hostile_item_names_stay_inside_their_folders_each_in_its_own(workdir, c
 CLASHING = ["cats/1.jpg", "dogs/1.jpg", "cats/2.jpg", "a.png", "a.jpg", "x/", "y/"]
 
 
+@pytest.mark.slow
 def test_items_of_one_name_are_told_apart_alike_by_every_worker(workdir, capsys, base_args):
     from runner.items import find_items
 
@@ -605,6 +606,7 @@ def finished_tiled_run(tmp_path_factory, vgg19_mat, images):
     return folder, args
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["cut", "bit-flipped", "empty", "NaN", "wrong shape", "another run's"])
 def test_a_damaged_assembled_image_is_refused_and_the_finished_image_kept(workdir, capsys, finished_tiled_run, how):
     shutil.copytree(finished_tiled_run[0], workdir, dirs_exist_ok=True)
@@ -618,6 +620,7 @@ def test_a_damaged_assembled_image_is_refused_and_the_finished_image_kept(workdi
     assert open("outputs/final.png", "rb").read() == final and assembled.read_bytes() == damaged
 
 
+@pytest.mark.slow
 def test_a_pipe_at_the_assembled_image_is_refused_without_waiting_on_it(workdir, capsys, finished_tiled_run):
     shutil.copytree(finished_tiled_run[0], workdir, dirs_exist_ok=True)
     assembled = workdir / "checkpoints" / "style_transfer" / tiles.ASSEMBLED
@@ -930,6 +933,7 @@ def test_restart_runs_a_data_sets_finished_items_again(workdir, capsys, base_arg
     assert code == 0 and "2 finished before, skipped; 0 to run" in out, (out, err)
 
 
+@pytest.mark.slow
 def test_packed_images_named_as_results_are_never_replaced_by_results(workdir, capsys, base_args):
     """The packer names its files PREFIX-<i>-of-<n>.tfrecord, as results are named: with that prefix given to
     --output-tfrecord, the packed input was taken for results (passed over as content, a traceback when nothing
@@ -956,6 +960,7 @@ def test_packed_images_named_as_results_are_never_replaced_by_results(workdir, c
     assert_refused(code, out, err, "matches only results of --output-tfrecord")
 
 
+@pytest.mark.slow
 def test_a_damaged_finished_image_is_written_again_or_left_out_of_the_results(workdir, capsys, base_args):
     """A finished item's image cut short blocked the results for good (each rerun: "cannot write a file (image file
     is truncated): free some space"). Cut short (another size than written), the item runs again, resuming at its
@@ -979,6 +984,7 @@ def test_a_damaged_finished_image_is_written_again_or_left_out_of_the_results(wo
     assert [record["image/filename"] for record in read_back("styled-0-of-1.tfrecord")] == [b"a"]
 
 
+@pytest.mark.slow
 def test_results_of_another_shard_count_beside_the_new_ones_are_said(workdir, capsys, base_args):
     """Run as two shards, then as one: the two shards' results stayed beside the new file, unsaid, and a reader of
     styled-*.tfrecord got every item twice. They are the tool's own, but perhaps a live run's: said, not removed."""

@@ -276,6 +276,7 @@ def test_a_tile_overlap_for_an_image_that_is_not_tiled_is_refused(workdir, capsy
     assert "--tile-overlap is for tiled images" in err and "--tile" in err
 
 
+@pytest.mark.slow
 def test_a_tiled_data_set_builds_each_of_its_graphs_once(workdir, tmp_path_factory, capsys, monkeypatch, vgg19_mat,
                                                          images):
     """A tiled image's plan needs two graphs (its coarse scale's, its tiles'): the items of a data set share them."""

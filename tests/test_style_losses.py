@@ -138,6 +138,7 @@ def pixels(path):
     return np.asarray(Image.open(path), dtype=np.float64)
 
 
+@pytest.mark.slow
 def test_the_average_saved_is_the_moving_average_of_the_steps_images(workdir, capsys, base_args):
     steps = ["--iterations", "8", "--save-every", "1"]
     assert run_main([*base_args, *steps, "--output-dir", "plain", "--output", "plain/final.png",
@@ -153,6 +154,7 @@ def test_the_average_saved_is_the_moving_average_of_the_steps_images(workdir, ca
     assert np.abs(pixels("outputs/final.png") - pixels("plain/final.png")).mean() > 1  # not the last step's
 
 
+@pytest.mark.slow
 def test_an_averaged_run_resumes_to_the_same_image(workdir, capsys, base_args):
     common = [*base_args, "--average", "0.9", "--save-every", "4"]
     assert run_main([*common, "--iterations", "8", "--checkpoint-dir", "straight", "--log-dir", "g1",

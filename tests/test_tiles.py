@@ -228,6 +228,7 @@ def test_a_tiled_run_killed_mid_tile_resumes_at_its_tile_to_the_same_image(tmp_p
     assert difference.max() <= 1
 
 
+@pytest.mark.slow
 def test_a_size_too_large_for_memory_is_tiled_by_itself_and_refused_only_when_tiles_cannot_help(
         workdir, monkeypatch, capsys, base_args):
     deepest = "relu5_1"
@@ -259,6 +260,7 @@ def test_bad_tile_options_are_refused_in_one_line(workdir, capsys, base_args, mo
     assert os.listdir(workdir) == []
 
 
+@pytest.mark.slow
 def test_a_damaged_assembled_image_is_refused_on_resume_and_kept(workdir, capsys, base_args):
     args = [*base_args[:-4], "--width", "96", "--height", "64", "--tile", "64", "--tile-overlap", "8",
             "--iterations", "6", "--save-every", "1"]

@@ -117,6 +117,7 @@ except OSError as error:
 """
 
 
+@pytest.mark.slow
 def test_a_video_ffmpeg_could_not_finish_does_not_replace_the_good_one(tmp_path):
     """On a full disk ffmpeg fails to write the video's end; its writer does not say so: the tool reported the
     video made, and a good one was replaced by a file no player opens (and the next run refused as not its own)."""

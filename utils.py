@@ -249,11 +249,17 @@ def save_image(path, pixels, mark):
                    exif=exif)
 
 
+def may_replace(found, mark):
+    """True if a run whose mark is `mark` may replace a file carrying `found` (a mark, or None): its own run
+    folder's, or an earlier version's (which named no run folder)."""
+    return found in (WRITTEN_BY, mark)
+
+
 def check_still_ours(path, mark, read_mark):
-    """Refuse to replace a file at `path` unless it carries `mark` or an earlier version's (read_mark(path) gives
-    its mark). Checked before the run starts, this is checked again as each file is replaced: two runs started
+    """Refuse to replace a file at `path` that may_replace refuses (read_mark(path) gives its mark). Checked
+    before the run starts (runner.guards), this is checked again as each file is replaced: two runs started
     together into one --output-dir both passed the first check, and the later one replaced the other's images."""
-    if os.path.lexists(path) and read_mark(path) not in (WRITTEN_BY, mark):
+    if os.path.lexists(path) and not may_replace(read_mark(path), mark):
         raise FixableError(f"{path} was written meanwhile by another run (or is no longer this tool's): this run "
                            f"stops rather than replace it; give each run its own --output-dir")
 

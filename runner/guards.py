@@ -120,7 +120,7 @@ def check_nothing_overwritten(folders, schedule, inputs, planned_elsewhere=()):
         if mark is None:
             raise FixableError(f"{path} exists and was not written by style_transfer.py: the run would replace it; "
                                f"move it, or choose another --output or --output-dir")
-        if mark not in (utils.WRITTEN_BY, ours):  # an earlier version's mark names no run: replaced as before
+        if not utils.may_replace(mark, ours):
             raise FixableError(f"{path} was written by another run (of another --checkpoint-dir, or of one since "
                                f"deleted): this run would replace it; move it, or choose another --output or "
                                f"--output-dir")

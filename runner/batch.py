@@ -250,7 +250,6 @@ class DoneItems:
         which a run that skips what is done does not pay). options: the key of this run's options
         (runner.inputs.options_key): an item finished with other options is not finished for this run."""
         self.output_dir, self.item_folder, self.options = output_dir, item_folder, options
-        self.sources = {item.name: item.source for item in items}
         self.done = {}  # item name -> Done
         self.seen = {}  # restarting: item name -> its done record's (inode, time) as first read
         for item in items:
@@ -263,16 +262,16 @@ class DoneItems:
         if without_record:
             self.done.update(Manifests(output_dir, without_record).done)
 
-    def finished(self, name):
+    def finished(self, item):
         """The item's Done if it was finished with this run's options from its source and its image is there, else
         None."""
-        return finished(self.output_dir, self.done.get(name), self.options, self.sources.get(name))
+        return finished(self.output_dir, self.done.get(item.name), self.options, item.source)
 
-    def finished_otherwise(self, name):
+    def finished_otherwise(self, item):
         """True if the item was finished, but with other options than this run's or from another source (so it
         runs again)."""
-        done = self.done.get(name)
-        return done is not None and not done.counts_for(self.options, self.sources.get(name))
+        done = self.done.get(item.name)
+        return done is not None and not done.counts_for(self.options, item.source)
 
     def finished_meanwhile(self, item):
         """Under the item's lock: its Done if another worker finished it (with these options, from its source)
@@ -379,9 +378,9 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False, optio
                                 json.dumps([item.name for item in mine]) + "\n")
     manifest = os.path.join(output_dir, MANIFEST.format(index=shard.index, count=shard.count))
     done = DoneItems(output_dir, mine, item_folder, restarting=redo, options=options)
-    todo = mine if redo else [item for item in mine if not done.finished(item.name)]
+    todo = mine if redo else [item for item in mine if not done.finished(item)]
     skipped = len(mine) - len(todo)
-    otherwise = 0 if redo else sum(done.finished_otherwise(item.name) for item in todo)
+    otherwise = 0 if redo else sum(done.finished_otherwise(item) for item in todo)
     print(f"Shard {shard}: {len(mine)} of {len(items)} items; {skipped} finished before, skipped; {len(todo)} to run"
           f"{' (--restart runs them again)' if skipped else ''}"
           f"{f', {otherwise} of them finished before with other options' if otherwise else ''}", flush=True)
@@ -411,7 +410,7 @@ def run_items(items, shard, output_dir, run_item, item_folder, redo=False, optio
                     print(f"item {shown(item.name)} was finished by another worker meanwhile", flush=True)
                     counts["left"] += 1
                     continue
-                elif done.finished_otherwise(item.name):  # with other options, or another file of its name
+                elif done.finished_otherwise(item):  # with other options, or another file of its name
                     again(item)
                 if item.failure:
                     raise FixableError(item.failure)
@@ -482,11 +481,11 @@ def write_results(prefix, shard, output_dir, items, found_here=None, options=Non
     others), whichever shard count finished it: as this process's run_items found or finished it (found_here, its
     DoneItems), else as the manifests say (read only for the names it does not know)."""
     from runner import tfrecords
-    names = [item.name for item in items]
-    entries = {name: done for name in names if found_here and (done := found_here.finished(name))}
-    unknown = set(names) - set(found_here.done if found_here else ())  # what this run knows of is not looked up again
+    entries = {item.name: done for item in items if found_here and (done := found_here.finished(item))}
+    # What this run knows of is not looked up again; the others' sources, to check the manifests' lines against.
+    unknown = {item.name: item.source for item in items if not found_here or item.name not in found_here.done}
     if unknown:
-        manifests = Manifests(output_dir, unknown, options, {item.name: item.source for item in items})
+        manifests = Manifests(output_dir, set(unknown), options, unknown)
         entries.update({name: done for name in unknown if (done := manifests.finished(name))})
     records = []
     for name, done in sorted(entries.items()):

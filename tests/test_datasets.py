@@ -301,16 +301,17 @@ def test_an_item_run_again_is_not_done_until_it_is_done_again(tmp_path):
     for restart, options in ((True, "A"), (False, "B")):
         with pytest.raises(Killed):
             batch.run_items([item], shard, output_dir, killed_after_its_image, folder, redo=restart, options=options)
-        assert batch.DoneItems(output_dir, [item], folder, options="A").finished("a") is None
+        assert batch.DoneItems(output_dir, [item], folder, options="A").finished(item) is None
         assert batch.Manifests(output_dir, {"a"}, "A", {"a": item.source}).finished("a") is None
         assert batch.summary(output_dir)["left"] == 1
         assert batch.run_items([item], shard, output_dir, finishing, folder, options="A")[0] == 0  # done again
-        assert batch.DoneItems(output_dir, [item], folder, options="A").finished("a") is not None
+        assert batch.DoneItems(output_dir, [item], folder, options="A").finished(item) is not None
 
     for same_place in ("./photos/a.png", "photos//a.png"):
-        assert batch.DoneItems(output_dir, [items.Item("a", same_place, same_place)], folder, options="A").finished("a")
+        moved = items.Item("a", same_place, same_place)
+        assert batch.DoneItems(output_dir, [moved], folder, options="A").finished(moved)
     other = items.Item("a", "photos/a.jpg", "photos/a.jpg")
-    assert batch.DoneItems(output_dir, [other], folder, options="A").finished("a") is None
+    assert batch.DoneItems(output_dir, [other], folder, options="A").finished(other) is None
 
 
 def test_damaged_manifests_and_records_are_passed_over(tmp_path):
